@@ -1,0 +1,34 @@
+"""Shared test set-up.
+
+Benchmark-file tests need the public files; they use $TLAX_DATA_DIR, or
+../shared/data beside the checkout when that exists (as in CI), and are
+skipped with a visible reason otherwise.
+"""
+
+import os
+import pathlib
+
+import pytest
+
+_REPO = pathlib.Path(__file__).resolve().parents[1]
+_SHARED = _REPO.parent / "shared" / "data"
+if not os.environ.get("TLAX_DATA_DIR") and _SHARED.is_dir():
+  os.environ["TLAX_DATA_DIR"] = str(_SHARED)
+
+# Keep test runs hermetic: TFDS builds and caches go to a temporary folder.
+os.environ.setdefault("TLAX_CACHE_DIR", str(_REPO / ".pytest_cache" / "tlax"))
+
+
+def _benchmark_files_available() -> bool:
+  from tlax.data import files  # pylint: disable=g-import-not-at-top
+  return files.available()
+
+
+@pytest.fixture(scope="session")
+def data_dir():
+  """The benchmark data directory; skips the test when the files are absent."""
+  if not _benchmark_files_available():
+    pytest.skip("benchmark files not found: set TLAX_DATA_DIR to a folder with "
+                "office_caltech10_surf/, mnist_usps/ and coil20/ (public files: "
+                "https://github.com/chamwen/JPDA/tree/master/data)")
+  return os.environ["TLAX_DATA_DIR"]

@@ -1,0 +1,3 @@
+"""tlax: transfer learning in JAX."""
+
+__version__ = "0.1.0"
