@@ -1,0 +1,49 @@
+"""Classifier networks: flax.linen modules returning ``(logits, features)``.
+
+Every model follows the contract of :mod:`tlax.methods.base`:
+``model.apply(variables, x, train=bool, rngs=..., mutable=...)`` returns
+``(logits, features)``; ``features`` maps names to intermediate activations
+and ``features["embedding"]`` is always the input of the classification head,
+a submodule named ``head`` (so fine-tuning rules can reset ``head/...``).
+
+Registry: :func:`get_model` maps the names used in configs to constructors.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import flax.linen as nn
+
+from tlax.models.layers import Conv, conv2d, conv2d_im2col_grad
+from tlax.models.lenet import LeNet
+from tlax.models.mlp import MLP
+from tlax.models.resnet import BasicBlock, ResNet
+
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "mlp": MLP,
+    "lenet": LeNet,
+    "resnet8": functools.partial(ResNet, depth=8),
+    "resnet14": functools.partial(ResNet, depth=14),
+    "resnet20": functools.partial(ResNet, depth=20),
+    "resnet32": functools.partial(ResNet, depth=32),
+}
+
+
+def get_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
+  """The model registered as ``name`` with ``num_classes`` outputs.
+
+  ``kwargs`` are the model's attributes, e.g.
+  ``get_model("mlp", 10, hidden=(512,), dropout=0.5)``.
+  """
+  try:
+    ctor = MODELS[name]
+  except KeyError:
+    raise KeyError(f"Unknown model {name!r}; registered models: "
+                   f"{', '.join(sorted(MODELS))}.") from None
+  return ctor(num_classes=num_classes, **kwargs)
+
+
+__all__ = ["MODELS", "get_model", "MLP", "LeNet", "ResNet", "BasicBlock",
+           "Conv", "conv2d", "conv2d_im2col_grad"]
