@@ -1,0 +1,31 @@
+"""Domains, transfer tasks and paired batches.
+
+    import tlax.data as td
+    td.list_domains()
+    dom = td.load_domain("digits/syndigits", image_size=16, seed=0)
+    task = td.make_task("digits/sklearn", "digits/mnistm", channels=3)
+    batches = td.PairedBatches(task, batch_size=64, seed=0)
+    batch = batches.batch(step)   # pure function of (seed, step)
+
+See ``docs/domains.md`` for every domain, its splits and preprocessing.
+"""
+
+from tlax.data.domains import Domain
+from tlax.data.domains import DomainShapeError
+from tlax.data.domains import list_domains
+from tlax.data.domains import load_domain
+from tlax.data.files import DataFileError
+from tlax.data.tasks import make_task
+from tlax.data.tasks import PairedBatches
+from tlax.data.tasks import Task
+
+__all__ = [
+    "DataFileError",
+    "Domain",
+    "DomainShapeError",
+    "PairedBatches",
+    "Task",
+    "list_domains",
+    "load_domain",
+    "make_task",
+]
