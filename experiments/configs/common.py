@@ -1,0 +1,118 @@
+"""Shared config defaults: ``base_config()`` and the per-collection table.
+
+Every experiment config starts from :func:`base_config` and sets its method.
+Fields left ``None`` (and ``model.name = "auto"``) are filled at run time by
+:func:`tlax.train.resolve_config` from ``config.auto.<collection>`` (the part
+of ``config.source`` before the slash) or ``config.auto.default``, so the one
+runner command gives sensible settings for every benchmark while any
+``--config.<field>=...`` on the command line still wins. ``result.json``
+records the resolved values.
+"""
+
+import ml_collections
+from ml_collections import config_dict
+
+# The default task needs no files: embedded domains (tlax.data.synthetic).
+DEFAULT_SOURCE = "digits/sklearn"
+DEFAULT_TARGET = "digits/mnistm"
+DEFAULT_IMAGE_SIZE = 16
+
+# Per-collection training settings (keys are dotted config fields).
+# office_caltech10: 800-d SURF features, 157-1123 examples per domain: a small
+#   MLP with Adam. mnist_usps and digits: 16x16 images, LeNet, SGD momentum
+#   0.9, lr 0.01 with the DANN annealing (Ganin et al., 2016).
+AUTO = {
+    "default": {
+        "steps": 3000, "batch_size": 64,
+        "optimizer": {"name": "sgd", "lr": 0.01, "schedule": "dann",
+                      "weight_decay": 5e-4},
+    },
+    "office_caltech10": {
+        "model": {"name": "mlp"},
+        "steps": 1000, "batch_size": 32,
+        "optimizer": {"name": "adam", "lr": 1e-3, "schedule": "constant",
+                      "weight_decay": 5e-4},
+    },
+    "digits": {"channels": 3},  # digits/sklearn is grey, mnistm RGB
+    "mnist_usps": {
+        "model": {"name": "lenet"},
+        "steps": 3000, "batch_size": 64,
+    },
+    "coil20": {
+        "model": {"name": "mlp"},
+        "steps": 1000, "batch_size": 32,
+        "optimizer": {"name": "adam", "lr": 1e-3, "schedule": "constant",
+                      "weight_decay": 5e-4},
+    },
+}
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """All fields shared by the experiment configs."""
+  c = ml_collections.ConfigDict()
+  # Task.
+  c.source = DEFAULT_SOURCE
+  c.target = DEFAULT_TARGET
+  c.seed = 0
+  c.image_size = DEFAULT_IMAGE_SIZE          # ignored by feature domains
+  c.channels = config_dict.placeholder(int)  # None: the domains' own
+  c.data_dir = config_dict.placeholder(str)  # None: $TLAX_DATA_DIR
+  c.domain_options = ml_collections.ConfigDict()
+  c.source_val_fraction = 0.1
+  c.target_labeled_per_class = 0
+
+  # Model and method.
+  c.model = ml_collections.ConfigDict()
+  c.model.name = "auto"  # auto: from AUTO, else mlp (features) / lenet (images)
+  c.model.kwargs = ml_collections.ConfigDict()
+  c.method = ml_collections.ConfigDict()
+  c.method.name = "source_only"
+
+  # Optimisation (None: from AUTO).
+  c.optimizer = ml_collections.ConfigDict()
+  c.optimizer.name = config_dict.placeholder(str)    # sgd | adam | adamw
+  c.optimizer.lr = config_dict.placeholder(float)
+  c.optimizer.schedule = config_dict.placeholder(str)  # constant|cosine|dann
+  c.optimizer.weight_decay = config_dict.placeholder(float)
+  c.optimizer.momentum = 0.9
+  c.optimizer.nesterov = False
+  c.optimizer.b1 = 0.9
+  c.optimizer.b2 = 0.999
+  c.optimizer.eps = 1e-8
+  c.optimizer.warmup_steps = 0
+  c.optimizer.clip_norm = 0.0  # 0: no clipping
+  c.steps = config_dict.placeholder(int)
+  c.batch_size = config_dict.placeholder(int)
+  c.target_batch_size = config_dict.placeholder(int)  # None: batch_size
+  c.labeled_batch_size = 0
+
+  # Logging, evaluation, checkpoints.
+  c.log_every = 50
+  c.eval_every = config_dict.placeholder(int)        # None: steps // 10
+  c.checkpoint_every = config_dict.placeholder(int)  # None: eval_every
+  c.eval_batch_size = 256
+  c.progress = True
+  c.quick = False
+  c.stop_after_step = -1  # tests only: SIGKILL the process after this step
+
+  c.auto = ml_collections.ConfigDict(AUTO)
+  return c
+
+
+def make_quick(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Shrinks a config to a ten-step run of a small MLP (tests, notebooks)."""
+  c.quick = True
+  c.steps = 10
+  c.batch_size = 8
+  c.log_every = 5
+  c.eval_every = 5
+  c.checkpoint_every = 5
+  c.eval_batch_size = 64
+  c.progress = False
+  c.model.name = "mlp"
+  c.model.kwargs = ml_collections.ConfigDict({"hidden": (32,)})
+  c.optimizer.name = "sgd"
+  c.optimizer.lr = 0.01
+  c.optimizer.schedule = "dann"
+  c.optimizer.weight_decay = 0.0
+  return c

@@ -1,0 +1,55 @@
+r"""Runs one experiment: trains, evaluates, writes ``<workdir>/result.json``.
+
+  python -m experiments.run --config=experiments/configs/<method>.py \
+    --config.source=<collection/domain> --config.target=<collection/domain> \
+    --config.seed=<n> --workdir=<dir>
+
+A killed run resumes from its last checkpoint when started again with the
+same flags; a finished one returns its result at once. The last line printed
+is the result summary as JSON.
+"""
+
+import json
+import logging as py_logging
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from tlax import train
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Experiment config file (experiments/configs/*.py).",
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None,
+                               "Folder for checkpoints, metrics and results.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+SUMMARY_KEYS = ("method", "source", "target", "seed", "steps",
+                "target_accuracy", "source_val_accuracy", "selected",
+                "wall_time_s", "device")
+
+
+class _QuietOrbax(py_logging.Filter):
+  """Drops orbax's per-save INFO lines (dozens per checkpoint)."""
+
+  def filter(self, record):
+    return record.levelno >= py_logging.WARNING or "orbax" not in (
+        record.pathname or "")
+
+
+def quiet_orbax_logs() -> None:
+  logging.get_absl_handler().addFilter(_QuietOrbax())
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  quiet_orbax_logs()
+  result = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  print(json.dumps({k: result.get(k) for k in SUMMARY_KEYS}))
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,78 @@
+"""Checkpoints with orbax: the TrainState pytree plus the run's config (JSON).
+
+A checkpoint directory holds one sub-directory per saved step (orbax writes
+each one to a temporary name and renames it when complete, so a run killed
+while saving leaves the previous checkpoint intact). Saving is synchronous:
+when :func:`save_checkpoint` returns, the checkpoint is on disk.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+import jax
+import orbax.checkpoint as ocp
+
+from tlax.train.state import TrainState
+
+
+def checkpoint_manager(directory: str | os.PathLike, *, max_to_keep: int = 2
+                       ) -> ocp.CheckpointManager:
+  """An orbax ``CheckpointManager`` keeping the last ``max_to_keep`` steps."""
+  options = ocp.CheckpointManagerOptions(
+      max_to_keep=max_to_keep, create=True, enable_async_checkpointing=False)
+  return ocp.CheckpointManager(os.path.abspath(os.fspath(directory)),
+                               options=options)
+
+
+def save_checkpoint(manager: ocp.CheckpointManager, state: TrainState,
+                    config: Mapping[str, Any]) -> int:
+  """Saves ``state`` (at its own step) and the JSON-able ``config``.
+
+  Returns:
+    The step saved.
+  """
+  step = int(jax.device_get(state.step))
+  manager.save(step, args=ocp.args.Composite(
+      state=ocp.args.StandardSave(state),
+      config=ocp.args.JsonSave(dict(config))), force=True)
+  manager.wait_until_finished()
+  return step
+
+
+def restore_config(manager: ocp.CheckpointManager, step: int | None = None
+                   ) -> dict | None:
+  """The config saved with a checkpoint (default: the latest); None if none."""
+  step = manager.latest_step() if step is None else step
+  if step is None:
+    return None
+  restored = manager.restore(step, args=ocp.args.Composite(
+      config=ocp.args.JsonRestore()))
+  return dict(restored.config)
+
+
+def restore_checkpoint(manager: ocp.CheckpointManager, target: TrainState,
+                       step: int | None = None) -> TrainState:
+  """Restores a :class:`TrainState` (default: the latest step).
+
+  Args:
+    manager: the checkpoint manager.
+    target: a state with the same structure, shapes and dtypes (a freshly
+      initialised one); its values are not used.
+    step: the step to restore; None for the latest.
+
+  Raises:
+    FileNotFoundError: no checkpoint in the directory.
+    ValueError (from orbax): the saved tree does not match ``target``.
+  """
+  step = manager.latest_step() if step is None else step
+  if step is None:
+    raise FileNotFoundError(f"No checkpoint in {manager.directory}.")
+  abstract = jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
+                                     sharding=getattr(x, "sharding", None)),
+      target)
+  restored = manager.restore(step, args=ocp.args.Composite(
+      state=ocp.args.StandardRestore(abstract)))
+  return restored.state

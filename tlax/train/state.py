@@ -1,0 +1,109 @@
+"""The train state: everything a run depends on, in one checkpointable pytree.
+
+Exact resumability (DESIGN.md) holds because the step, the parameters, the
+method's non-trainable state, the optimiser state and the PRNG key all live
+here, and the data pipeline needs only the step (``PairedBatches.batch(step)``
+is a pure function of the seed and the step).
+
+Per-run quantities that researchers sweep (the learning rate, a method's
+alignment weight lambda, ...) are float32 scalars in ``hparams`` rather than
+Python constants, so many runs can later be trained in one program with
+``jax.vmap`` over stacked states.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from tlax.train.optim import make_optimizer
+
+PyTree = Any
+
+
+@flax.struct.dataclass
+class TrainState:
+  """The state of one training run.
+
+  Attributes:
+    step: int32 scalar, the number of optimiser updates done so far.
+    params: the method's trainable pytree, ``{"model": ..., <extra nets>}``.
+    state: the method's non-trainable pytree (BatchNorm statistics, EMAs).
+    opt_state: the optax state of the optimiser.
+    rng: raw ``uint32`` key data (``jax.random.key_data``) so that the state
+      is a plain array pytree that orbax saves and restores as is; the step
+      wraps it into a typed key.
+    hparams: dict of float32 scalars: ``"lr"`` (the base learning rate) and
+      the method's ``default_hparams`` (e.g. ``"lambda"``).
+  """
+  step: jax.Array
+  params: PyTree
+  state: PyTree
+  opt_state: PyTree
+  rng: jax.Array
+  hparams: Mapping[str, jax.Array]
+
+
+def init_hparams(config, method) -> dict[str, jax.Array]:
+  """The run's sweepable hyper-parameters as float32 scalars.
+
+  ``"lr"`` comes from ``config.optimizer.lr``; every key of
+  ``method.default_hparams`` takes the value of ``config.method.<key>`` when
+  the config has it, else the method's default.
+
+  Raises:
+    ValueError: a hyper-parameter value that is not a finite number.
+  """
+  values = {"lr": config.optimizer.lr}
+  method_cfg = config.method
+  for key, default in dict(method.default_hparams).items():
+    value = method_cfg.get(key, None)
+    values[key] = default if value is None else value
+  out = {}
+  for key, value in values.items():
+    try:
+      value = float(value)
+    except (TypeError, ValueError):
+      raise ValueError(f"Hyper-parameter {key!r} must be a number, got "
+                       f"{value!r}.") from None
+    if not np.isfinite(value):
+      raise ValueError(f"Hyper-parameter {key!r} must be finite, got {value}.")
+    out[key] = jnp.asarray(value, jnp.float32)
+  return out
+
+
+def create_train_state(config, method, batch
+                       ) -> tuple[TrainState, optax.GradientTransformation]:
+  """A fresh :class:`TrainState` for a config, and its optimiser.
+
+  Args:
+    config: the experiment config (``seed``, ``optimizer``, ``method``).
+    method: a :class:`tlax.methods.Method`.
+    batch: a sample batch (only shapes matter).
+
+  Returns:
+    ``(state, tx)``: the state at step 0 and the optimiser of
+    :func:`tlax.train.make_optimizer`. The initialisation key and the
+    training key are both derived from ``config.seed``.
+  """
+  key = jax.random.key(int(config.seed))
+  init_key, train_key = jax.random.split(key)
+  try:  # traced: one compilation instead of op-by-op dispatch
+    params, state = jax.jit(method.init)(init_key, batch)
+  except TypeError:  # an init that needs concrete values: run it eagerly
+    params, state = method.init(init_key, batch)
+  tx = make_optimizer(config, params)
+  train_state = TrainState(
+      step=jnp.asarray(0, jnp.int32),
+      params=params,
+      state=state,
+      opt_state=tx.init(params),
+      rng=jax.random.key_data(train_key),
+      hparams=init_hparams(config, method),
+  )
+  return train_state, tx

@@ -1,0 +1,466 @@
+"""The one generic trainer: ``train_and_evaluate(config, workdir) -> result``.
+
+Flow (DESIGN.md): config -> task -> paired batches -> method -> jitted step
+-> metrics (``metrics.jsonl``) -> checkpoints (orbax) -> evaluation ->
+``result.json``.
+
+Workdir layout::
+
+    <workdir>/checkpoints/<step>/   the TrainState and the config (last 2)
+    <workdir>/metrics.jsonl         train and eval records, one per line
+    <workdir>/result.json           the final result (written atomically)
+
+Resuming: when ``<workdir>`` holds a checkpoint, the run continues from it
+and ends with exactly the parameters of an uninterrupted run (the batches
+are a pure function of the seed and the step, the PRNG key is in the state).
+When ``result.json`` exists for the same config, it is returned without
+training. A workdir belongs to one config: a different one is an error that
+lists the differing keys.
+
+Fields left ``None`` in the config (and ``model.name == "auto"``) take
+per-collection defaults from ``config.auto`` (see
+``experiments/configs/common.py``); the model is chosen by the kind of the
+domains when the table does not name one: ``mlp`` for feature vectors,
+``lenet`` for images. ``result.json`` records the resolved config.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import platform
+import signal
+import sys
+import time
+from typing import Any, Mapping
+
+from absl import logging
+import jax
+import ml_collections
+import numpy as np
+import tqdm
+
+import tlax
+from tlax.train import checkpoint as ckpt_lib
+from tlax.train.evaluate import evaluate
+from tlax.train.metrics_log import MetricsLog
+from tlax.train.metrics_log import write_atomic
+from tlax.train.optim import make_optimizer
+from tlax.train.optim import make_schedule
+from tlax.train.state import create_train_state
+from tlax.train.step import make_train_step
+
+# Fields that may be left None (or "auto") and are then filled from
+# config.auto[<collection of the source>] or config.auto.default.
+AUTO_FIELDS = ("model.name", "steps", "batch_size", "optimizer.name",
+               "optimizer.lr", "optimizer.schedule", "optimizer.weight_decay",
+               "channels", "image_size")
+# Of those, the ones a run cannot do without.
+REQUIRED_FIELDS = ("model.name", "steps", "batch_size", "optimizer.name",
+                   "optimizer.lr")
+# Fields that do not change the numbers a run produces: ignored when a
+# workdir's saved config is compared with the requested one.
+NON_RESULT_FIELDS = ("progress", "stop_after_step", "data_dir")
+MODEL_BY_KIND = {"features": "mlp", "image": "lenet"}
+
+
+class ConfigMismatchError(ValueError):
+  """The workdir holds a run (checkpoint or result) made with another config."""
+
+
+class NonFiniteLossError(FloatingPointError):
+  """The training loss became NaN or infinite."""
+
+
+# ----------------------------------------------------------------------------
+# Config helpers
+# ----------------------------------------------------------------------------
+def _json_safe(value):
+  if isinstance(value, Mapping):
+    return {str(k): _json_safe(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [_json_safe(v) for v in value]
+  if isinstance(value, (np.generic,)):
+    return value.item()
+  if value is None or isinstance(value, (bool, int, float, str)):
+    return value
+  return repr(value)
+
+
+def config_to_dict(config) -> dict:
+  """A JSON-able plain dict of a ConfigDict (references resolved)."""
+  if isinstance(config, ml_collections.ConfigDict):
+    config = config.to_dict()
+  return json.loads(json.dumps(_json_safe(config)))
+
+
+def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+  out = {}
+  for k, v in d.items():
+    key = f"{prefix}{k}"
+    if isinstance(v, Mapping) and v:
+      out.update(_flatten(v, key + "."))
+    else:
+      out[key] = v
+  return out
+
+
+def config_diff(requested: Mapping[str, Any], saved: Mapping[str, Any], *,
+                partial: bool = False) -> list[str]:
+  """The dotted keys where two configs differ, as readable lines.
+
+  Args:
+    requested: the config of this run (a dict).
+    saved: the config stored in the workdir (a dict).
+    partial: if True, keys that ``requested`` leaves None or ``"auto"`` are
+      not compared (the saved config is resolved, the request may not be).
+  """
+  a = _flatten(config_to_dict(requested))
+  b = _flatten(config_to_dict(saved))
+  lines = []
+  for key in sorted(set(a) | set(b)):
+    if key.split(".")[0] in NON_RESULT_FIELDS:
+      continue
+    va, vb = a.get(key, "<absent>"), b.get(key, "<absent>")
+    if partial and va in (None, "auto"):
+      continue
+    if va != vb:
+      lines.append(f"  {key}: requested {va!r}, workdir has {vb!r}")
+  return lines
+
+
+def _get(config, dotted: str):
+  node = config
+  for part in dotted.split("."):
+    if node is None or part not in node:
+      return None
+    node = node[part]
+  return node
+
+
+def _set(config, dotted: str, value) -> None:
+  *parents, leaf = dotted.split(".")
+  node = config
+  for part in parents:
+    node = node[part]
+  node[leaf] = value
+
+
+def resolve_config(config: ml_collections.ConfigDict, task=None
+                   ) -> ml_collections.ConfigDict:
+  """A copy of ``config`` with the automatic fields filled in.
+
+  Fields of :data:`AUTO_FIELDS` that are None (``model.name`` "auto") take
+  the value of ``config.auto.<collection>`` or else ``config.auto.default``
+  (``<collection>`` is the part of ``config.source`` before the slash); a
+  model still unnamed is chosen by the domains' kind (``task.source.kind``)
+  when ``task`` is given: ``mlp`` for feature vectors, ``lenet`` for
+  images. ``eval_every`` None
+  becomes ``max(1, steps // 10)``, ``checkpoint_every`` None becomes
+  ``eval_every``.
+
+  Raises:
+    ValueError: a field is still unset, or a value is out of range.
+  """
+  config = copy.deepcopy(config)
+  with config.unlocked():
+    collection = str(config.source).split("/")[0]
+    auto = config_to_dict(config.get("auto") or {})
+    table = _flatten(auto.get("default") or {})
+    table.update(_flatten(auto.get(collection) or {}))
+    for field in AUTO_FIELDS:
+      value = _get(config, field)
+      if value is None or value == "auto":
+        if table.get(field) is not None:
+          _set(config, field, table[field])
+    if task is not None and config.model.name in (None, "auto"):
+      kind = getattr(getattr(task, "source", None), "kind", None)
+      if kind is None and task is not None:
+        kind = "features" if len(task.input_shape) == 1 else "image"
+      if kind in MODEL_BY_KIND:
+        config.model.name = MODEL_BY_KIND[kind]
+    if config.get("eval_every") is None and config.get("steps"):
+      config.eval_every = max(1, int(config.steps) // 10)
+    if config.get("checkpoint_every") is None:
+      config.checkpoint_every = config.eval_every
+  validate_config(config, check_model=task is not None)
+  return config
+
+
+def validate_config(config, check_model: bool = True) -> None:
+  """Raises ValueError naming the field when a value is unset or invalid."""
+  for field in REQUIRED_FIELDS:
+    if field == "model.name" and not check_model:
+      continue
+    value = _get(config, field)
+    if value is None or value == "auto":
+      raise ValueError(
+          f"config.{field} is not set and config.auto has no default for "
+          f"collection {str(config.source).split('/')[0]!r}; set "
+          f"--config.{field}=...")
+  for field in ("steps", "batch_size", "log_every", "eval_every",
+                "checkpoint_every", "eval_batch_size"):
+    value = config.get(field)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
+        or value < 1:
+      raise ValueError(f"config.{field} must be a positive integer, got "
+                       f"{value!r}.")
+  if config.get("labeled_batch_size", 0) < 0:
+    raise ValueError("config.labeled_batch_size must be >= 0.")
+  lr = config.optimizer.lr
+  if not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr < 0:
+    raise ValueError(f"config.optimizer.lr must be a finite number >= 0, "
+                     f"got {lr!r}.")
+  if not isinstance(config.seed, (int, np.integer)) or isinstance(
+      config.seed, bool):
+    raise ValueError(f"config.seed must be an integer, got {config.seed!r}.")
+  make_schedule(config)  # validates the schedule and the warm-up
+  make_optimizer(config)  # validates the optimiser settings
+
+
+# ----------------------------------------------------------------------------
+# Building blocks
+# ----------------------------------------------------------------------------
+def load_task(config):
+  """The task of a (resolved) config via :func:`tlax.data.make_task`."""
+  from tlax import data  # pylint: disable=g-import-not-at-top
+  options = config_to_dict(config.get("domain_options") or {}) or None
+  return data.make_task(
+      config.source, config.target,
+      image_size=config.get("image_size"), channels=config.get("channels"),
+      data_dir=config.get("data_dir"), seed=int(config.seed),
+      target_labeled_per_class=int(config.get("target_labeled_per_class", 0)),
+      source_val_fraction=float(config.get("source_val_fraction", 0.1)),
+      domain_options=options)
+
+
+def make_batches(config, task):
+  from tlax import data  # pylint: disable=g-import-not-at-top
+  return data.PairedBatches(
+      task, int(config.batch_size), seed=int(config.seed),
+      target_batch_size=config.get("target_batch_size"),
+      labeled_batch_size=int(config.get("labeled_batch_size") or 0))
+
+
+def build_method(config, task):
+  """The method object of a (resolved) config for ``task``."""
+  from tlax import methods  # pylint: disable=g-import-not-at-top
+  from tlax import models  # pylint: disable=g-import-not-at-top
+  method_cls = methods.get_method(config.method.name)
+  kwargs = {k: tuple(v) if isinstance(v, list) else v
+            for k, v in config_to_dict(config.model.get("kwargs") or {}).items()}
+  model = models.get_model(config.model.name, task.num_classes, **kwargs)
+  ctx = methods.MethodContext(model=model, num_classes=task.num_classes,
+                              config=config, total_steps=int(config.steps))
+  return method_cls(ctx)
+
+
+def _device_name() -> str:
+  d = jax.devices()[0]
+  return f"{d.platform}:{getattr(d, 'device_kind', '')}".rstrip(":")
+
+
+def _selected(evals: list[dict]) -> dict | None:
+  """Label-free model selection: the evaluation with the best source-val
+  accuracy (the latest one among ties). Never selects by target accuracy."""
+  scored = [r for r in evals if r.get("source_val_accuracy") is not None]
+  if not scored:
+    return None
+  best = max(scored, key=lambda r: (r["source_val_accuracy"], r["step"]))
+  return {"criterion": "source_val_accuracy", "step": best["step"],
+          "source_val_accuracy": best["source_val_accuracy"],
+          "target_accuracy": best["target_accuracy"],
+          "target_mean_class_accuracy": best.get("target_mean_class_accuracy")}
+
+
+# ----------------------------------------------------------------------------
+# The trainer
+# ----------------------------------------------------------------------------
+def train_and_evaluate(config: ml_collections.ConfigDict,
+                       workdir: str | os.PathLike) -> dict:
+  """Trains a method on a task, evaluates it and writes ``result.json``.
+
+  Args:
+    config: the experiment config (``experiments/configs/*.py``).
+    workdir: the run's folder (created if needed). A checkpoint there is
+      resumed; a finished result for the same config is returned as is.
+
+  Returns:
+    The result dict also written to ``<workdir>/result.json``: ``method``,
+    ``source``, ``target``, ``seed``, ``steps``, ``target_accuracy``
+    (percent, at the final step), ``target_mean_class_accuracy``,
+    ``per_class_accuracy``, ``source_val_accuracy``, ``selected`` (the
+    evaluated step with the best source-validation accuracy and its target
+    accuracy), ``wall_time_s``, ``config``, ``tlax_version``,
+    ``jax_version``, ``device``.
+
+  Raises:
+    ConfigMismatchError: the workdir holds a run with another config.
+    NonFiniteLossError: the loss became NaN/inf (the step is named; the
+      last checkpoint saved before it is kept).
+    KeyError / ValueError: unknown names or invalid values in the config,
+      naming the valid ones; errors of :func:`tlax.data.make_task` (missing
+      files, mismatched domain shapes) are passed through unchanged.
+  """
+  t_start = time.time()
+  workdir = os.path.abspath(os.fspath(workdir))
+  os.makedirs(workdir, exist_ok=True)
+  result_path = os.path.join(workdir, "result.json")
+  if os.path.exists(result_path):
+    with open(result_path) as f:
+      previous = json.load(f)
+    diff = config_diff(config, previous.get("config", {}), partial=True)
+    if diff:
+      raise ConfigMismatchError(
+          f"{result_path} was made with a different config:\n"
+          + "\n".join(diff) + "\nUse another --workdir or delete this one.")
+    logging.info("Found %s; returning it.", result_path)
+    return previous
+
+  # Unknown names fail before any data is loaded.
+  from tlax import methods  # pylint: disable=g-import-not-at-top
+  methods.get_method(config.method.name)
+  config = resolve_config(config)  # table defaults (task-independent)
+  task = load_task(config)
+  config = resolve_config(config, task)  # the model by the domains' kind
+  config_dict = config_to_dict(config)
+  method = build_method(config, task)
+  batches = make_batches(config, task)
+  steps = int(config.steps)
+
+  state, tx = create_train_state(config, method, batches.batch(0))
+  manager = ckpt_lib.checkpoint_manager(os.path.join(workdir, "checkpoints"))
+  start_step, elapsed_before = 0, 0.0
+  if manager.latest_step() is not None:
+    saved_config = ckpt_lib.restore_config(manager)
+    diff = config_diff(config_dict, saved_config)
+    if diff:
+      raise ConfigMismatchError(
+          f"The checkpoint in {workdir} was made with a different config:\n"
+          + "\n".join(diff) + "\nUse another --workdir or delete this one.")
+    state = ckpt_lib.restore_checkpoint(manager, state)
+    start_step = int(jax.device_get(state.step))
+    logging.info("Resumed from step %d in %s.", start_step, workdir)
+  log = MetricsLog(os.path.join(workdir, "metrics.jsonl"),
+                   keep_until_step=start_step if start_step else None)
+  if start_step and log.records:
+    elapsed_before = max(float(r.get("elapsed", 0.0)) for r in log.records)
+
+  step_fn = make_train_step(method, tx, make_schedule(config))
+  t0 = time.time()
+
+  def elapsed():
+    return elapsed_before + time.time() - t0
+
+  def run_eval(st, step):
+    tgt = evaluate(method, st.params, st.state, task.xt_test, task.yt_test,
+                   config.eval_batch_size, task.num_classes)
+    src = evaluate(method, st.params, st.state, task.xs_val, task.ys_val,
+                   config.eval_batch_size, task.num_classes)
+    record = {"type": "eval", "step": step,
+              "target_accuracy": tgt["accuracy"],
+              "target_mean_class_accuracy": tgt["mean_class_accuracy"],
+              "source_val_accuracy": src["accuracy"],
+              "elapsed": elapsed()}
+    log.write(record)
+    return record, tgt, src
+
+  pending: list[tuple[int, dict]] = []   # metrics since the last log
+  unchecked: list[tuple[int, Any]] = []  # losses not yet checked on host
+
+  def check_finite():
+    if not unchecked:
+      return
+    losses = jax.device_get([l for _, l in unchecked])
+    for (s, _), value in zip(unchecked, losses):
+      if not np.isfinite(value):
+        last = manager.latest_step()
+        raise NonFiniteLossError(
+            f"The training loss is {float(value)} at step {s} "
+            f"({config.method.name} on {config.source} -> {config.target}). "
+            f"The last good checkpoint is step {last} in {workdir}/"
+            f"checkpoints. Try a lower optimizer.lr or optimizer.clip_norm.")
+    unchecked.clear()
+
+  show = bool(config.get("progress", True)) and sys.stderr.isatty()
+  bar = tqdm.tqdm(total=steps, initial=start_step, disable=not show,
+                  desc=f"{config.method.name} {config.source}->"
+                  f"{config.target} s{config.seed}", leave=False,
+                  dynamic_ncols=True)
+  postfix = {}
+  stop_after = int(config.get("stop_after_step", -1) or -1)
+  last_log_time, last_log_step = time.time(), start_step
+  for step in range(start_step, steps):
+    state, metrics = step_fn(state, batches.batch(step))
+    done = step + 1
+    pending.append((done, metrics))
+    unchecked.append((done, metrics["loss"]))
+    if done % config.log_every == 0 or done == steps:
+      check_finite()
+      host = jax.device_get([m for _, m in pending])
+      avg = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
+      now = time.time()
+      record = {"type": "train", "step": done, **avg, "elapsed": elapsed(),
+                "steps_per_sec": (done - last_log_step) /
+                                 max(now - last_log_time, 1e-9)}
+      last_log_time, last_log_step = now, done
+      log.write(record)
+      pending.clear()
+      postfix["loss"] = f"{avg['loss']:.4f}"
+      bar.set_postfix(postfix, refresh=False)
+    if done % config.eval_every == 0 or done == steps:
+      check_finite()
+      record, _, _ = run_eval(state, done)
+      postfix["target_acc"] = f"{record['target_accuracy']:.1f}"
+      bar.set_postfix(postfix, refresh=False)
+    if done % config.checkpoint_every == 0 or done == steps:
+      check_finite()
+      ckpt_lib.save_checkpoint(manager, state, config_dict)
+    bar.update(1)
+    if done == stop_after:  # test hook: die like a killed process
+      bar.close()
+      sys.stdout.flush()
+      sys.stderr.flush()
+      os.kill(os.getpid(), signal.SIGKILL)
+  bar.close()
+
+  evals = log.of_type("eval")
+  if evals and evals[-1]["step"] == steps:
+    # The final evaluation happened in the loop; recompute the per-class
+    # numbers (cheap) rather than storing them in every eval record.
+    tgt = evaluate(method, state.params, state.state, task.xt_test,
+                   task.yt_test, config.eval_batch_size, task.num_classes)
+    src_acc = evals[-1]["source_val_accuracy"]
+  else:  # resumed after the last step: evaluate now
+    _, tgt, src = run_eval(state, steps)
+    src_acc = src["accuracy"]
+  manager.close()
+
+  result = {
+      "method": config.method.name,
+      "source": config.source,
+      "target": config.target,
+      "seed": int(config.seed),
+      "steps": steps,
+      "target_accuracy": tgt["accuracy"],
+      "target_mean_class_accuracy": tgt["mean_class_accuracy"],
+      "per_class_accuracy": tgt["per_class_accuracy"],
+      "source_val_accuracy": src_acc,
+      "selected": _selected(log.of_type("eval")),
+      "num_target_test": tgt["num_examples"],
+      "transductive": bool(getattr(task, "transductive", False)),
+      "wall_time_s": elapsed(),
+      "process_time_s": time.time() - t_start,
+      "config": config_dict,
+      "tlax_version": tlax.__version__,
+      "jax_version": jax.__version__,
+      "python_version": platform.python_version(),
+      "device": _device_name(),
+  }
+  write_atomic(result_path, json.dumps(result, indent=2) + "\n")
+  logging.info("%s %s -> %s seed %d: target accuracy %.2f%% after %d steps.",
+               result["method"], result["source"], result["target"],
+               result["seed"], result["target_accuracy"], steps)
+  return result
