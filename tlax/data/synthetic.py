@@ -43,7 +43,7 @@ LETTER_NAMES = tuple(chr(ord("A") + i) for i in range(26))
 DEFAULT_IMAGE_SIZE = 16
 # Bump when the renderer changes, so on-disk caches are not reused.
 RENDER_VERSION = 1
-_CHUNK = 1024  # images per random stream: n images are a prefix of n' > n
+_CHUNK = 512  # about this many images per random stream (see generate)
 
 
 def cache_dir() -> pathlib.Path:
@@ -363,34 +363,45 @@ def render_chars(labels: np.ndarray, rng: np.random.Generator, chars: str,
   xs = (np.arange(w, dtype=np.float32) + 0.5) / w - 0.5
   ramp = (np.cos(ang)[:, None, None] * xs[None, None, :] +
           np.sin(ang)[:, None, None] * ys[None, :, None]).astype(np.float32)
-  back = bg[:, None, None, :] + ramp[..., None] * amp[:, None, None, :]
-  a = alpha[..., None]
-  img = back * (1.0 - a) + fg[:, None, None, :] * a
-  if blur > 0:
+  img = bg[:, None, None, :] + ramp[..., None] * amp[:, None, None, :]
+  img += alpha[..., None] * (fg[:, None, None, :] - img)  # composite
+  if blur > 0:  # blend towards a separable 3x3 box blur
     pad = np.pad(img, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
-    box = sum(pad[:, i:i + h, j:j + w] for i in range(3) for j in range(3)) / 9
-    s = (rng.random(n, dtype=np.float32) * blur)[:, None, None, None]
-    img = img + s * (box - img)
+    rows = pad[:, :-2] + pad[:, 1:-1] + pad[:, 2:]
+    box = rows[:, :, :-2] + rows[:, :, 1:-1] + rows[:, :, 2:]
+    box *= 1.0 / 9.0
+    box -= img
+    box *= (rng.random(n, dtype=np.float32) * blur)[:, None, None, None]
+    img += box
   if noise > 0:
     sigma = (rng.random(n, dtype=np.float32) * noise)[:, None, None, None]
-    img = img + sigma * rng.standard_normal(img.shape, dtype=np.float32)
-  return np.clip(img, 0.0, 1.0).astype(np.float32)
+    z = rng.standard_normal(img.shape, dtype=np.float32)
+    z *= sigma
+    img += z
+  np.clip(img, 0.0, 1.0, out=img)
+  return img
 
 
 def generate(name: str, chars: str, n: int, seed: int, stream: int, size,
              **style) -> tuple[np.ndarray, np.ndarray]:
-  """``n`` rendered images and labels, balanced per chunk of 1,024.
+  """``n`` rendered images and labels, classes balanced to within one.
 
-  Chunk ``j`` draws from ``domain_rng(name, seed, stream, j)``, so the first
-  ``n`` images of a larger request are the same images.
+  Images are made in chunks of about 512 (a multiple of the number of
+  classes); chunk ``j`` is always rendered whole from
+  ``domain_rng(name, seed, stream, j)``, so the first ``n`` images of a larger
+  request are the same images. Every run of ``len(chars)`` consecutive images
+  holds each class once, in random order.
   """
+  c = len(chars)
+  chunk = c * max(1, round(_CHUNK / c))
   xs, ys = [], []
-  for j in range(0, max(n, 0), _CHUNK):
-    m = min(_CHUNK, n - j)
-    rng = domains.domain_rng(name, seed, stream, j // _CHUNK)
-    y = rng.permutation(np.arange(_CHUNK) % len(chars))[:m]
-    xs.append(render_chars(y, rng, chars, size, **style))
-    ys.append(y)
+  for j in range(0, max(n, 0), chunk):
+    rng = domains.domain_rng(name, seed, stream, j // chunk)
+    y = np.argsort(rng.random((chunk // c, c)), axis=1).ravel()
+    x = render_chars(y, rng, chars, size, **style)
+    m = min(chunk, n - j)
+    xs.append(x[:m])
+    ys.append(y[:m])
   if not xs:
     return (np.zeros((0, *size, 3), np.float32), np.zeros((0,), np.int32))
   return np.concatenate(xs), np.concatenate(ys).astype(np.int32)

@@ -134,7 +134,8 @@ def make_task(source: str, target: str, *, image_size=None, channels=None,
       out as ``xs_val, ys_val`` (0 for none).
     domain_options: options for both loaders, e.g. ``{"holdout": 0.2}``; the
       keys ``"source"`` and ``"target"`` may hold options for one side only,
-      e.g. ``{"source": {"n_train": 50000}}``.
+      e.g. ``{"source": {"n_train": 50000}}``; these may also override
+      ``image_size``, ``channels`` or ``seed`` for one side.
 
   Returns:
     A :class:`Task`.
@@ -149,8 +150,8 @@ def make_task(source: str, target: str, *, image_size=None, channels=None,
   src_opts, tgt_opts = _split_options(domain_options)
   common = dict(image_size=image_size, channels=channels, data_dir=data_dir,
                 seed=seed)
-  src = domains.load_domain(source, **common, **src_opts)
-  tgt = domains.load_domain(target, **common, **tgt_opts)
+  src = domains.load_domain(source, **{**common, **src_opts})
+  tgt = domains.load_domain(target, **{**common, **tgt_opts})
   check_pairable(src, tgt)
 
   # Source: train minus a stratified validation part.
