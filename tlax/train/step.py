@@ -53,11 +53,17 @@ def train_step(state: TrainState, batch: Mapping[str, Any], *, method,
   metrics = {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
   metrics.update(loss=jnp.asarray(loss, jnp.float32),
                  lr=jnp.asarray(lr, jnp.float32),
-                 grad_norm=optax.global_norm(grads).astype(jnp.float32))
+                 grad_norm=_global_norm(grads))
   new_state = state.replace(step=state.step + 1, params=params,
                             state=new_method_state, opt_state=opt_state,
                             rng=jax.random.key_data(key))
   return new_state, metrics
+
+
+def _global_norm(tree) -> jax.Array:
+  leaves = [jnp.sum(jnp.square(x.astype(jnp.float32)))
+            for x in jax.tree.leaves(tree)]
+  return jnp.sqrt(sum(leaves)) if leaves else jnp.zeros((), jnp.float32)
 
 
 def make_train_step(method, tx: optax.GradientTransformation,

@@ -1,0 +1,317 @@
+"""Tests of tlax.train: optimiser, schedules, step, evaluation, trainer.
+
+Everything runs the quick source-only config (a ten-step MLP on the embedded
+digits task) or hand-made arrays; no benchmark files are needed.
+"""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+from experiments.configs import source_only
+from tlax import data
+from tlax import methods
+from tlax import train
+from tlax.train import trainer
+
+
+def quick_config(**overrides):
+  config = source_only.get_config("quick")
+  for key, value in overrides.items():
+    node = config
+    *parents, leaf = key.split(".")
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  return config
+
+
+def _opt_config(**kw):
+  c = quick_config()
+  for k, v in kw.items():
+    c.optimizer[k] = v
+  return c
+
+
+# ---------------------------------------------------------------------------
+# Optimiser and schedules
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("name,reference", [
+    ("sgd", lambda lr: optax.sgd(lr, momentum=0.9)),
+    ("adam", lambda lr: optax.adam(lr)),
+    ("adamw", lambda lr: optax.adamw(lr, weight_decay=0.01)),
+])
+def test_optimizer_matches_optax_times_lr(name, reference):
+  config = _opt_config(name=name, weight_decay=0.01 if name == "adamw" else 0.0)
+  params = {"w": jnp.arange(6.0).reshape(2, 3), "b": jnp.ones(3)}
+  tx, ref = train.make_optimizer(config, params), reference(0.05)
+  s, r = tx.init(params), ref.init(params)
+  p_ours, p_ref = params, params
+  for i in range(3):
+    g = jax.tree.map(lambda x: jnp.sin(x + i), p_ours)
+    u, s = tx.update(g, s, p_ours)
+    p_ours = optax.apply_updates(p_ours, jax.tree.map(lambda x: 0.05 * x, u))
+    u, r = ref.update(g, r, p_ref)
+    p_ref = optax.apply_updates(p_ref, u)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6),
+               p_ours, p_ref)
+
+
+def test_schedules():
+  config = _opt_config(schedule="dann")
+  config.steps = 100
+  f = train.make_schedule(config)
+  np.testing.assert_allclose(f(0), 1.0)
+  np.testing.assert_allclose(f(50), (1 + 10 * 0.5) ** -0.75, rtol=1e-6)
+  config.optimizer.schedule = "cosine"
+  f = train.make_schedule(config)
+  np.testing.assert_allclose([f(0), f(50), f(100)], [1.0, 0.5, 0.0],
+                             atol=1e-6)
+  config.optimizer.schedule = "constant"
+  config.optimizer.warmup_steps = 10
+  f = train.make_schedule(config)
+  np.testing.assert_allclose([f(0), f(9), f(50)], [0.1, 1.0, 1.0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("name", "rmsprop", "sgd, adam, adamw"),
+    ("schedule", "step", "constant, cosine, dann"),
+    ("momentum", 1.5, "momentum"),
+])
+def test_bad_optimizer_settings_name_valid_values(field, value, match):
+  config = _opt_config(**{field: value})
+  with pytest.raises(ValueError, match=match):
+    train.make_optimizer(config)
+    train.make_schedule(config)
+
+
+# ---------------------------------------------------------------------------
+# Evaluation
+# ---------------------------------------------------------------------------
+def test_classification_metrics_by_hand():
+  m = train.classification_metrics([0, 1, 1, 2, 0], [0, 1, 0, 2, 2],
+                                   num_classes=4)
+  assert m["accuracy"] == pytest.approx(60.0)
+  assert m["per_class_accuracy"][:3] == pytest.approx([50.0, 100.0, 50.0])
+  assert m["per_class_accuracy"][3] is None  # absent class
+  assert m["mean_class_accuracy"] == pytest.approx(200.0 / 3)
+
+
+class _CountingLinear(methods.Method):
+  """A linear classifier that counts how often its functions are traced."""
+  traces = {"loss": 0, "predict": 0}
+
+  def loss(self, params, state, batch, rng, step, hparams):
+    type(self).traces["loss"] += 1
+    return super().loss(params, state, batch, rng, step, hparams)
+
+  def predict(self, params, state, x):
+    type(self).traces["predict"] += 1
+    return super().predict(params, state, x)
+
+
+def _counting_method(num_classes=3):
+  from tlax import models  # pylint: disable=g-import-not-at-top
+  model = models.get_model("mlp", num_classes, hidden=())
+  ctx = methods.MethodContext(model=model, num_classes=num_classes,
+                              config=quick_config(), total_steps=10)
+  _CountingLinear.traces = {"loss": 0, "predict": 0}
+  return _CountingLinear(ctx)
+
+
+def test_evaluate_pads_last_batch_and_compiles_once():
+  method = _counting_method()
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(23, 4)).astype(np.float32)
+  params, state = method.init(jax.random.key(0), {"xs": x[:2]})
+  logits = np.asarray(method.predict(params, state, x))
+  y = logits.argmax(-1)
+  y[:3] = (y[:3] + 1) % 3  # three wrong
+  _CountingLinear.traces["predict"] = 0
+  for n in (23, 7, 16):  # several sizes, one batch size: one compilation
+    res = train.evaluate(method, params, state, x[:n], y[:n], batch_size=8)
+    assert res["num_examples"] == n
+    assert res["accuracy"] == pytest.approx(100.0 * (n - 3) / n)
+  assert _CountingLinear.traces["predict"] == 1
+  empty = train.evaluate(method, params, state, x[:0], y[:0], batch_size=8)
+  assert empty["accuracy"] is None
+
+
+# ---------------------------------------------------------------------------
+# The step
+# ---------------------------------------------------------------------------
+def _tiny_batches(n=8, d=4, steps=12, seed=0):
+  rng = np.random.default_rng(seed)
+  return [{"xs": rng.normal(size=(n, d)).astype(np.float32),
+           "ys": rng.integers(0, 3, n).astype(np.int32),
+           "ws": np.ones(n, np.float32),
+           "xt": rng.normal(size=(n, d)).astype(np.float32)}
+          for _ in range(steps)]
+
+
+def test_train_step_compiles_once_and_learns():
+  method = _counting_method()
+  batches = _tiny_batches()
+  config = quick_config()
+  config.optimizer.lr = 0.1
+  state, tx = train.create_train_state(config, method, batches[0])
+  assert state.step.dtype == jnp.int32 and state.rng.dtype == jnp.uint32
+  assert set(state.hparams) == {"lr"}
+  step_fn = train.make_train_step(method, tx, train.make_schedule(config))
+  _CountingLinear.traces["loss"] = 0
+  losses = []
+  for _ in range(5):  # over and over the same batches: the loss must fall
+    for b in batches:
+      state, metrics = step_fn(state, b)
+      losses.append(float(metrics["loss"]))
+  assert _CountingLinear.traces["loss"] == 1, "the train step retraced"
+  assert int(state.step) == 5 * len(batches)
+  n = len(batches)
+  assert np.mean(losses[-n:]) < np.mean(losses[:n])
+  assert {"loss", "lr", "grad_norm", "source_acc"} <= set(metrics)
+
+
+def test_train_step_is_vmappable_over_hparams():
+  """Several learning rates in one program (DESIGN.md: a vmappable step)."""
+  method = _counting_method()
+  batch = _tiny_batches(steps=1)[0]
+  config = quick_config()
+  state, tx = train.create_train_state(config, method, batch)
+  lrs = jnp.array([0.0, 0.1, 0.5], jnp.float32)
+  states = jax.tree.map(lambda x: jnp.stack([x] * 3), state)
+  states = states.replace(hparams={"lr": lrs})
+  step = jax.jit(jax.vmap(lambda s: train.train_step(
+      s, batch, method=method, tx=tx,
+      schedule=train.make_schedule(config))))
+  new, _ = step(states)
+  w0 = state.params["model"]["head"]["kernel"]
+  w = new.params["model"]["head"]["kernel"]
+  np.testing.assert_array_equal(w[0], w0)  # lr 0: unchanged
+  single, _ = jax.jit(lambda s: train.train_step(
+      s, batch, method=method, tx=tx, schedule=train.make_schedule(config)))(
+          state.replace(hparams={"lr": lrs[2]}))
+  np.testing.assert_allclose(w[2], single.params["model"]["head"]["kernel"],
+                             rtol=1e-5, atol=1e-7)
+
+
+# ---------------------------------------------------------------------------
+# train_and_evaluate
+# ---------------------------------------------------------------------------
+RESULT_KEYS = {"method", "source", "target", "seed", "steps",
+               "target_accuracy", "per_class_accuracy", "source_val_accuracy",
+               "selected", "wall_time_s", "config", "tlax_version",
+               "jax_version", "device", "target_mean_class_accuracy"}
+
+
+def test_quick_run_writes_result_metrics_and_checkpoints(tmp_path):
+  result = train.train_and_evaluate(quick_config(), tmp_path)
+  assert RESULT_KEYS <= set(result)
+  with open(tmp_path / "result.json") as f:
+    assert json.load(f) == result
+  assert result["method"] == "source_only" and result["steps"] == 10
+  assert result["source"] == "digits/sklearn"
+  assert 0.0 <= result["target_accuracy"] <= 100.0
+  assert len(result["per_class_accuracy"]) == 10
+  assert result["selected"]["criterion"] == "source_val_accuracy"
+  assert result["selected"]["step"] in (5, 10)
+  assert result["config"]["channels"] == 3  # resolved from config.auto
+  records = train.read_metrics(tmp_path / "metrics.jsonl")
+  assert [(r["type"], r["step"]) for r in records] == [
+      ("train", 5), ("eval", 5), ("train", 10), ("eval", 10)]
+  assert {"loss", "lr", "elapsed"} <= set(records[0])
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["10", "5"]
+  # A rerun with the same config returns the stored result (resumable
+  # sweeps); progress settings do not count as a different config.
+  again = train.train_and_evaluate(quick_config(progress=True), tmp_path)
+  assert again == result
+
+
+def test_config_mismatch_on_resume_lists_the_keys(tmp_path):
+  train.train_and_evaluate(quick_config(), tmp_path)
+  with pytest.raises(train.ConfigMismatchError, match="optimizer.lr"):
+    train.train_and_evaluate(quick_config(**{"optimizer.lr": 0.5}), tmp_path)
+  os.remove(tmp_path / "result.json")  # now only the checkpoints are left
+  with pytest.raises(train.ConfigMismatchError,
+                     match=r"(?s)checkpoint.*batch_size: requested 4"):
+    train.train_and_evaluate(quick_config(batch_size=4), tmp_path)
+  # The matching config resumes from the final checkpoint and re-evaluates.
+  result = train.train_and_evaluate(quick_config(), tmp_path)
+  assert result["steps"] == 10
+
+
+@methods.register
+class _NaNAfterSeven(methods.Method):
+  """Test method: the loss becomes NaN from the eighth update on."""
+  name = "test_nan_after_7"
+
+  def loss(self, params, state, batch, rng, step, hparams):
+    loss, aux = super().loss(params, state, batch, rng, step, hparams)
+    return jnp.where(step >= 7, jnp.nan, loss), aux
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_good_checkpoint(tmp_path):
+  config = quick_config(**{"method.name": "test_nan_after_7"})
+  with pytest.raises(train.NonFiniteLossError,
+                     match=r"nan at step 8 .*last good checkpoint is step 5"):
+    train.train_and_evaluate(config, tmp_path)
+  assert os.listdir(tmp_path / "checkpoints") == ["5"]
+  assert not (tmp_path / "result.json").exists()
+
+
+def test_unknown_method_names_the_valid_ones(tmp_path):
+  with pytest.raises(KeyError, match="Unknown method 'nope'.*source_only"):
+    train.train_and_evaluate(quick_config(**{"method.name": "nope"}), tmp_path)
+
+
+def test_unknown_domain_and_model_name_the_valid_ones(tmp_path):
+  with pytest.raises(KeyError, match="Unknown domain 'digits/nope'.*mnistm"):
+    train.train_and_evaluate(quick_config(target="digits/nope"), tmp_path)
+  with pytest.raises(KeyError, match="Unknown model 'vgg'.*lenet"):
+    train.train_and_evaluate(
+        quick_config(**{"model.name": "vgg", "model.kwargs":
+                        ml_collections.ConfigDict()}), tmp_path / "m")
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("steps", 0, "config.steps must be a positive integer"),
+    ("log_every", -1, "config.log_every"),
+    ("optimizer.lr", float("nan"), "config.optimizer.lr"),
+    ("optimizer.name", "rmsprop", "valid values: sgd, adam, adamw"),
+])
+def test_bad_config_values_are_named(tmp_path, field, value, match):
+  with pytest.raises(ValueError, match=match):
+    train.train_and_evaluate(quick_config(**{field: value}), tmp_path)
+
+
+def test_mismatched_domain_shapes_reach_the_user_unchanged(tmp_path):
+  config = quick_config()
+  config.auto.digits.channels = None  # grey sklearn digits vs RGB mnistm
+  with pytest.raises(data.DomainShapeError) as err:
+    train.train_and_evaluate(config, tmp_path)
+  with pytest.raises(data.DomainShapeError) as direct:
+    data.make_task("digits/sklearn", "digits/mnistm", image_size=16)
+  assert str(err.value) == str(direct.value)
+
+
+def test_resolve_config_picks_model_by_domain_kind():
+  config = source_only.get_config()
+  config.source, config.target = "office_caltech10/amazon", "office_caltech10/dslr"
+  resolved = trainer.resolve_config(config)
+  assert resolved.model.name == "mlp" and resolved.optimizer.name == "adam"
+  assert resolved.eval_every == resolved.steps // 10
+  config = source_only.get_config()
+  config.auto = ml_collections.ConfigDict({"default": config.auto.default})
+
+  class _Task:  # only what resolve_config reads
+    input_shape = (16, 16, 3)
+  assert trainer.resolve_config(config, _Task()).model.name == "lenet"
+  _Task.input_shape = (800,)
+  assert trainer.resolve_config(config, _Task()).model.name == "mlp"
+  config.steps = 7  # an explicit value wins over the table
+  assert trainer.resolve_config(config).steps == 7
