@@ -170,3 +170,12 @@ def test_stratified_split_counts():
   assert np.bincount(y[held], minlength=3).tolist() == [2, 1, 0]
   assert len(np.intersect1d(keep, held)) == 0
   assert len(keep) + len(held) == len(y)
+
+
+@pytest.mark.parametrize("n_in,n_out", [(8, 16), (32, 16), (7, 5), (16, 28)])
+def test_numpy_resize_weights_match_jax(n_in, n_out):
+  import jax  # pylint: disable=g-import-not-at-top
+  want = jax.image.resize(np.eye(n_in, dtype=np.float32), (n_out, n_in),
+                          "linear", antialias=True)
+  np.testing.assert_allclose(domains._resize_matrix(n_in, n_out, "linear"),
+                             np.asarray(want), atol=1e-6)

@@ -236,10 +236,23 @@ def domain_rng(name: str, seed: int, *streams: int) -> np.random.Generator:
 def _resize_matrix(n_in: int, n_out: int, method: str) -> np.ndarray:
   """Matrix M (n_out, n_in) such that ``M @ v`` resizes a 1-D signal.
 
-  ``jax.image.resize`` is separable and linear in its input, so resizing the
-  identity gives the exact matrix of the 1-D operation (antialiased when
-  shrinking).
+  Same weights as ``jax.image.resize(..., antialias=True)``, which is
+  separable and linear in its input: for "linear", a triangle kernel widened
+  by the shrink factor when downsampling, normalised per output sample,
+  computed here in NumPy (no JAX import); other methods take the matrix from
+  ``jax.image.resize`` applied to the identity.
   """
+  if method in ("linear", "bilinear"):
+    inv_scale = n_in / n_out
+    kernel_scale = max(inv_scale, 1.0)
+    sample = (np.arange(n_out) + 0.5) * inv_scale - 0.5
+    dist = np.abs(sample[:, None] - np.arange(n_in)[None, :]) / kernel_scale
+    w = np.maximum(0.0, 1.0 - dist)
+    total = w.sum(axis=1, keepdims=True)
+    w = np.where(np.abs(total) > 1000 * np.finfo(np.float32).eps,
+                 w / np.where(total == 0, 1, total), 0.0)
+    inside = (sample >= -0.5) & (sample <= n_in - 0.5)
+    return np.where(inside[:, None], w, 0.0).astype(np.float32)
   import jax  # pylint: disable=g-import-not-at-top
   eye = np.eye(n_in, dtype=np.float32)
   m = jax.image.resize(eye, (n_out, n_in), method=method, antialias=True)

@@ -76,6 +76,7 @@ class _FileBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "First version."}
+  # Bump VERSION when the stored features change; old caches are then unused.
   COLLECTION = ""
 
   def __init__(self, *, files_dir=None, **kwargs):
@@ -137,7 +138,10 @@ class TlaxOfficeCaltech10(_FileBuilder, skip_registration=True):
 
   def _features(self):
     d = files.SHAPES[self.domain_name][1]
-    return {"features": tfds.features.Tensor(shape=(d,), dtype=np.float64),
+    # BYTES keeps float64 exact (an Example's float_list is float32).
+    return {"features": tfds.features.Tensor(
+                shape=(d,), dtype=np.float64,
+                encoding=tfds.features.Encoding.BYTES),
             "raw": tfds.features.Tensor(shape=(d,), dtype=np.uint16)}
 
   def _arrays(self):
