@@ -38,7 +38,7 @@ class DAN(DiscrepancyMethod):
     self.sigmas = networks.method_option(self, "sigmas", "mean:5")
     self.estimator = networks.method_option(self, "estimator", "unbiased")
 
-  def discrepancy(self, zs, zt, out, state, step):
+  def discrepancy(self, zs, zt, out, batch, state, step):
     per_layer = [losses.mk_mmd(a, b, self.sigmas, estimator=self.estimator)
                  for a, b in zip(zs, zt)]
     metrics = {f"mmd_{n}": v for n, v in zip(self.layers, per_layer)}

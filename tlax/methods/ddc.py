@@ -51,10 +51,11 @@ class DiscrepancyMethod(Method):
     self.warmup = bool(networks.method_option(self, "warmup",
                                               self.default_warmup))
 
-  def discrepancy(self, zs, zt, out, state, step):
+  def discrepancy(self, zs, zt, out, batch, state, step):
     """``R`` for the layers ``zs``, ``zt`` (lists of (n, d) arrays).
 
-    ``out`` is the :func:`networks.forward_domains` output (for logits);
+    ``out`` is the :func:`networks.forward_domains` output (for logits),
+    ``batch`` the batch (for labels);
     returns ``(value, metrics, new_state)``.
     """
     raise NotImplementedError
@@ -71,7 +72,7 @@ class DiscrepancyMethod(Method):
     (ls, fs), (lt, ft) = out["s"], out["t"]
     zs = [networks.select_layer(n, ls, fs) for n in self.layers]
     zt = [networks.select_layer(n, lt, ft) for n in self.layers]
-    align, extra, state = self.discrepancy(zs, zt, out, state, step)
+    align, extra, state = self.discrepancy(zs, zt, out, batch, state, step)
     weight = self.align_weight(step, hparams)
     loss = cls_loss + weight * align
     metrics.update(extra)
@@ -86,6 +87,6 @@ class DDC(DiscrepancyMethod):
   name = "ddc"
   default_hparams = {"lambda": 0.25}
 
-  def discrepancy(self, zs, zt, out, state, step):
+  def discrepancy(self, zs, zt, out, batch, state, step):
     value = sum(losses.linear_mmd(a, b) for a, b in zip(zs, zt))
     return value, {}, state

@@ -40,7 +40,7 @@ class JAN(DiscrepancyMethod):
     self.sigmas = tuple(networks.method_option(self, "sigmas", default))
     self.estimator = networks.method_option(self, "estimator", "unbiased")
 
-  def discrepancy(self, zs, zt, out, state, step):
+  def discrepancy(self, zs, zt, out, batch, state, step):
     value = losses.jmmd(list(zs), list(zt), self.sigmas,
                         estimator=self.estimator)
     return value, {}, state

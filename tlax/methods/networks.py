@@ -263,12 +263,13 @@ def progress(step, total_steps) -> Array:
 
 
 def dann_ramp(step, total_steps, gamma: float = 10.0) -> Array:
-  """``2 / (1 + exp(-gamma p)) - 1``: DANN's 0 -> 1 ramp (Ganin et al. 2016).
+  """``2 / (1 + exp(-gamma p)) - 1`` with ``p = step / total_steps``.
 
-  Used for the weights of JAN, DDAN and CDAN as in their papers.
+  DANN's 0 -> 1 ramp (Ganin et al. 2016), :func:`tlax.losses.grl_lambda_schedule`;
+  JAN, DDAN, CDAN and DSN use it too.
   """
-  p = progress(step, total_steps)
-  return 2.0 / (1.0 + jnp.exp(-gamma * p)) - 1.0
+  from tlax import losses  # pylint: disable=g-import-not-at-top
+  return losses.grl_lambda_schedule(progress(step, total_steps), gamma)
 
 
 def method_option(method, key: str, default):

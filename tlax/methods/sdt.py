@@ -1,0 +1,152 @@
+"""SDT: Simultaneous Deep Transfer across domains and tasks.
+
+Tzeng, Hoffman, Darrell & Saenko, "Simultaneous Deep Transfer Across Domains
+and Tasks", ICCV 2015.
+
+Three terms besides the weighted source risk:
+
+* a domain classifier ``D`` (2-way softmax on the head input
+  ``"embedding"``; the paper's ``fcD`` is one linear layer on fc7, so
+  ``disc_hidden = ()``) trained to tell the domains apart:
+  ``L_D = CE(D(f), domain)``;
+* the domain confusion loss for the feature extractor: the cross-entropy of
+  ``D``'s prediction with the *uniform* domain distribution,
+  ``L_conf = -1/2 sum_d log q_d`` (maximal confusion rather than DANN's
+  reversed gradient), weight ``lambda = 0.01`` (paper);
+* the soft-label loss: per-class averages of the source predictions at
+  temperature ``tau``, ``l^(k) = mean_{i: y_i = k} softmax(z_i / tau)``, are
+  the targets of the tempered predictions on labelled target examples,
+  ``L_soft = -sum_k l^(y)_k log softmax(z / tau)_k``, weight ``nu = 0.1``
+  (paper), ``tau = 2`` (the distillation temperature the paper adopts
+  from Hinton et al.).
+
+Deviations, by necessity of a one-optimiser trainer: the paper alternates
+updates of ``D`` and of the features; here both happen in one step with
+``stop_gradient`` (``L_D`` sees stopped features, ``L_conf`` stopped ``D``
+parameters), which gives the same gradients as the alternation. The paper
+computes the soft labels once from a source-trained CNN; here they are an
+exponential moving average (``soft_label_momentum = 0.9``) of the per-class
+means of the current network's source predictions, kept in the method state.
+The soft-label loss needs labelled target examples
+(``config.target_labeled_per_class > 0``); in the unsupervised setting it is
+absent unless ``config.method.soft_label_target = "pseudo"``, which applies
+it to target examples whose predicted class has probability above
+``pseudo_threshold`` (an extension, not in the paper).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from tlax.methods import networks
+from tlax.methods.base import Method
+from tlax.methods.base import register
+
+
+def _soft_label_loss(logits, labels, soft_labels, temperature, mask=None):
+  """``-sum_k l^(y)_k log softmax(z / tau)_k``, averaged (masked) over rows."""
+  targets = soft_labels[labels]
+  ce = optax.softmax_cross_entropy(logits / temperature, targets)
+  if mask is None:
+    return jnp.mean(ce)
+  mask = mask.astype(ce.dtype)
+  return jnp.sum(mask * ce) / jnp.maximum(jnp.sum(mask), 1.0)
+
+
+def _confusion_loss(domain_logits):
+  """Cross-entropy of the domain prediction with the uniform distribution."""
+  logq = jax.nn.log_softmax(domain_logits, axis=-1)
+  return -jnp.mean(jnp.mean(logq, axis=-1))
+
+
+@register
+class SDT(Method):
+  """Domain confusion toward the uniform prediction + soft-label transfer."""
+
+  name = "sdt"
+  default_hparams = {"lambda": 0.01, "nu": 0.1, "temperature": 2.0}
+
+  def __init__(self, ctx):
+    super().__init__(ctx)
+    opt = lambda k, d: networks.method_option(self, k, d)
+    self.feature_layer = opt("feature_layer", "embedding")
+    self.disc = networks.DomainDiscriminator(
+        hidden=tuple(opt("disc_hidden", ())), dropout=opt("disc_dropout", 0.0),
+        num_outputs=2)
+    self.momentum = float(opt("soft_label_momentum", 0.9))
+    self.soft_label_target = opt("soft_label_target", "labelled")
+    if self.soft_label_target not in ("labelled", "pseudo"):
+      raise ValueError("config.method.soft_label_target must be 'labelled' or "
+                       f"'pseudo', got {self.soft_label_target!r}.")
+    self.pseudo_threshold = float(opt("pseudo_threshold", 0.9))
+
+  def init_extra(self, rng, batch, params, state):
+    logits, feats, _ = self.classifier(params, state,
+                                       jnp.asarray(batch["xs"])[:2],
+                                       train=False)
+    z = networks.select_layer(self.feature_layer, logits, feats)
+    disc_params = self.disc.init(rng, z)["params"]
+    c = self.num_classes
+    extra_state = {"soft_labels": jnp.full((c, c), 1.0 / c, jnp.float32),
+                   "soft_label_seen": jnp.zeros((c,), jnp.float32)}
+    return {"discriminator": disc_params}, extra_state
+
+  def _update_soft_labels(self, state, logits_s, ys, temperature):
+    c = self.num_classes
+    p = jax.nn.softmax(jax.lax.stop_gradient(logits_s) / temperature, -1)
+    onehot = jax.nn.one_hot(ys, c, dtype=p.dtype)
+    counts = jnp.sum(onehot, axis=0)
+    means = (onehot.T @ p) / jnp.maximum(counts, 1.0)[:, None]
+    old, seen = state["soft_labels"], state["soft_label_seen"]
+    m = jnp.where(seen > 0, self.momentum, 0.0)[:, None]
+    new = jnp.where(counts[:, None] > 0, m * old + (1 - m) * means, old)
+    seen = jnp.maximum(seen, (counts > 0).astype(seen.dtype))
+    return {**state, "soft_labels": new, "soft_label_seen": seen}
+
+  def loss(self, params, state, batch, rng, step, hparams):
+    del step
+    rng_model, rng_disc = jax.random.split(rng)
+    out, state = networks.forward_domains(self, params, state, batch,
+                                          rng_model)
+    cls_loss, metrics = networks.supervised_loss(out, batch)
+    keys = [k for k in ("s", "t", "tl") if k in out]
+    z = jnp.concatenate([networks.select_layer(self.feature_layer, *out[k])
+                         for k in keys], axis=0)
+    ns = out["s"][0].shape[0]
+    domain = (jnp.arange(z.shape[0]) >= ns).astype(jnp.int32)
+    d_params = params["discriminator"]
+    # The domain classifier learns on stopped features ...
+    d_logits = self.disc.apply({"params": d_params}, jax.lax.stop_gradient(z),
+                               train=True, rngs={"dropout": rng_disc})
+    disc_loss = jnp.mean(
+        optax.softmax_cross_entropy_with_integer_labels(d_logits, domain))
+    # ... and the features learn to confuse the stopped domain classifier.
+    conf_logits = self.disc.apply(
+        {"params": jax.lax.stop_gradient(d_params)}, z, train=True,
+        rngs={"dropout": rng_disc})
+    conf_loss = _confusion_loss(conf_logits)
+
+    tau = hparams["temperature"]
+    state = self._update_soft_labels(state, out["s"][0], batch["ys"], tau)
+    soft = jax.lax.stop_gradient(state["soft_labels"])
+    if "tl" in out:
+      soft_loss = _soft_label_loss(out["tl"][0], batch["ytl"], soft, tau)
+    elif self.soft_label_target == "pseudo":
+      lt = out["t"][0]
+      probs = jax.nn.softmax(jax.lax.stop_gradient(lt), -1)
+      soft_loss = _soft_label_loss(
+          lt, jnp.argmax(probs, -1), soft, tau,
+          mask=jnp.max(probs, -1) >= self.pseudo_threshold)
+    else:
+      soft_loss = jnp.zeros((), jnp.float32)
+
+    loss = (cls_loss + disc_loss + hparams["lambda"] * conf_loss
+            + hparams["nu"] * soft_loss)
+    metrics.update(
+        loss=loss, align_loss=conf_loss, disc_loss=disc_loss,
+        soft_label_loss=soft_loss, align_weight=hparams["lambda"],
+        domain_acc=jnp.mean((jnp.argmax(d_logits, -1) == domain)
+                            .astype(jnp.float32)))
+    return loss, (metrics, state)
