@@ -11,3 +11,14 @@ from tlax.methods.base import accuracy
 from tlax.methods.base import get_method
 from tlax.methods.base import register
 from tlax.methods.base import weighted_cross_entropy
+from tlax.methods import cdan  # deep DA (issue 4): CDAN, CDAN+E
+from tlax.methods import cmd  # deep DA (issue 4): CMD
+from tlax.methods import coral  # deep DA (issue 4): Deep CORAL
+from tlax.methods import dan  # deep DA (issue 4): DAN
+from tlax.methods import dann  # deep DA (issue 4): DANN
+from tlax.methods import ddan  # deep DA (issue 4): DDAN (learned mu)
+from tlax.methods import ddc  # deep DA (issue 4): DDC
+from tlax.methods import dsn  # deep DA (issue 4): DSN
+from tlax.methods import jan  # deep DA (issue 4): JAN
+from tlax.methods import pixelda  # deep DA (issue 4): PixelDA
+from tlax.methods import sdt  # deep DA (issue 4): SDT
