@@ -10,11 +10,9 @@ is the result summary as JSON.
 """
 
 import json
-import logging as py_logging
 
 from absl import app
 from absl import flags
-from absl import logging
 from ml_collections import config_flags
 
 from tlax import train
@@ -31,22 +29,10 @@ SUMMARY_KEYS = ("method", "source", "target", "seed", "steps",
                 "wall_time_s", "device")
 
 
-class _QuietOrbax(py_logging.Filter):
-  """Drops orbax's per-save INFO lines (dozens per checkpoint)."""
-
-  def filter(self, record):
-    return record.levelno >= py_logging.WARNING or "orbax" not in (
-        record.pathname or "")
-
-
-def quiet_orbax_logs() -> None:
-  logging.get_absl_handler().addFilter(_QuietOrbax())
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  quiet_orbax_logs()
+  train.quiet_orbax_logs()
   result = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   print(json.dumps({k: result.get(k) for k in SUMMARY_KEYS}))
 

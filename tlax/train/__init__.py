@@ -7,6 +7,7 @@ task from a config and writes ``metrics.jsonl``, orbax checkpoints and
 """
 
 from tlax.train.checkpoint import checkpoint_manager
+from tlax.train.checkpoint import quiet_orbax_logs
 from tlax.train.checkpoint import restore_checkpoint
 from tlax.train.checkpoint import restore_config
 from tlax.train.checkpoint import save_checkpoint

@@ -8,9 +8,11 @@ when :func:`save_checkpoint` returns, the checkpoint is on disk.
 
 from __future__ import annotations
 
+import logging as py_logging
 import os
 from typing import Any, Mapping
 
+from absl import logging
 import jax
 import orbax.checkpoint as ocp
 
@@ -76,3 +78,18 @@ def restore_checkpoint(manager: ocp.CheckpointManager, target: TrainState,
   restored = manager.restore(step, args=ocp.args.Composite(
       state=ocp.args.StandardRestore(abstract)))
   return restored.state
+
+
+class _QuietOrbax(py_logging.Filter):
+  """Drops orbax's INFO lines (dozens per checkpoint save)."""
+
+  def filter(self, record):
+    return record.levelno >= py_logging.WARNING or "orbax" not in (
+        record.pathname or "")
+
+
+def quiet_orbax_logs() -> None:
+  """Hides orbax's INFO logging on the absl handler (warnings still show)."""
+  handler = logging.get_absl_handler()
+  if not any(isinstance(f, _QuietOrbax) for f in handler.filters):
+    handler.addFilter(_QuietOrbax())

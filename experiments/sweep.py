@@ -1,0 +1,223 @@
+r"""Runs methods x tasks x seeds and writes a markdown table of the results.
+
+  python -m experiments.sweep --config=experiments/configs/source_only.py \
+    --tasks=office_caltech10,mnist_usps,default --seeds=0,1,2 --root=runs \
+    --out=docs/results_source_only.md
+
+Every run goes through :func:`tlax.train.train_and_evaluate` in this process,
+in ``<root>/<method>/<source>--<target>/<seed>`` (slashes of domain names
+become underscores). Finished runs are skipped (their ``result.json`` is
+read back) and killed ones resume from their checkpoint, so the sweep can be
+stopped and restarted at any time. ``--config.<field>=...`` overrides apply
+to every run of ``--config``; ``--methods`` adds further config files (e.g.
+``--methods=experiments/configs/dann.py,experiments/configs/dan.py``).
+
+The table has one row per task: the target accuracy (percent) at the final
+step, and at the step selected by source-validation accuracy (label-free
+model selection), as mean ± standard deviation over seeds (ddof=1). The
+``average`` row of a group is the mean of the task means; its ± is the
+standard deviation over seeds of the per-seed average over tasks.
+
+Task groups (``--tasks``, comma-separated): ``office_caltech10`` (the 12
+ordered pairs), ``mnist_usps`` (both directions), ``coil20`` (both
+directions), ``default`` (the embedded default task), or one task written
+``<source>:<target>``.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import importlib.util
+import itertools
+import json
+import os
+import sys
+import time
+import traceback
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+import ml_collections
+from ml_collections import config_flags
+import numpy as np
+import tqdm
+
+from experiments.configs import common
+from tlax import train
+from tlax.train.metrics_log import write_atomic
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", "experiments/configs/source_only.py",
+    "Config file of the (first) method.", lock_config=True)
+_METHODS = flags.DEFINE_list(
+    "methods", [], "More config files (path[:arg]), run with the same tasks "
+    "and seeds; --config.* overrides do not apply to them.")
+_TASKS = flags.DEFINE_list("tasks", ["default"], "Task groups or src:tgt.")
+_SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds.")
+_ROOT = flags.DEFINE_string("root", "runs", "Root folder of the workdirs.")
+_OUT = flags.DEFINE_string("out", None, "Markdown file for the table.")
+
+_OFFICE = ("amazon", "caltech", "dslr", "webcam")
+TASK_GROUPS = {
+    "office_caltech10": [(f"office_caltech10/{s}", f"office_caltech10/{t}")
+                         for s, t in itertools.permutations(_OFFICE, 2)],
+    "mnist_usps": [("mnist_usps/mnist", "mnist_usps/usps"),
+                   ("mnist_usps/usps", "mnist_usps/mnist")],
+    "coil20": [("coil20/coil1", "coil20/coil2"),
+               ("coil20/coil2", "coil20/coil1")],
+    "default": [(common.DEFAULT_SOURCE, common.DEFAULT_TARGET)],
+}
+
+
+def expand_tasks(specs) -> list[tuple[str, list[tuple[str, str]]]]:
+  """``[(group name, [(source, target), ...]), ...]`` for ``--tasks``."""
+  groups = []
+  for spec in specs:
+    if spec in TASK_GROUPS:
+      groups.append((spec, TASK_GROUPS[spec]))
+    elif spec.count(":") == 1:
+      source, target = spec.split(":")
+      groups.append((spec, [(source, target)]))
+    else:
+      raise ValueError(f"Unknown task group {spec!r}; valid: "
+                       f"{', '.join(TASK_GROUPS)}, or <source>:<target>.")
+  return groups
+
+
+def load_config_file(spec: str) -> ml_collections.ConfigDict:
+  """``get_config(arg)`` of ``path[:arg]``."""
+  path, _, arg = spec.partition(":")
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"Config file {path!r} not found.")
+  module_spec = importlib.util.spec_from_file_location("_sweep_config", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg or None)
+
+
+def short(domain: str) -> str:
+  return domain.split("/")[-1]
+
+
+def task_dir(source: str, target: str) -> str:
+  return f"{source.replace('/', '_')}--{target.replace('/', '_')}"
+
+
+def _fmt(values) -> str:
+  values = [v for v in values if v is not None]
+  if not values:
+    return "-"
+  if len(values) == 1:
+    return f"{values[0]:.1f}"
+  return f"{np.mean(values):.1f} ± {np.std(values, ddof=1):.1f}"
+
+
+def make_table(results, groups, methods, seeds) -> str:
+  """Markdown tables (one per group) of ``results[(method, src, tgt, seed)]``."""
+  lines = []
+  for group, tasks in groups:
+    lines.append(f"### {group}\n")
+    header = ["task"]
+    for m in methods:
+      prefix = f"{m} " if len(methods) > 1 else ""
+      header += [f"{prefix}final", f"{prefix}src-val selected"]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "---|" * len(header))
+    per_seed = {(m, key, s): [] for m in methods
+                for key in ("final", "selected") for s in seeds}
+    for source, target in tasks:
+      name = (f"{short(source)} → {short(target)}" if group != "default"
+              else f"{source} → {target}")
+      row = [name]
+      for m in methods:
+        final, selected = [], []
+        for s in seeds:
+          r = results.get((m, source, target, s))
+          f = r["target_accuracy"] if r else None
+          sel = (r.get("selected") or {}).get("target_accuracy") if r else None
+          final.append(f)
+          selected.append(sel)
+          per_seed[(m, "final", s)].append(f)
+          per_seed[(m, "selected", s)].append(sel)
+        row += [_fmt(final), _fmt(selected)]
+      lines.append("| " + " | ".join(row) + " |")
+    if len(tasks) > 1:
+      row = ["**average**"]
+      for m in methods:
+        for key in ("final", "selected"):
+          cols = [per_seed[(m, key, s)] for s in seeds]  # seeds x tasks
+          if any(v is None for col in cols for v in col):
+            row.append("-")
+            continue
+          mat = np.array(cols, dtype=np.float64)
+          std = mat.mean(axis=1).std(ddof=1) if len(seeds) > 1 else 0.0
+          row.append(f"**{mat.mean():.1f} ± {std:.1f}**")
+      lines.append("| " + " | ".join(row) + " |")
+    lines.append("")
+  return "\n".join(lines)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  train.quiet_orbax_logs()
+  t0 = time.time()
+  groups = expand_tasks(_TASKS.value)
+  seeds = [int(s) for s in _SEEDS.value]
+  configs = [_CONFIG.value] + [load_config_file(p) for p in _METHODS.value]
+  methods = [c.method.name for c in configs]
+  if len(set(methods)) != len(methods):
+    raise ValueError(f"Two configs of the same method: {methods}.")
+  runs = [(c, source, target, seed) for c in configs
+          for _, tasks in groups for source, target in tasks for seed in seeds]
+  results, failures = {}, []
+  bar = tqdm.tqdm(runs, desc="sweep", dynamic_ncols=True,
+                  disable=not sys.stderr.isatty())
+  for base, source, target, seed in bar:
+    method = base.method.name
+    bar.set_postfix_str(f"{method} {short(source)}->{short(target)} s{seed}")
+    config = copy.deepcopy(base)
+    with config.unlocked():
+      config.source, config.target, config.seed = source, target, seed
+    workdir = os.path.join(_ROOT.value, method, task_dir(source, target),
+                           str(seed))
+    try:
+      results[(method, source, target, seed)] = train.train_and_evaluate(
+          config, workdir)
+    except Exception:  # pylint: disable=broad-except
+      failures.append((workdir, traceback.format_exc()))
+      logging.error("Run %s failed:\n%s", workdir, failures[-1][1])
+  bar.close()
+
+  command = "python -m experiments.sweep " + " ".join(
+      a for a in sys.argv[1:])
+  devices = sorted({r["device"] for r in results.values()})
+  wall = sum(r.get("wall_time_s", 0.0) for r in results.values())
+  header = (
+      f"# Results: {', '.join(methods)}\n\n"
+      f"Target accuracy (%) at the final step and at the step selected by "
+      f"source-validation accuracy, mean ± std over seeds "
+      f"{', '.join(map(str, seeds))} (ddof=1).\n\n"
+      f"Rebuilt with:\n\n```\n{command}\n```\n\n"
+      f"({len(results)} runs, {wall / 60:.1f} min of training wall time in "
+      f"total, on {', '.join(devices) or '?'}; jax {jax.__version__}; "
+      f"{datetime.date.today().isoformat()}. Settings of each run: "
+      f"`config` in its `result.json` under `{_ROOT.value}/`.)\n\n")
+  text = header + make_table(results, groups, methods, seeds)
+  print(text)
+  if _OUT.value:
+    os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
+    write_atomic(_OUT.value, text)
+  if failures:
+    print(f"{len(failures)} run(s) failed:", file=sys.stderr)
+    for workdir, tb in failures:
+      print(f"--- {workdir}\n{tb.strip().splitlines()[-1]}", file=sys.stderr)
+    sys.exit(1)
+  logging.info("Sweep done in %.1f min.", (time.time() - t0) / 60)
+
+
+if __name__ == "__main__":
+  app.run(main)
