@@ -1,0 +1,39 @@
+r"""CDAN: conditional adversarial adaptation (Long et al., NeurIPS 2018).
+
+Defaults (paper / released code): multilinear map of the head input and
+the softmax (randomized, 1024-d, when d*C > 4096), discriminator 1024-1024-1
+with dropout 0.5, GRL ramp 2/(1+exp(-10p))-1, lambda = 1.
+
+Every value here is a default of :mod:`tlax.methods.cdan` (see its docstring for
+sources); swept values (``lambda`` and the other ``default_hparams``) become
+float32 scalars in the TrainState.
+
+COMMAND:
+  python -m experiments.run --config=experiments/configs/cdan.py \
+    --config.source=mnist_usps/mnist --config.target=mnist_usps/usps \
+    --config.seed=0 --workdir=runs/cdan/mnist_usps_mnist--mnist_usps_usps/0
+
+Quick mode (a ten-step run on the embedded default task, used by the tests):
+  python -m experiments.run --config=experiments/configs/cdan.py:quick \
+    --workdir=/tmp/tlax_quick_cdan
+"""
+
+from experiments.configs import common
+
+
+def get_config(arg: str | None = None):
+  """The cdan config; ``arg="quick"`` shrinks it for tests."""
+  config = common.base_config()
+  config.method.name = "cdan"
+  config.method["lambda"] = 1.0
+  config.method.feature_layer = 'embedding'
+  config.method.disc_hidden = (1024, 1024)
+  config.method.disc_dropout = 0.5
+  config.method.grl_gamma = 10.0
+  config.method.randomized = 'auto'
+  config.method.randomized_dim = 1024
+  if arg == "quick":
+    common.make_quick(config)
+  elif arg:
+    raise ValueError(f"Unknown config argument {arg!r}; valid: 'quick'.")
+  return config

@@ -1,0 +1,37 @@
+r"""CDAN+E: CDAN with entropy conditioning (Long et al., NeurIPS 2018).
+
+As CDAN, each example's domain loss weighted by 1 + exp(-H(softmax)).
+
+Every value here is a default of :mod:`tlax.methods.cdan` (see its docstring for
+sources); swept values (``lambda`` and the other ``default_hparams``) become
+float32 scalars in the TrainState.
+
+COMMAND:
+  python -m experiments.run --config=experiments/configs/cdan_e.py \
+    --config.source=mnist_usps/mnist --config.target=mnist_usps/usps \
+    --config.seed=0 --workdir=runs/cdan_e/mnist_usps_mnist--mnist_usps_usps/0
+
+Quick mode (a ten-step run on the embedded default task, used by the tests):
+  python -m experiments.run --config=experiments/configs/cdan_e.py:quick \
+    --workdir=/tmp/tlax_quick_cdan_e
+"""
+
+from experiments.configs import common
+
+
+def get_config(arg: str | None = None):
+  """The cdan_e config; ``arg="quick"`` shrinks it for tests."""
+  config = common.base_config()
+  config.method.name = "cdan_e"
+  config.method["lambda"] = 1.0
+  config.method.feature_layer = 'embedding'
+  config.method.disc_hidden = (1024, 1024)
+  config.method.disc_dropout = 0.5
+  config.method.grl_gamma = 10.0
+  config.method.randomized = 'auto'
+  config.method.randomized_dim = 1024
+  if arg == "quick":
+    common.make_quick(config)
+  elif arg:
+    raise ValueError(f"Unknown config argument {arg!r}; valid: 'quick'.")
+  return config

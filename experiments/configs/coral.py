@@ -1,0 +1,33 @@
+r"""Deep CORAL (Sun & Saenko, ECCV-W 2016).
+
+Defaults (paper): CORAL on the last layer (logits), lambda = 1.
+
+Every value here is a default of :mod:`tlax.methods.coral` (see its docstring for
+sources); swept values (``lambda`` and the other ``default_hparams``) become
+float32 scalars in the TrainState.
+
+COMMAND:
+  python -m experiments.run --config=experiments/configs/coral.py \
+    --config.source=mnist_usps/mnist --config.target=mnist_usps/usps \
+    --config.seed=0 --workdir=runs/coral/mnist_usps_mnist--mnist_usps_usps/0
+
+Quick mode (a ten-step run on the embedded default task, used by the tests):
+  python -m experiments.run --config=experiments/configs/coral.py:quick \
+    --workdir=/tmp/tlax_quick_coral
+"""
+
+from experiments.configs import common
+
+
+def get_config(arg: str | None = None):
+  """The coral config; ``arg="quick"`` shrinks it for tests."""
+  config = common.base_config()
+  config.method.name = "coral"
+  config.method["lambda"] = 1.0
+  config.method.layers = ('logits',)
+  config.method.warmup = False
+  if arg == "quick":
+    common.make_quick(config)
+  elif arg:
+    raise ValueError(f"Unknown config argument {arg!r}; valid: 'quick'.")
+  return config

@@ -1,0 +1,36 @@
+r"""DAN: multi-kernel MMD on several layers (Long et al., ICML 2015).
+
+Defaults: five Gaussian kernels around the mean distance ("mean:5") on the
+head input and the logits, unbiased estimate, lambda = 1.
+
+Every value here is a default of :mod:`tlax.methods.dan` (see its docstring for
+sources); swept values (``lambda`` and the other ``default_hparams``) become
+float32 scalars in the TrainState.
+
+COMMAND:
+  python -m experiments.run --config=experiments/configs/dan.py \
+    --config.source=mnist_usps/mnist --config.target=mnist_usps/usps \
+    --config.seed=0 --workdir=runs/dan/mnist_usps_mnist--mnist_usps_usps/0
+
+Quick mode (a ten-step run on the embedded default task, used by the tests):
+  python -m experiments.run --config=experiments/configs/dan.py:quick \
+    --workdir=/tmp/tlax_quick_dan
+"""
+
+from experiments.configs import common
+
+
+def get_config(arg: str | None = None):
+  """The dan config; ``arg="quick"`` shrinks it for tests."""
+  config = common.base_config()
+  config.method.name = "dan"
+  config.method["lambda"] = 1.0
+  config.method.layers = ('embedding', 'logits')
+  config.method.sigmas = 'mean:5'
+  config.method.estimator = 'unbiased'
+  config.method.warmup = False
+  if arg == "quick":
+    common.make_quick(config)
+  elif arg:
+    raise ValueError(f"Unknown config argument {arg!r}; valid: 'quick'.")
+  return config

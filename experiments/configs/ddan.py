@@ -1,0 +1,38 @@
+r"""DDAN: dynamic distribution adaptation with a learned mu (Wang et al., TIST 2020).
+
+Defaults: (1-mu) MK-MMD + mu class-conditional MMD (soft target labels) on the
+head input, mu from in-graph proxy A-distances, lambda = 1 ramped.
+
+Every value here is a default of :mod:`tlax.methods.ddan` (see its docstring for
+sources); swept values (``lambda`` and the other ``default_hparams``) become
+float32 scalars in the TrainState.
+
+COMMAND:
+  python -m experiments.run --config=experiments/configs/ddan.py \
+    --config.source=mnist_usps/mnist --config.target=mnist_usps/usps \
+    --config.seed=0 --workdir=runs/ddan/mnist_usps_mnist--mnist_usps_usps/0
+
+Quick mode (a ten-step run on the embedded default task, used by the tests):
+  python -m experiments.run --config=experiments/configs/ddan.py:quick \
+    --workdir=/tmp/tlax_quick_ddan
+"""
+
+from experiments.configs import common
+
+
+def get_config(arg: str | None = None):
+  """The ddan config; ``arg="quick"`` shrinks it for tests."""
+  config = common.base_config()
+  config.method.name = "ddan"
+  config.method["lambda"] = 1.0
+  config.method.layers = ('embedding',)
+  config.method.sigmas = 'mean:5'
+  config.method.warmup = True
+  config.method.mu_learning_rate = 0.05
+  config.method.mu_ema_decay = 0.9
+  config.method.mu_class_reduction = 'mean'
+  if arg == "quick":
+    common.make_quick(config)
+  elif arg:
+    raise ValueError(f"Unknown config argument {arg!r}; valid: 'quick'.")
+  return config

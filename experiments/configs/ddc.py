@@ -1,0 +1,33 @@
+r"""DDC: linear MMD on the adaptation layer (Tzeng et al., 2014).
+
+Defaults (paper): lambda = 0.25 on the head input ("embedding").
+
+Every value here is a default of :mod:`tlax.methods.ddc` (see its docstring for
+sources); swept values (``lambda`` and the other ``default_hparams``) become
+float32 scalars in the TrainState.
+
+COMMAND:
+  python -m experiments.run --config=experiments/configs/ddc.py \
+    --config.source=mnist_usps/mnist --config.target=mnist_usps/usps \
+    --config.seed=0 --workdir=runs/ddc/mnist_usps_mnist--mnist_usps_usps/0
+
+Quick mode (a ten-step run on the embedded default task, used by the tests):
+  python -m experiments.run --config=experiments/configs/ddc.py:quick \
+    --workdir=/tmp/tlax_quick_ddc
+"""
+
+from experiments.configs import common
+
+
+def get_config(arg: str | None = None):
+  """The ddc config; ``arg="quick"`` shrinks it for tests."""
+  config = common.base_config()
+  config.method.name = "ddc"
+  config.method["lambda"] = 0.25
+  config.method.layers = ('embedding',)
+  config.method.warmup = False
+  if arg == "quick":
+    common.make_quick(config)
+  elif arg:
+    raise ValueError(f"Unknown config argument {arg!r}; valid: 'quick'.")
+  return config

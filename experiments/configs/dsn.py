@@ -1,0 +1,40 @@
+r"""DSN: domain separation networks (Bousmalis et al., NeurIPS 2016).
+
+Defaults (fungtion/DSN port, MNIST->MNIST-M): alpha = 0.01 (scale-invariant
+reconstruction), beta = 0.075 (difference), gamma = 0.25 (DANN similarity).
+
+Every value here is a default of :mod:`tlax.methods.dsn` (see its docstring for
+sources); swept values (``lambda`` and the other ``default_hparams``) become
+float32 scalars in the TrainState.
+
+COMMAND:
+  python -m experiments.run --config=experiments/configs/dsn.py \
+    --config.source=mnist_usps/mnist --config.target=mnist_usps/usps \
+    --config.seed=0 --workdir=runs/dsn/mnist_usps_mnist--mnist_usps_usps/0
+
+Quick mode (a ten-step run on the embedded default task, used by the tests):
+  python -m experiments.run --config=experiments/configs/dsn.py:quick \
+    --workdir=/tmp/tlax_quick_dsn
+"""
+
+from experiments.configs import common
+
+
+def get_config(arg: str | None = None):
+  """The dsn config; ``arg="quick"`` shrinks it for tests."""
+  config = common.base_config()
+  config.method.name = "dsn"
+  config.method.alpha = 0.01
+  config.method.beta = 0.075
+  config.method.gamma = 0.25
+  config.method.shared_layer = 'embedding'
+  config.method.private_hidden = (256,)
+  config.method.decoder_hidden = (256,)
+  config.method.disc_hidden = (1024, 1024)
+  config.method.disc_dropout = 0.5
+  config.method.grl_gamma = 10.0
+  if arg == "quick":
+    common.make_quick(config)
+  elif arg:
+    raise ValueError(f"Unknown config argument {arg!r}; valid: 'quick'.")
+  return config
