@@ -53,7 +53,6 @@ def make_optimizer(config, params: Any = None) -> optax.GradientTransformation:
   Raises:
     ValueError: an unknown optimiser name or an invalid setting.
   """
-  del params
   opt = config.optimizer
   _check_choice("optimizer.name", opt.name, OPTIMIZERS)
   weight_decay = float(opt.get("weight_decay") or 0.0)
@@ -84,7 +83,14 @@ def make_optimizer(config, params: Any = None) -> optax.GradientTransformation:
     if opt.name == "adamw" and weight_decay:
       parts.append(optax.add_decayed_weights(weight_decay))
   parts.append(optax.scale(-1.0))
-  return optax.chain(*parts)
+  tx = optax.chain(*parts)
+  # Fine-tuning rules (issue 6, tlax/train/finetune.py): per-path freezing
+  # and learning-rate multipliers from config.finetune, via optax.partition.
+  # A no-op without a finetune block or without params.
+  if params is not None:
+    from tlax.train import finetune  # pylint: disable=g-import-not-at-top
+    tx = finetune.finetune_optimizer(tx, params, config)
+  return tx
 
 
 def make_schedule(config) -> Callable[[Any], Any]:
