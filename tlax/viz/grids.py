@@ -62,9 +62,10 @@ def plot_domain_grid(domain, n: int = 64, path=None, *, split: str = "train",
       ax.imshow(img, interpolation="nearest")
     label = int(y[i])
     ax.set_title(names[label] if names else str(label), fontsize=7, pad=1)
+  top = 1.0 - 0.3 / (rows * cell_inches * 1.2 + 0.3)  # room for the title
   fig.suptitle(title or f"{domain.name} {tuple(x.shape[1:])} ({split})",
-               fontsize=9)
-  fig.tight_layout(pad=0.2, h_pad=0.1, w_pad=0.1)
+               fontsize=9, y=0.995)
+  fig.tight_layout(pad=0.2, h_pad=0.1, w_pad=0.1, rect=(0, 0, 1, top))
   if path is None:
     return fig
   fig.savefig(path, dpi=dpi)
