@@ -101,6 +101,10 @@ def test_transductive_task(data_dir):
   assert t.xt is t.xt_test and len(t.xt) == 1800 - 20
   rows = {r.tobytes() for r in t.xt_test.reshape(len(t.xt_test), -1)}
   assert not any(r.tobytes() in rows for r in t.xtl.reshape(20, -1))
+  big = td.load_domain("mnist_usps/usps", data_dir=data_dir, image_size=28,
+                       channels=3)
+  assert big.input_shape == (28, 28, 3)
+  assert big.splits["test"][0] is big.splits["train"][0]  # still one set
   h = td.make_task("mnist_usps/mnist", "mnist_usps/usps", data_dir=data_dir,
                    domain_options={"holdout": 0.2})
   assert not h.transductive and len(h.xt) + len(h.xt_test) == 1800

@@ -303,14 +303,18 @@ def adapt_images(dom: Domain, image_size=None, channels=None,
   """The domain with its images resized and converted (no-op for features)."""
   if dom.kind != "image" or (image_size is None and channels is None):
     return dom
-  splits, changed = {}, False
+  splits, changed, done = {}, False, {}
   for split, (x, y) in dom.splits.items():
+    if id(x) in done:  # transductive: train and test are the same array
+      splits[split] = (done[id(x)], y)
+      continue
     x2 = x
     if image_size is not None and tuple(x.shape[1:3]) != tuple(image_size):
       x2 = resize_images(x2, image_size, method)
     if channels is not None and x2.shape[-1] != channels:
       x2 = convert_channels(x2, channels)
     changed |= x2 is not x
+    done[id(x)] = x2
     splits[split] = (x2, y)
   if not changed:
     return dom
@@ -324,7 +328,8 @@ def flatten(dom: Domain) -> Domain:
   """An image domain as a feature domain: each image becomes a row."""
   if dom.kind != "image":
     return dom
-  splits = {k: (x.reshape(len(x), -1), y) for k, (x, y) in dom.splits.items()}
+  flat = {id(x): x.reshape(len(x), -1) for x, _ in dom.splits.values()}
+  splits = {k: (flat[id(x)], y) for k, (x, y) in dom.splits.items()}
   info = dict(dom.info, flattened_from=dom.input_shape)
   return dataclasses.replace(dom, splits=splits, kind="features", info=info)
 
