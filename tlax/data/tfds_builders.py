@@ -255,7 +255,7 @@ def load(name: str, *, files_dir=None, data_dir=None) -> tuple[dict, str]:
   key = name if collection == "office_caltech10" else collection
   files.file_path(key, files_dir)  # missing / wrong checksum -> DataFileError
   b = builder(name, files_dir=files_dir, data_dir=data_dir)
-  with _quiet():
+  with _quiet(), _build_lock(pathlib.Path(b.data_dir).parent):
     for attempt in range(2):
       try:
         if not b.is_prepared():
@@ -270,3 +270,18 @@ def load(name: str, *, files_dir=None, data_dir=None) -> tuple[dict, str]:
         shutil.rmtree(b.data_dir, ignore_errors=True)
         b = builder(name, files_dir=files_dir, data_dir=data_dir)
   raise AssertionError("unreachable")
+
+
+@contextlib.contextmanager
+def _build_lock(folder: pathlib.Path):
+  """An exclusive lock per config folder, so parallel processes (pytest-xdist,
+  several runs) build a dataset once and never read or delete a half-built
+  one."""
+  import fcntl  # pylint: disable=g-import-not-at-top
+  folder.mkdir(parents=True, exist_ok=True)
+  with open(folder / ".tlax_build.lock", "w") as f:
+    fcntl.flock(f, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
