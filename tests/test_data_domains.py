@@ -179,3 +179,26 @@ def test_numpy_resize_weights_match_jax(n_in, n_out):
                           "linear", antialias=True)
   np.testing.assert_allclose(domains._resize_matrix(n_in, n_out, "linear"),
                              np.asarray(want), atol=1e-6)
+
+
+def test_rendered_arrays_disk_cache(tmp_path, monkeypatch):
+  monkeypatch.setenv("TLAX_CACHE_DIR", str(tmp_path))
+  opts = dict(n_train=30, n_test=10, cache=True)
+  a = synthetic.load_syndigits("digits/syndigits", seed=9, **opts)
+  stored = list((tmp_path / "synthetic").glob("*.npz"))
+  assert len(stored) == 1
+  b = synthetic.load_syndigits("digits/syndigits", seed=9, **opts)
+  np.testing.assert_array_equal(a.splits["train"][0], b.splits["train"][0])
+  stored[0].write_bytes(b"not an npz")  # a corrupt cache is made again
+  c = synthetic.load_syndigits("digits/syndigits", seed=9, **opts)
+  np.testing.assert_array_equal(a.splits["test"][0], c.splits["test"][0])
+
+
+def test_domain_grid_png(tmp_path):
+  from tlax.viz.grids import plot_domain_grid  # pylint: disable=g-import-not-at-top
+  path = tmp_path / "grid.png"
+  plot_domain_grid(td.load_domain("digits/sklearn"), n=9, path=path)
+  assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  with pytest.raises(ValueError, match="image domain"):
+    plot_domain_grid(td.load_domain("digits/sklearn", image_size=(4, 5),
+                                    flatten=True), n=4)
