@@ -33,8 +33,16 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   train.quiet_orbax_logs()
-  result = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  print(json.dumps({k: result.get(k) for k in SUMMARY_KEYS}))
+  keys = SUMMARY_KEYS
+  if _CONFIG.value.get("stage", None) == "pretrain":
+    # Pretraining stage (issue 6): pmap data parallelism over the local
+    # devices, tlax/train/parallel.py; same workdir layout and result.json.
+    from tlax.train import parallel  # pylint: disable=g-import-not-at-top
+    result = parallel.pretrain_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    keys += ("source_test_accuracy", "images_per_sec", "num_devices")
+  else:
+    result = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  print(json.dumps({k: result.get(k) for k in keys}))
 
 
 if __name__ == "__main__":
