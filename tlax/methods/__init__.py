@@ -22,3 +22,5 @@ from tlax.methods import dsn  # deep DA (issue 4): DSN
 from tlax.methods import jan  # deep DA (issue 4): JAN
 from tlax.methods import pixelda  # deep DA (issue 4): PixelDA
 from tlax.methods import sdt  # deep DA (issue 4): SDT
+from tlax.methods import conservative  # issue 6: finetune, l2sp, output_kl, lora
+from tlax.methods import multitask  # issue 6: multitask

@@ -246,7 +246,7 @@ def parallel_train_step(state: TrainState, batch: Mapping[str, Any], *,
   metrics = {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
   metrics.update(loss=jnp.asarray(loss, jnp.float32),
                  lr=jnp.asarray(lr, jnp.float32),
-                 grad_norm=optax.global_norm(grads).astype(jnp.float32))
+                 grad_norm=optax.tree.norm(grads).astype(jnp.float32))
   metrics = lax.pmean(metrics, axis_name)
   new_state = state.replace(step=state.step + 1, params=params,
                             state=new_method_state, opt_state=opt_state,
