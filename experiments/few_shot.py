@@ -1,0 +1,250 @@
+r"""Few-shot fine-tuning: full, linear probe, L2-SP, output-KL and LoRA.
+
+Fine-tunes one pretrained source model (``experiments/configs/pretrain.py``)
+on ``k`` labelled target examples per class for several ``k`` and seeds,
+with each preset of ``experiments/configs/finetune.py`` (plus ``scratch``:
+the same network and training from a random initialisation), and writes a
+table of the target test accuracy (mean ± std over seeds, ddof=1) and a PNG
+plot of accuracy against ``k``.
+
+COMMAND (the numbers of docs/results_finetune.md):
+  python -m experiments.run --config=experiments/configs/pretrain.py:small \
+    --workdir=runs/pretrain/syndigits20k_lenet
+  TLAX_DATA_DIR=../shared/data python -m experiments.few_shot \
+    --pretrained=runs/pretrain/syndigits20k_lenet --root=runs/few_shot \
+    --shots=1,5,10,50 --seeds=0,1,2 \
+    --methods=scratch,full,linear_probe,l2sp,output_kl,lora \
+    --table=runs/few_shot/table.md --plot=docs/img/few_shot.png
+
+Every run goes through :func:`tlax.train.train_and_evaluate` in this process
+(workdir ``<root>/<method>/k<k>/<seed>``); finished runs are read back, so
+the script can be stopped and restarted. ``--steps`` and ``--config.*``-like
+overrides (``--set=optimizer.lr=3e-3``) apply to every run. A persistent XLA
+compilation cache under ``<root>/.jax_cache`` makes runs that differ only in
+the seed or ``k`` reuse one compilation.
+
+The helpers here (:func:`run_config`, :func:`mean_std`,
+:func:`markdown_table`, :func:`enable_compilation_cache`) are shared by
+``experiments/layer_transfer.py`` and ``experiments/multitask.py``.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import time
+from typing import Any, Callable, Sequence
+
+from absl import app
+from absl import flags
+from absl import logging
+import numpy as np
+
+FLAGS = flags.FLAGS
+
+
+# --------------------------------------------------------------------------
+# Shared helpers.
+# --------------------------------------------------------------------------
+def enable_compilation_cache(root: str) -> None:
+  """A persistent XLA cache: runs with the same graph compile once."""
+  import jax  # pylint: disable=g-import-not-at-top
+  path = os.path.abspath(os.path.join(root, ".jax_cache"))
+  os.makedirs(path, exist_ok=True)
+  jax.config.update("jax_compilation_cache_dir", path)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  try:
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+  except (AttributeError, KeyError):  # older/newer JAX without the option
+    pass
+
+
+def set_dotted(config, dotted: str, value) -> None:
+  """``config.a.b = value`` for ``dotted = "a.b"``."""
+  *parents, leaf = dotted.split(".")
+  node = config
+  for p in parents:
+    node = node[p]
+  with node.unlocked() if hasattr(node, "unlocked") else _null():
+    node[leaf] = value
+
+
+class _null:  # pylint: disable=invalid-name
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *a):
+    return False
+
+
+def parse_sets(items: Sequence[str]) -> list[tuple[str, Any]]:
+  """``["a.b=3", "c=x"]`` -> ``[("a.b", 3), ("c", "x")]`` (literals parsed)."""
+  out = []
+  for item in items or ():
+    key, _, raw = item.partition("=")
+    try:
+      value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+      value = raw
+    out.append((key.strip(), value))
+  return out
+
+
+def run_config(config, workdir: str) -> dict:
+  """``train_and_evaluate`` (or the pretraining stage), returning the result."""
+  from tlax import train  # pylint: disable=g-import-not-at-top
+  t = time.time()
+  if config.get("stage", None) == "pretrain":
+    from tlax.train import parallel  # pylint: disable=g-import-not-at-top
+    result = parallel.pretrain_and_evaluate(config, workdir)
+  else:
+    result = train.train_and_evaluate(config, workdir)
+  logging.info("%s: %.2f%% (%.0fs)", workdir,
+               result.get("target_accuracy") or float("nan"), time.time() - t)
+  return result
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+  """Mean and sample standard deviation (ddof=1; 0 for a single value)."""
+  v = np.asarray([x for x in values if x is not None], np.float64)
+  if v.size == 0:
+    return float("nan"), float("nan")
+  return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
+
+
+def fmt(values: Sequence[float]) -> str:
+  m, s = mean_std(values)
+  if not np.isfinite(m):
+    return "n/a"
+  return f"{m:.1f} ± {s:.1f}"
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]
+                   ) -> str:
+  lines = ["| " + " | ".join(str(h) for h in header) + " |",
+           "|" + "|".join("---" for _ in header) + "|"]
+  for r in rows:
+    lines.append("| " + " | ".join(str(c) for c in r) + " |")
+  return "\n".join(lines) + "\n"
+
+
+def save_plot(path: str, xs: Sequence[float],
+              curves: dict[str, Sequence[Sequence[float]]], *, xlabel: str,
+              ylabel: str, title: str, logx: bool = False,
+              xticks: Sequence[Any] | None = None) -> None:
+  """Mean ± std curves (one per name) as a small PNG."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, ax = plt.subplots(figsize=(5.2, 3.6), dpi=100)
+  for name, per_x in curves.items():
+    stats = [mean_std(v) for v in per_x]
+    m = np.array([s[0] for s in stats])
+    s = np.array([s[1] for s in stats])
+    ax.errorbar(xs, m, yerr=s, marker="o", ms=4, capsize=3, label=name)
+  if logx:
+    ax.set_xscale("log")
+  if xticks is not None:
+    ax.set_xticks(xs)
+    ax.set_xticklabels([str(t) for t in xticks])
+  ax.set_xlabel(xlabel)
+  ax.set_ylabel(ylabel)
+  ax.set_title(title, fontsize=10)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  fig.savefig(path)
+  plt.close(fig)
+
+
+def write(path: str | None, text: str) -> None:
+  if not path:
+    return
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with open(path, "w") as f:
+    f.write(text)
+
+
+# --------------------------------------------------------------------------
+# The few-shot comparison.
+# --------------------------------------------------------------------------
+METHOD_NAMES = {
+    "scratch": "from scratch (no pretraining)",
+    "full": "full fine-tuning",
+    "linear_probe": "linear probe",
+    "l2sp": "L2-SP",
+    "output_kl": "output KL",
+    "lora": "LoRA (r=4)",
+}
+
+
+def few_shot_config(method: str, k: int, seed: int, pretrained: str,
+                    steps: int | None, sets, quick: bool = False):
+  from experiments.configs import finetune as ft  # pylint: disable=g-import-not-at-top
+  preset = "full" if method == "scratch" else method
+  c = ft.get_config(preset + (",quick" if quick else ""))
+  c.seed = int(seed)
+  c.target_labeled_per_class = int(k)
+  c.finetune.checkpoint = "" if method == "scratch" else pretrained
+  if steps:
+    c.steps = int(steps)
+    c.eval_every = int(steps)
+    c.checkpoint_every = int(steps)
+  for key, value in sets:
+    set_dotted(c, key, value)
+  return c
+
+
+def main(argv):
+  del argv
+  root = FLAGS.root
+  enable_compilation_cache(root)
+  shots = [int(s) for s in FLAGS.shots]
+  seeds = [int(s) for s in FLAGS.seeds]
+  methods = list(FLAGS.methods)
+  sets = parse_sets(FLAGS.set)
+  acc = {m: {k: [] for k in shots} for m in methods}
+  t0 = time.time()
+  for method in methods:
+    for k in shots:
+      for seed in seeds:
+        c = few_shot_config(method, k, seed, FLAGS.pretrained, FLAGS.steps,
+                            sets, FLAGS.quick)
+        r = run_config(c, os.path.join(root, method, f"k{k}", str(seed)))
+        acc[method][k].append(r["target_accuracy"])
+  header = ["method"] + [f"k={k}" for k in shots]
+  rows = [[METHOD_NAMES.get(m, m)] + [fmt(acc[m][k]) for k in shots]
+          for m in methods]
+  table = markdown_table(header, rows)
+  print(table)
+  write(FLAGS.table, table)
+  write(os.path.join(root, "summary.json"),
+        json.dumps({"accuracy": {m: {str(k): v for k, v in d.items()}
+                                 for m, d in acc.items()},
+                    "seeds": seeds, "wall_time_s": time.time() - t0},
+                   indent=1))
+  if FLAGS.plot:
+    save_plot(FLAGS.plot, shots,
+              {METHOD_NAMES.get(m, m): [acc[m][k] for k in shots]
+               for m in methods},
+              xlabel="labelled target examples per class (k)",
+              ylabel="target test accuracy (%)",
+              title=FLAGS.title, logx=True, xticks=shots)
+
+
+if __name__ == "__main__":
+  flags.DEFINE_string("pretrained", None, "Workdir of the pretraining run.")
+  flags.DEFINE_string("root", "runs/few_shot", "Root of the run workdirs.")
+  flags.DEFINE_list("shots", ["1", "5", "10", "50"], "Labels per class.")
+  flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds.")
+  flags.DEFINE_list("methods", list(METHOD_NAMES), "Methods (presets).")
+  flags.DEFINE_integer("steps", None, "Training steps (default: config's).")
+  flags.DEFINE_multi_string("set", [], "Config overrides key=value.")
+  flags.DEFINE_boolean("quick", False, "Quick configs (tests).")
+  flags.DEFINE_string("table", None, "Write the markdown table here.")
+  flags.DEFINE_string("plot", None, "Write the PNG plot here.")
+  flags.DEFINE_string("title", "SynDigits (20k) -> USPS, LeNet", "Plot title.")
+  flags.mark_flag_as_required("pretrained")
+  app.run(main)
