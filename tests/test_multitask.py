@@ -74,3 +74,19 @@ def test_needs_labelled_target_examples():
   with pytest.raises(ValueError, match="target_labeled_per_class"):
     m.loss(params, state, batch, jax.random.key(1), 0,
            {"source_weight": 1.0, "target_weight": 1.0})
+
+
+def test_multitask_experiment_config_runs(tmp_path):
+  """A few steps of experiments/multitask.py's config through the trainer."""
+  from experiments import multitask as mt_exp
+  from tlax.train import train_and_evaluate
+  kw = dict(k=2, seed=0, steps=3, sets=[], quick=True)
+  alone = mt_exp.multitask_config("digits/syndigits", "digits/syndigits",
+                                  shared=False, **kw)
+  assert alone.method.source_weight == 0.0
+  c = mt_exp.multitask_config("digits/syndigits", "digits/syndigits",
+                              shared=True, **kw)
+  r = train_and_evaluate(c, str(tmp_path / "shared"))
+  assert r["method"] == "multitask"
+  assert r["config"]["method"]["source_weight"] == 1.0
+  assert 0.0 <= r["target_accuracy"] <= 100.0
