@@ -1,31 +1,39 @@
-"""Layers shared by the tlax models.
+"""Layers shared by the tlax models: :class:`Conv` and :func:`max_pool`.
 
 :class:`Conv` is a drop-in for :class:`flax.linen.Conv` (2-D, NHWC, same
-parameters ``kernel`` (HWIO) and ``bias``) whose gradient can be computed in a
-form that XLA:CPU runs much faster.
+parameters ``kernel`` (HWIO) and ``bias``) whose backward pass can be
+computed as im2col + matmul instead of XLA's convolution gradients.
 
-Why: XLA:CPU lowers the *input* gradient of a convolution (a correlation of
-the output gradient with the spatially flipped, in/out-swapped kernel) to a
-slow generic path; for the 5x5 convolutions of LeNet a plain ``nn.Conv`` train
-step was about 3x slower than PyTorch eager (issue 4). Written as im2col
-(shifted slices of the padded, stride-dilated output gradient, concatenated
-along channels) followed by one matmul, the same gradient runs on the fast
-matmul kernels. The forward pass stays ``lax.conv_general_dilated``.
+Why (issue 4): XLA:CPU was reported to compute the *input* gradient of a 5x5
+convolution (a correlation of the output gradient with the spatially
+flipped, in/out-swapped kernel) slowly. :func:`conv2d_im2col_grad` keeps the
+forward ``lax.conv_general_dilated`` and writes that gradient as im2col
+(shifted windows of the padded, stride-dilated output gradient) times the
+kernel, i.e. matmuls.
 
 ``impl`` selects the implementation:
 
 * ``"xla"``: plain ``lax.conv_general_dilated`` and its built-in gradients
-  (what ``nn.Conv`` does; the right choice on GPU/TPU);
+  (what ``nn.Conv`` does);
 * ``"im2col"``: the :func:`conv2d_im2col_grad` custom VJP: input gradient by
   im2col + matmul, and the weight gradient by im2col + matmul as well
-  (``weight_grad="im2col"``, faster on CPU in ``experiments/bench_conv.py``)
-  or by XLA's conv weight gradient (``weight_grad="xla"``);
-* ``"auto"`` (default): ``"im2col"`` when ``jax.default_backend() == "cpu"``
-  at trace time, else ``"xla"``.
+  (``weight_grad="im2col"``) or by XLA's conv weight gradient
+  (``weight_grad="xla"``);
+* ``"auto"`` (default): :data:`CPU_IMPL` when ``jax.default_backend() ==
+  "cpu"`` at trace time, else ``"xla"``.
+
+Measured (``experiments/bench_conv.py``, jax 0.10.2, XLA:CPU, 2 shared
+cores): the im2col gradients were *slower* than XLA's for every shape tlax
+uses (LeNet step x0.5-0.8, ResNet-8/20 steps x0.3-0.9), and XLA's input
+gradient of a 5x5 conv cost about the same as its forward pass. What did
+make the LeNet step slow was max-pooling's gradient (``select_and_scatter``),
+which :func:`max_pool` avoids (about 2.3x faster LeNet step). So
+``CPU_IMPL = "xla"``; the im2col path stays, tested, for CPUs/jaxlibs where
+it wins: flip :data:`CPU_IMPL` or pass ``impl="im2col"``.
 
 Both give the same values to float32 rounding. The custom VJP is
 reverse-mode only: ``jax.jvp`` / ``jax.jacfwd`` through an ``"im2col"``
-convolution raise; use ``impl="xla"`` for forward-mode differentiation.
+convolution raise.
 """
 
 from __future__ import annotations
@@ -43,14 +51,17 @@ PaddingLike = Union[str, int, Sequence[Union[int, tuple[int, int]]]]
 
 _DIMS = ("NHWC", "HWIO", "NHWC")
 IMPLS = ("auto", "xla", "im2col")
+# What impl="auto" uses on the CPU backend: the faster one measured by
+# experiments/bench_conv.py (see the module docstring).
+CPU_IMPL = "xla"
 
 
 def resolve_impl(impl: str) -> str:
-  """``"auto"`` -> ``"im2col"`` on the CPU backend, ``"xla"`` elsewhere."""
+  """``"auto"`` -> :data:`CPU_IMPL` on the CPU backend, ``"xla"`` elsewhere."""
   if impl not in IMPLS:
     raise ValueError(f"Unknown conv impl {impl!r}; expected one of {IMPLS}.")
   if impl == "auto":
-    return "im2col" if jax.default_backend() == "cpu" else "xla"
+    return CPU_IMPL if jax.default_backend() == "cpu" else "xla"
   return impl
 
 
@@ -90,51 +101,58 @@ def _conv(x, w, strides, padding):
                                   padding=padding, dimension_numbers=_DIMS)
 
 
-def _im2col(xp: Array, kh: int, kw: int, out_h: int, out_w: int,
-            sh: int = 1, sw: int = 1) -> Array:
-  """Patches ``(n, out_h, out_w, kh*kw*c)`` of an already padded NHWC array.
+def _taps(xp: Array, kh: int, kw: int, out_h: int, out_w: int,
+          sh: int = 1, sw: int = 1):
+  """The ``kh * kw`` shifted (strided) windows of a padded NHWC array.
 
-  Channel order of the last axis is ``(kh, kw, c)``, matching
-  ``kernel.reshape(kh*kw*c, -1)`` for an HWIO kernel.
+  Window ``(i, j)`` is ``xp[:, i::sh, j::sw, :]`` cut to ``(out_h, out_w)``;
+  concatenated along channels they would be the im2col patch matrix.
   """
-  cols = []
   for i in range(kh):
     for j in range(kw):
-      cols.append(lax.slice(
+      yield i, j, lax.slice(
           xp, (0, i, j, 0),
           (xp.shape[0], i + (out_h - 1) * sh + 1, j + (out_w - 1) * sw + 1,
            xp.shape[3]),
-          (1, sh, sw, 1)))
-  return cols[0] if len(cols) == 1 else jnp.concatenate(cols, axis=-1)
+          (1, sh, sw, 1))
 
 
 def _input_grad_im2col(g: Array, w: Array, in_shape, strides, padding):
-  """d(conv(x, w))/dx applied to ``g``, as im2col + matmul."""
+  """d(conv(x, w))/dx applied to ``g``, as im2col + matmul.
+
+  The input gradient is the stride-1 VALID correlation of the stride-dilated,
+  padded output gradient with the flipped kernel (in/out swapped). The
+  im2col matmul ``patches @ kernel`` is summed tap by tap (one
+  ``(n*h*w, cout) @ (cout, cin)`` matmul per kernel position) rather than
+  through the materialised ``kh*kw``-times larger patch matrix, whose
+  concatenation alone was several times slower than the matmuls on XLA:CPU.
+  """
   kh, kw, cin, cout = w.shape
-  n, h, wd, _ = in_shape
+  _, h, wd, _ = in_shape
   cfg = [(0, 0, 0)]
   for size, k, s, (lo, hi), out in zip((h, wd), (kh, kw), strides, padding,
                                        g.shape[1:3]):
     rest = size + lo + hi - k - (out - 1) * s  # input rows the conv never read
     cfg.append((k - 1 - lo, k - 1 - hi + rest, s - 1))
   cfg.append((0, 0, 0))
-  # Stride-dilated output gradient, padded so that a stride-1 VALID
-  # correlation with the flipped kernel gives an input-sized result.
   gp = lax.pad(g, jnp.zeros((), g.dtype), cfg)
-  patches = _im2col(gp, kh, kw, h, wd)
-  wf = jnp.transpose(w[::-1, ::-1], (0, 1, 3, 2)).reshape(kh * kw * cout, cin)
-  dx = lax.dot_general(patches, wf, (((3,), (0,)), ((), ())))
-  return dx.reshape(n, h, wd, cin)
+  dx = None
+  for i, j, tap in _taps(gp, kh, kw, h, wd):
+    term = lax.dot_general(tap, w[kh - 1 - i, kw - 1 - j],
+                           (((3,), (1,)), ((), ())))
+    dx = term if dx is None else dx + term
+  return dx
 
 
 def _weight_grad_im2col(x: Array, g: Array, kshape, strides, padding):
-  """d(conv(x, w))/dw applied to ``g``, as im2col + matmul."""
-  kh, kw, cin, cout = kshape
+  """d(conv(x, w))/dw applied to ``g``: ``patches(x)^T @ g``, tap by tap."""
+  kh, kw, _, _ = kshape
   xp = lax.pad(x, jnp.zeros((), x.dtype),
                [(0, 0, 0), (*padding[0], 0), (*padding[1], 0), (0, 0, 0)])
-  patches = _im2col(xp, kh, kw, g.shape[1], g.shape[2], *strides)
-  dw = lax.dot_general(patches, g, (((0, 1, 2), (0, 1, 2)), ((), ())))
-  return dw.reshape(kshape)
+  rows = [lax.dot_general(tap, g, (((0, 1, 2), (0, 1, 2)), ((), ())))
+          for _, _, tap in _taps(xp, kh, kw, g.shape[1], g.shape[2],
+                                 *strides)]
+  return jnp.stack(rows).reshape(kshape)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
@@ -250,3 +268,26 @@ class Conv(nn.Module):
     if bias is not None:
       y = y + bias
     return y
+
+
+def max_pool(x: Array, window: int | Sequence[int] = 2,
+             strides: int | Sequence[int] | None = None) -> Array:
+  """VALID max pooling over the spatial dims of an NHWC array.
+
+  Same values as ``nn.max_pool(x, window, strides)`` (default ``strides =
+  window``). Non-overlapping windows (``strides == window``, the LeNet case)
+  are computed as a reshape + ``max``: its gradient is elementwise, while
+  ``reduce_window``'s gradient (``select_and_scatter_add``) dominated the
+  LeNet train step on XLA:CPU (about 110 of 180 ms, see
+  ``experiments/bench_conv.py``). On ties inside a window the reshape form
+  splits the gradient equally between the maxima where ``nn.max_pool`` gives
+  it to one; after a ReLU, ties happen at 0 where the gradient is 0 anyway.
+  """
+  window = _pair(window, "window")
+  strides = window if strides is None else _pair(strides, "strides")
+  if tuple(strides) != tuple(window):
+    return nn.max_pool(x, window, strides=strides, padding="VALID")
+  n, h, w, c = x.shape
+  (ph, pw), ho, wo = window, h // window[0], w // window[1]
+  x = x[:, :ho * ph, :wo * pw, :]
+  return jnp.max(x.reshape(n, ho, ph, wo, pw, c), axis=(2, 4))
