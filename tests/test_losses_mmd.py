@@ -1,0 +1,509 @@
+"""Kernels and the MMD family against direct NumPy references.
+
+float64 checks run inside ``jax.enable_x64(True)`` (a fixture), so x64 does
+not leak into other test files of the same pytest process.
+"""
+
+import functools
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+from tlax import losses
+from tlax.losses import kernels as kern
+from tlax.losses import mmd_losses
+
+
+@pytest.fixture
+def x64():
+  with jax.enable_x64(True):
+    yield
+
+
+def _data(ns=7, nt=9, d=5, seed=0, shift=0.4):
+  rng = np.random.default_rng(seed)
+  xs = rng.normal(size=(ns, d))
+  xt = rng.normal(size=(nt, d)) * 1.3 + shift
+  return xs, xt
+
+
+# ---------------------------------------------------------------------------
+# NumPy references, written directly with loops.
+# ---------------------------------------------------------------------------
+
+
+def ref_sqdist(a, b):
+  out = np.zeros((len(a), len(b)))
+  for i in range(len(a)):
+    for j in range(len(b)):
+      out[i, j] = np.sum((a[i] - b[j]) ** 2)
+  return out
+
+
+def ref_pooled_pairs(xs, xt):
+  z = np.concatenate([xs, xt])
+  return [np.sum((z[i] - z[j]) ** 2) for i in range(len(z))
+          for j in range(len(z)) if i != j]
+
+
+def ref_sigmas(spec, xs, xt):
+  """sigma_k with 2 sigma_k^2 = stat * base^k (kernels docstring)."""
+  if not isinstance(spec, str):
+    return np.atleast_1d(np.asarray(spec, float))
+  parts = spec.split(":")
+  stat = parts[0]
+  num = int(parts[1]) if len(parts) > 1 else 1
+  base = float(parts[2]) if len(parts) > 2 else 2.0
+  pairs = ref_pooled_pairs(xs, xt)
+  s = np.mean(pairs) if stat == "mean" else np.median(pairs)
+  ks = [k - num // 2 for k in range(num)]
+  return np.sqrt(np.array([s * base ** k / 2 for k in ks]))
+
+
+def ref_k(a, b, sigmas, weights=None):
+  sigmas = np.atleast_1d(sigmas)
+  if weights is None:
+    weights = np.full(len(sigmas), 1 / len(sigmas))
+  d2 = np.sum((a - b) ** 2)
+  return sum(w * np.exp(-d2 / (2 * s * s)) for s, w in zip(sigmas, weights))
+
+
+def ref_mmd_from_kernel(k, xs, xt, estimator):
+  ns, nt = len(xs), len(xt)
+  if estimator == "linear":
+    m = min(ns, nt) // 2
+    h = 0.0
+    for i in range(m):
+      x1, x2, y1, y2 = xs[2 * i], xs[2 * i + 1], xt[2 * i], xt[2 * i + 1]
+      h += k(x1, x2) + k(y1, y2) - k(x1, y2) - k(x2, y1)
+    return h / m
+  ss = sum(k(xs[i], xs[j]) for i in range(ns) for j in range(ns)
+           if estimator == "biased" or i != j)
+  tt = sum(k(xt[i], xt[j]) for i in range(nt) for j in range(nt)
+           if estimator == "biased" or i != j)
+  st = sum(k(xs[i], xt[j]) for i in range(ns) for j in range(nt))
+  if estimator == "biased":
+    return ss / ns**2 + tt / nt**2 - 2 * st / (ns * nt)
+  return ss / (ns * (ns - 1)) + tt / (nt * (nt - 1)) - 2 * st / (ns * nt)
+
+
+def ref_mk_mmd(xs, xt, spec, weights=None, estimator="biased"):
+  if estimator == "linear" and isinstance(spec, str) and "median" in spec:
+    raise NotImplementedError
+  sig = ref_sigmas(spec, xs, xt)
+  return ref_mmd_from_kernel(lambda a, b: ref_k(a, b, sig, weights), xs, xt,
+                             estimator)
+
+
+def ref_jmmd(xs_l, xt_l, specs, estimator="biased"):
+  sigs = [ref_sigmas(s, a, b) for s, a, b in zip(specs, xs_l, xt_l)]
+  ns, nt = len(xs_l[0]), len(xt_l[0])
+  # index-based kernel over the pooled sample: entries < ns are source.
+  pooled = [np.concatenate([a, b]) for a, b in zip(xs_l, xt_l)]
+
+  def k(i, j):
+    return np.prod([ref_k(z[i], z[j], s) for z, s in zip(pooled, sigs)])
+
+  src = np.arange(ns)[:, None]
+  tgt = np.arange(ns, ns + nt)[:, None]
+  return ref_mmd_from_kernel(lambda a, b: k(int(a[0]), int(b[0])), src, tgt,
+                             estimator)
+
+
+def ref_conditional(xs, xt, ys, pt, sigmas, kernel="gaussian",
+                    reduction="mean"):
+  """DSAN local MMD with the class mask of DSAN."""
+  sig = ref_sigmas(sigmas, xs, xt) if kernel == "gaussian" else None
+  k = ((lambda a, b: ref_k(a, b, sig)) if kernel == "gaussian"
+       else (lambda a, b: float(a @ b)))
+  C = pt.shape[1]
+  total, count = 0.0, 0
+  for c in range(C):
+    src = [i for i in range(len(xs)) if ys[i] == c]
+    if not src or not any(np.argmax(pt[j]) == c for j in range(len(xt))):
+      continue
+    count += 1
+    ws = np.zeros(len(xs))
+    ws[src] = 1 / len(src)
+    wt = pt[:, c] / pt[:, c].sum()
+    for i in range(len(xs)):
+      for j in range(len(xs)):
+        total += ws[i] * ws[j] * k(xs[i], xs[j])
+    for i in range(len(xt)):
+      for j in range(len(xt)):
+        total += wt[i] * wt[j] * k(xt[i], xt[j])
+    for i in range(len(xs)):
+      for j in range(len(xt)):
+        total -= 2 * ws[i] * wt[j] * k(xs[i], xt[j])
+  return total / max(count, 1) if reduction == "mean" else total
+
+
+# ---------------------------------------------------------------------------
+# Values against the references (float64).
+# ---------------------------------------------------------------------------
+
+
+def test_pairwise_sq_distances(x64):
+  xs, xt = _data()
+  np.testing.assert_allclose(losses.pairwise_sq_distances(xs, xt),
+                             ref_sqdist(xs, xt), rtol=1e-12, atol=1e-12)
+  d = losses.pairwise_sq_distances(xs)
+  np.testing.assert_allclose(d, ref_sqdist(xs, xs), rtol=1e-12, atol=1e-12)
+  assert np.all(np.diag(d) == 0)
+  dss, dst, dtt = kern.block_sq_distances(jnp.asarray(xs), jnp.asarray(xt))
+  np.testing.assert_allclose(dst, ref_sqdist(xs, xt), rtol=1e-12)
+  np.testing.assert_allclose(dtt, ref_sqdist(xt, xt), atol=1e-12)
+
+
+@pytest.mark.parametrize("spec", ["mean", "mean:5", "median", "median:3:3",
+                                  "mean:4:1.5", (0.5, 2.0)])
+def test_gaussian_sigmas_and_matrices(x64, spec):
+  xs, xt = _data()
+  np.testing.assert_allclose(losses.gaussian_sigmas(spec, xs, xt),
+                             ref_sigmas(spec, xs, xt), rtol=1e-12)
+  km = losses.gaussian_kernel_matrices(xs, xt, spec)
+  sig = ref_sigmas(spec, xs, xt)
+  want = np.stack([np.exp(-ref_sqdist(xs, xt) / (2 * s * s)) for s in sig])
+  np.testing.assert_allclose(km, want, rtol=1e-12, atol=1e-15)
+
+
+def test_linear_polynomial_gaussian_kernel(x64):
+  xs, xt = _data()
+  np.testing.assert_allclose(losses.linear_kernel(xs, xt), xs @ xt.T,
+                             rtol=1e-12)
+  want = np.array([[(0.3 * (a @ b) + 0.5) ** 3 for b in xt] for a in xs])
+  np.testing.assert_allclose(
+      losses.polynomial_kernel(xs, xt, 3, gamma=0.3, coef0=0.5), want,
+      rtol=1e-12)
+  want = np.exp(-ref_sqdist(xs, xt) / (2 * 1.7**2))
+  np.testing.assert_allclose(losses.gaussian_kernel(xs, xt, 1.7), want,
+                             rtol=1e-12)
+
+
+CASES = list(itertools.product(
+    ["biased", "unbiased", "linear"], ["mean:5", (0.7, 1.5, 3.0)])) + [
+        ("biased", "median"), ("unbiased", "median:3"), ("linear", "median"),
+        ("biased", 2.0)]
+
+
+@pytest.mark.parametrize("estimator,spec", CASES)
+def test_mk_mmd_matches_reference(x64, estimator, spec):
+  xs, xt = _data()
+  got = losses.mk_mmd(xs, xt, spec, estimator=estimator)
+  if estimator == "linear" and spec == "median":
+    # median over the pair distances the linear statistic evaluates.
+    pairs = []
+    for i in range(3):
+      x1, x2, y1, y2 = xs[2 * i], xs[2 * i + 1], xt[2 * i], xt[2 * i + 1]
+      pairs += [np.sum((a - b) ** 2) for a, b in
+                [(x1, x2), (y1, y2), (x1, y2), (x2, y1)]]
+    sig = np.sqrt(np.median(pairs) / 2)
+    want = ref_mmd_from_kernel(lambda a, b: ref_k(a, b, sig), xs, xt, "linear")
+  else:
+    want = ref_mk_mmd(xs, xt, spec, estimator=estimator)
+  np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+def test_mk_mmd_weights(x64):
+  xs, xt = _data()
+  w = np.array([0.1, 0.5, 0.2, 0.15, 0.05])
+  for est in ("biased", "unbiased", "linear"):
+    np.testing.assert_allclose(
+        losses.mk_mmd(xs, xt, "mean:5", w, est),
+        ref_mk_mmd(xs, xt, "mean:5", w, est), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("kernel", ["linear", "polynomial", "callable"])
+@pytest.mark.parametrize("estimator", ["biased", "unbiased", "linear"])
+def test_mmd_other_kernels(x64, kernel, estimator):
+  xs, xt = _data()
+  if kernel == "linear":
+    k = lambda a, b: float(a @ b)
+    got = losses.mmd(xs, xt, "linear", estimator)
+  elif kernel == "polynomial":
+    k = lambda a, b: (a @ b / 5 + 1.0) ** 2
+    got = losses.mmd(xs, xt, "polynomial", estimator)
+  else:
+    k = lambda a, b: np.exp(-np.sum(np.abs(a - b)))  # Laplacian
+    lap = lambda a, b: jnp.exp(-jnp.sum(jnp.abs(a[:, None] - b[None]), -1))
+    got = losses.mmd(xs, xt, lap, estimator)
+  np.testing.assert_allclose(got, ref_mmd_from_kernel(k, xs, xt, estimator),
+                             rtol=1e-10, atol=1e-12)
+
+
+def test_mmd_gaussian_single_kernel(x64):
+  xs, xt = _data()
+  for est in ("biased", "unbiased"):
+    np.testing.assert_allclose(losses.mmd(xs, xt, sigma=1.3, estimator=est),
+                               ref_mk_mmd(xs, xt, 1.3, estimator=est),
+                               rtol=1e-10)
+  np.testing.assert_allclose(losses.mmd(xs, xt),
+                             ref_mk_mmd(xs, xt, "median"), rtol=1e-10)
+
+
+@pytest.mark.parametrize("estimator", ["biased", "unbiased", "linear"])
+def test_jmmd_matches_reference(x64, estimator):
+  xs, xt = _data(ns=6, nt=8)
+  rng = np.random.default_rng(3)
+  ps, pt = rng.dirichlet(np.ones(3), 6), rng.dirichlet(np.ones(3), 8)
+  specs = ["mean:5", 0.9165]
+  got = losses.jmmd([xs, ps], [xt, pt], specs, estimator=estimator)
+  np.testing.assert_allclose(got, ref_jmmd([xs, ps], [xt, pt], specs,
+                                           estimator), rtol=1e-10, atol=1e-12)
+  # one layer: JMMD is MK-MMD
+  np.testing.assert_allclose(
+      losses.jmmd([xs], [xt], "mean:5", estimator=estimator),
+      losses.mk_mmd(xs, xt, "mean:5", estimator=estimator), rtol=1e-12)
+
+
+@pytest.mark.parametrize("kernel", ["gaussian", "linear"])
+@pytest.mark.parametrize("soft", [False, True])
+def test_class_conditional_mmd(x64, kernel, soft):
+  xs, xt = _data(ns=8, nt=9)
+  rng = np.random.default_rng(1)
+  ys = np.array([0, 1, 1, 2, 0, 1, 2, 2])  # class 3 absent in source
+  if soft:
+    pt = rng.dirichlet(np.ones(4) * 0.7, 9)
+    labels_t = pt
+  else:
+    yt = np.array([0, 0, 1, 1, 3, 3, 0, 1, 3])  # class 2 absent in target
+    pt = np.eye(4)[yt]
+    labels_t = yt
+  got = losses.class_conditional_mmd(xs, xt, ys, labels_t, 4, kernel=kernel)
+  want = ref_conditional(xs, xt, ys, pt, "mean:5", kernel)
+  np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+  got_sum = losses.class_conditional_mmd(xs, xt, ys, labels_t, 4,
+                                         kernel=kernel, reduction="sum")
+  np.testing.assert_allclose(
+      got_sum, ref_conditional(xs, xt, ys, pt, "mean:5", kernel, "sum"),
+      rtol=1e-10, atol=1e-12)
+
+
+def test_jda_style_conditional_is_class_mean_gap(x64):
+  xs, xt = _data(ns=6, nt=6)
+  ys = np.array([0, 0, 0, 1, 1, 1])
+  yt = np.array([1, 0, 1, 0, 1, 0])
+  want = sum(np.sum((xs[ys == c].mean(0) - xt[yt == c].mean(0)) ** 2)
+             for c in (0, 1))
+  got = losses.class_conditional_mmd(xs, xt, ys, yt, 2, kernel="linear",
+                                     reduction="sum")
+  np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+# ---------------------------------------------------------------------------
+# Known values.
+# ---------------------------------------------------------------------------
+
+
+def test_known_values(x64):
+  xs, xt = _data()
+  for spec in ("mean:5", "median", [0.5, 1.0]):
+    assert abs(float(losses.mk_mmd(xs, xs, spec))) < 1e-13
+  gap = xs.mean(0) - xt.mean(0)
+  np.testing.assert_allclose(losses.linear_mmd(xs, xt), gap @ gap, rtol=1e-12)
+  np.testing.assert_allclose(losses.mmd(xs, xt, "linear"), gap @ gap,
+                             rtol=1e-10)
+  assert float(losses.linear_mmd(np.zeros((4, 3)), np.ones((2, 3)))) == 3.0
+  # biased MMD is a squared norm: >= 0; larger shift, larger MMD.
+  a = losses.mk_mmd(xs, xt, "mean:5")
+  b = losses.mk_mmd(xs, xt + 3.0, "mean:5")
+  assert 0 < a < b
+  # one kernel of weight 1 equals the single-kernel MMD.
+  np.testing.assert_allclose(losses.mk_mmd(xs, xt, [1.0, 2.0], [0.0, 1.0]),
+                             losses.mmd(xs, xt, sigma=2.0), rtol=1e-12)
+
+
+def test_mean_spec_is_dan_bandwidth(x64):
+  """'mean:5' is the transfer-learning-library kernel sum exactly."""
+  xs, xt = _data()
+  z = np.concatenate([xs, xt])
+  n = len(z)
+  l2 = ref_sqdist(z, z)
+  bw = l2.sum() / (n * n - n) / 2 ** 2
+  k = sum(np.exp(-l2 / (bw * 2**i)) for i in range(5))
+  ns = len(xs)
+  want = (k[:ns, :ns].mean() + k[ns:, ns:].mean() - 2 * k[:ns, ns:].mean()) / 5
+  np.testing.assert_allclose(losses.mk_mmd(xs, xt, "mean:5"), want,
+                             rtol=1e-12)
+
+
+# ---------------------------------------------------------------------------
+# Gradients, jit, vmap, retracing.
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("estimator", ["biased", "unbiased", "linear"])
+def test_check_grads(x64, estimator):
+  xs, xt = _data(ns=5, nt=6, d=3)
+  f = lambda a, b: losses.mk_mmd(a, b, [0.8, 2.0], [0.3, 0.7], estimator)
+  check_grads(jax.jit(f), (xs, xt), order=1, modes=("fwd", "rev"))
+  if estimator != "biased":
+    return
+  g = lambda a, b: losses.jmmd([a, a[:, :2] ** 2], [b, b[:, :2] ** 2],
+                               [[1.0, 2.0], 1.5], estimator=estimator)
+  check_grads(jax.jit(g), (xs, xt), order=1, modes=("rev",))
+
+
+def test_check_grads_kernels_and_conditional(x64):
+  xs, xt = _data(ns=5, nt=6, d=3)
+  # second order through the custom_jvp Gram rule (forward-over-forward and
+  # the reverse rule are checked to first order everywhere else).
+  f = lambda a, b: sum(jnp.sum(g**2) for g in kern.block_gram(a, b))
+  check_grads(f, (xs, xt), order=2, modes=("fwd",))
+  check_grads(jax.jit(losses.pairwise_sq_distances), (xs,), order=1)
+  check_grads(jax.jit(losses.pairwise_sq_distances), (xs, xt), order=1,
+              modes=("rev",))
+  check_grads(jax.jit(losses.linear_mmd), (xs, xt), order=1, modes=("rev",))
+  check_grads(jax.jit(lambda a, b: losses.mmd(a, b, "polynomial")),
+              (xs, xt), order=1, modes=("rev",))
+  ys, yt = np.array([0, 1, 0, 1, 1]), np.array([1, 1, 0, 0, 1, 0])
+  check_grads(jax.jit(lambda a, b: losses.class_conditional_mmd(
+      a, b, ys, yt, 2, sigmas=[1.0, 3.0])), (xs, xt), order=1, modes=("rev",))
+
+
+def test_data_bandwidths_are_stop_gradient(x64):
+  xs, xt = _data()
+  for spec in ("mean:5",):
+    sig = losses.gaussian_sigmas(spec, xs, xt)
+    g1 = jax.grad(losses.mk_mmd, argnums=(0, 1))(xs, xt, spec)
+    g2 = jax.grad(losses.mk_mmd, argnums=(0, 1))(xs, xt, sig)
+    np.testing.assert_allclose(g1[0], g2[0], rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(g1[1], g2[1], rtol=1e-10, atol=1e-14)
+
+
+def test_gradient_against_numpy_formula(x64):
+  """d/dx of the biased MK-MMD with fixed sigmas, by hand."""
+  xs, xt = _data()
+  sig = np.array([0.9, 2.5])
+  z = np.concatenate([xs, xt])
+  ns, n = len(xs), len(z)
+  c = np.zeros((n, n))
+  c[:ns, :ns] = 1 / ns**2
+  c[ns:, ns:] = 1 / len(xt) ** 2
+  c[:ns, ns:] = c[ns:, :ns] = -1 / (ns * len(xt))
+  grad = np.zeros_like(z)
+  for i in range(n):
+    for j in range(n):
+      diff = z[i] - z[j]
+      for s in sig:
+        kij = 0.5 * np.exp(-diff @ diff / (2 * s * s))
+        grad[i] += 2 * c[i, j] * kij * (-diff / (s * s))
+  got = jnp.concatenate(jax.grad(losses.mk_mmd, argnums=(0, 1))(xs, xt, sig))
+  np.testing.assert_allclose(got, grad, rtol=1e-10, atol=1e-14)
+
+
+def test_jit_and_vmap_agree(x64):
+  rng = np.random.default_rng(5)
+  xs = rng.normal(size=(4, 6, 3))
+  xt = rng.normal(size=(4, 7, 3)) + 0.5
+  f = functools.partial(losses.mk_mmd, sigmas="mean:5")
+  plain = np.array([f(a, b) for a, b in zip(xs, xt)])
+  np.testing.assert_allclose(jax.jit(f)(xs[0], xt[0]), plain[0], rtol=1e-12)
+  np.testing.assert_allclose(jax.vmap(f)(xs, xt), plain, rtol=1e-12)
+  # vmap over bandwidths (a traced sigma array)
+  sig = np.array([[0.5, 1.0], [1.0, 2.0], [2.0, 4.0]])
+  got = jax.vmap(lambda s: losses.mk_mmd(xs[0], xt[0], s))(sig)
+  want = [losses.mk_mmd(xs[0], xt[0], s) for s in sig]
+  np.testing.assert_allclose(got, want, rtol=1e-12)
+  # jit and vmap of the others
+  for g in (lambda a, b: losses.jmmd([a, a * 2], [b, b * 2], 1.0),
+            lambda a, b: losses.class_conditional_mmd(
+                a, b, jnp.arange(6) % 2, jnp.arange(7) % 2, 2)):
+    np.testing.assert_allclose(jax.vmap(g)(xs, xt),
+                               [g(a, b) for a, b in zip(xs, xt)], rtol=1e-12)
+    np.testing.assert_allclose(jax.jit(g)(xs[1], xt[1]), g(xs[1], xt[1]),
+                               rtol=1e-12)
+
+
+def test_no_retrace_for_same_shapes():
+  traces = []
+
+  @jax.jit
+  def step(a, b, w):
+    traces.append(1)
+    return losses.mk_mmd(a, b, "mean:5", w, "unbiased") + losses.jmmd(
+        [a], [b], [[1.0, 2.0]])
+
+  rng = np.random.default_rng(0)
+  for _ in range(4):
+    a = rng.normal(size=(8, 4)).astype(np.float32)
+    b = rng.normal(size=(8, 4)).astype(np.float32)
+    step(a, b, rng.random(5).astype(np.float32)).block_until_ready()
+  assert len(traces) == 1
+  # eager calls with new Python-float bandwidths reuse one compiled kernel.
+  core = mmd_losses._mk_mmd_core
+  losses.mk_mmd(a, b, [1.0, 2.0])
+  before = core._cache_size()
+  for s in ([0.5, 3.0], [2.0, 7.0], (1.5, 0.25)):
+    losses.mk_mmd(a, b, s)
+  assert core._cache_size() == before
+
+
+# ---------------------------------------------------------------------------
+# Low precision.
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype,rtol", [(jnp.float32, 1e-4),
+                                        (jnp.bfloat16, 2e-3)])
+def test_low_precision(dtype, rtol):
+  xs, xt = _data(ns=16, nt=12, d=8)
+  a, b = jnp.asarray(xs, dtype), jnp.asarray(xt, dtype)
+  # reference on the rounded inputs, in float64 NumPy.
+  ra, rb = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  for est in ("biased", "unbiased"):
+    got = losses.mk_mmd(a, b, "mean:5", estimator=est)
+    assert got.dtype == jnp.float32
+    np.testing.assert_allclose(got, ref_mk_mmd(ra, rb, "mean:5", None, est),
+                               rtol=rtol, atol=1e-5)
+  got = losses.jmmd([a], [b], [[1.0, 2.0]])
+  np.testing.assert_allclose(got, ref_mk_mmd(ra, rb, [1.0, 2.0]), rtol=rtol,
+                             atol=1e-5)
+  g = jax.grad(losses.mk_mmd)(a, b, "mean:5")
+  assert g.dtype == dtype and bool(jnp.all(jnp.isfinite(g.astype(float))))
+  assert abs(float(losses.mk_mmd(a, a, "mean:5"))) < 1e-5
+
+
+# ---------------------------------------------------------------------------
+# Errors.
+# ---------------------------------------------------------------------------
+
+
+def test_errors():
+  x = np.ones((4, 3), np.float32)
+  with pytest.raises(ValueError, match="empty batch"):
+    losses.mk_mmd(np.ones((0, 3), np.float32), x, "mean:5")
+  with pytest.raises(ValueError, match="same number of features"):
+    losses.mk_mmd(x, np.ones((4, 2), np.float32), "mean:5")
+  with pytest.raises(ValueError, match="contains NaN"):
+    losses.mk_mmd(x, x, [1.0, float("nan")])
+  with pytest.raises(ValueError, match="contains NaN"):
+    losses.mmd(x, x, sigma=float("nan"))
+  with pytest.raises(ValueError, match="finite and > 0"):
+    losses.mk_mmd(x, x, [1.0, -2.0])
+  with pytest.raises(ValueError, match="cannot parse sigmas"):
+    losses.mk_mmd(x, x, "average:5")
+  with pytest.raises(ValueError, match="2-D array"):
+    losses.mk_mmd(np.ones(3, np.float32), x, "mean")
+  with pytest.raises(TypeError, match="floating dtype"):
+    losses.linear_mmd(np.ones((4, 3), np.int32), x)
+  with pytest.raises(ValueError, match="at least 2"):
+    losses.mk_mmd(x[:1], x, "mean", estimator="unbiased")
+  with pytest.raises(ValueError, match="estimator must be"):
+    losses.mk_mmd(x, x, "mean", estimator="quadratic")
+  with pytest.raises(ValueError, match=r"shape \(5,\)"):
+    losses.mk_mmd(x, x, "mean:5", weights=[1.0, 2.0])
+  with pytest.raises(ValueError, match="one spec per layer"):
+    losses.jmmd([x, x], [x, x], [1.0, 2.0, 3.0])
+  with pytest.raises(ValueError, match="same batch sizes"):
+    losses.jmmd([x, x[:3]], [x, x], 1.0)
+  with pytest.raises(ValueError, match="num_classes"):
+    losses.class_conditional_mmd(x, x, np.zeros(4, int), np.zeros(4, int))
+  with pytest.raises(ValueError, match="xs_layers\\[1\\] and xt_layers\\[1\\]"):
+    losses.jmmd([x, x], [x, x[:, :2]], 1.0)
+  # traced NaN bandwidths are not checked (documented); no crash either.
+  jax.jit(lambda s: losses.mk_mmd(x, x, s))(jnp.array([1.0]))
