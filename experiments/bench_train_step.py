@@ -1,0 +1,249 @@
+r"""Training steps per second: tlax vs a PyTorch eager implementation.
+
+The same step in both: the DANN paper's LeNet (conv 5x5 32 -> pool -> conv
+5x5 48 -> pool -> fc 100 -> fc 100 -> fc 10, SAME padding), a batch of 64
+source + 64 target digits, SGD with momentum 0.9, weight decay 5e-4 and the
+DANN learning-rate annealing. Two steps:
+
+* ``source_only``: cross-entropy on the 64 source images (the target batch is
+  not used);
+* ``dann``: one forward of the 128 images, cross-entropy on the source half,
+  gradient reversal with DANN's lambda schedule into a 1024-1024-1 domain
+  classifier (ReLU, dropout 0.5) on the flattened conv features.
+
+tlax runs :func:`tlax.train.make_train_step` (the trainer's jitted step, with
+the method objects of :mod:`tlax.methods` and the trainer's optimiser);
+PyTorch runs an eager ``nn.Module`` written here, with ``torch`` using every
+core (``torch.set_num_threads(os.cpu_count())``). Inputs are fixed device
+arrays/tensors (no data loading in either). Each measurement is the median
+over ``--steps`` timed steps after ``--warmup`` steps, each step synchronised
+(``block_until_ready`` / eager PyTorch); the two frameworks alternate for
+``--rounds`` rounds so that a change of machine load hits both, and the
+reported figure is the median over rounds.
+
+torch is imported only here, never by tlax; install the CPU wheel with
+``pip install torch==2.13.0`` (see the README).
+
+COMMAND:
+  python experiments/bench_train_step.py --image_size=28 --rounds=5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+BATCH = 64
+NUM_CLASSES = 10
+LR, MOMENTUM, WEIGHT_DECAY = 0.01, 0.9, 5e-4
+
+
+def _data(image_size, channels, seed=0):
+  r = np.random.RandomState(seed)
+  shape = (BATCH, image_size, image_size, channels)
+  return {"xs": r.rand(*shape).astype(np.float32),
+          "ys": r.randint(0, NUM_CLASSES, BATCH).astype(np.int32),
+          "ws": np.ones(BATCH, np.float32),
+          "xt": r.rand(*shape).astype(np.float32)}
+
+
+# ----------------------------------------------------------------------------
+# tlax
+# ----------------------------------------------------------------------------
+def tlax_step_fn(method_name, data, total_steps, conv_impl="auto"):
+  """``(run(n) -> seconds per step list)`` for the trainer's jitted step."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import importlib  # pylint: disable=g-import-not-at-top
+  from tlax.train import make_schedule  # pylint: disable=g-import-not-at-top
+  from tlax.train import make_train_step  # pylint: disable=g-import-not-at-top
+  from tlax.train.state import create_train_state  # pylint: disable=g-import-not-at-top
+  from tlax.train.trainer import build_method  # pylint: disable=g-import-not-at-top
+
+  config = importlib.import_module(
+      f"experiments.configs.{method_name}").get_config()
+  config.model.name = "lenet"
+  config.model.kwargs = {"conv_impl": conv_impl}
+  config.steps = total_steps
+  config.optimizer.name = "sgd"
+  config.optimizer.lr = LR
+  config.optimizer.momentum = MOMENTUM
+  config.optimizer.weight_decay = WEIGHT_DECAY
+  config.optimizer.schedule = "dann"
+
+  class _Task:
+    num_classes = NUM_CLASSES
+
+  method = build_method(config, _Task())
+  batch = jax.device_put(data)
+  state, tx = create_train_state(config, method, batch)
+  step = make_train_step(method, tx, make_schedule(config))
+  holder = {"state": state}
+
+  def run(n):
+    times = []
+    st = holder["state"]
+    for _ in range(n):
+      t = time.perf_counter()
+      st, metrics = step(st, batch)
+      jax.block_until_ready(metrics["loss"])
+      times.append(time.perf_counter() - t)
+    holder["state"] = st
+    return times
+
+  return run
+
+
+# ----------------------------------------------------------------------------
+# PyTorch eager
+# ----------------------------------------------------------------------------
+def torch_step_fn(method_name, data, total_steps):
+  import torch  # pylint: disable=g-import-not-at-top
+  from torch import nn  # pylint: disable=g-import-not-at-top
+
+  torch.set_num_threads(os.cpu_count() or 1)
+  torch.manual_seed(0)
+  size, channels = data["xs"].shape[1], data["xs"].shape[3]
+
+  class LeNet(nn.Module):
+
+    def __init__(self):
+      super().__init__()
+      self.features = nn.Sequential(
+          nn.Conv2d(channels, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+          nn.Conv2d(32, 48, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+          nn.Flatten())
+      flat = 48 * (size // 4) ** 2
+      self.classifier = nn.Sequential(
+          nn.Linear(flat, 100), nn.ReLU(), nn.Linear(100, 100), nn.ReLU(),
+          nn.Linear(100, NUM_CLASSES))
+      self.flat = flat
+
+    def forward(self, x):
+      f = self.features(x)
+      return self.classifier(f), f
+
+  class GradReverse(torch.autograd.Function):
+
+    @staticmethod
+    def forward(ctx, x, lam):
+      ctx.lam = lam
+      return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, g):
+      return -ctx.lam * g, None
+
+  net = LeNet()
+  modules = [net]
+  disc = None
+  if method_name == "dann":
+    disc = nn.Sequential(nn.Linear(net.flat, 1024), nn.ReLU(), nn.Dropout(0.5),
+                         nn.Linear(1024, 1024), nn.ReLU(), nn.Dropout(0.5),
+                         nn.Linear(1024, 1))
+    modules.append(disc)
+  params = [p for m in modules for p in m.parameters()]
+  opt = torch.optim.SGD(params, lr=LR, momentum=MOMENTUM,
+                        weight_decay=WEIGHT_DECAY)
+  to_nchw = lambda a: torch.from_numpy(np.ascontiguousarray(
+      a.transpose(0, 3, 1, 2)))
+  xs, xt = to_nchw(data["xs"]), to_nchw(data["xt"])
+  ys = torch.from_numpy(data["ys"].astype(np.int64))
+  dom = torch.cat([torch.ones(BATCH), torch.zeros(BATCH)])
+  ce, bce = nn.CrossEntropyLoss(), nn.BCEWithLogitsLoss()
+  counter = {"step": 0}
+
+  def one_step():
+    p = min(counter["step"] / total_steps, 1.0)
+    for g in opt.param_groups:
+      g["lr"] = LR / (1 + 10 * p) ** 0.75
+    opt.zero_grad(set_to_none=True)
+    if disc is None:
+      logits, _ = net(xs)
+      loss = ce(logits, ys)
+    else:
+      lam = 2.0 / (1.0 + np.exp(-10 * p)) - 1.0
+      logits, f = net(torch.cat([xs, xt]))
+      loss = ce(logits[:BATCH], ys) + bce(
+          disc(GradReverse.apply(f, lam))[:, 0], dom)
+    loss.backward()
+    opt.step()
+    counter["step"] += 1
+    return loss
+
+  def run(n):
+    times = []
+    for _ in range(n):
+      t = time.perf_counter()
+      one_step().item()
+      times.append(time.perf_counter() - t)
+    return times
+
+  return run
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("--image_size", type=int, default=28)
+  p.add_argument("--channels", type=int, default=1)
+  p.add_argument("--methods", default="source_only,dann")
+  p.add_argument("--steps", type=int, default=50, help="timed steps a round")
+  p.add_argument("--warmup", type=int, default=10)
+  p.add_argument("--rounds", type=int, default=5)
+  p.add_argument("--conv_impl", default="auto",
+                 help="tlax Conv implementation: auto | im2col | xla")
+  p.add_argument("--frameworks", default="tlax,torch")
+  p.add_argument("--json", default=None, help="write the results here")
+  args = p.parse_args(argv)
+
+  import jax  # pylint: disable=g-import-not-at-top
+  data = _data(args.image_size, args.channels)
+  frameworks = args.frameworks.split(",")
+  total = args.warmup + args.rounds * args.steps
+  results = {}
+  for name in args.methods.split(","):
+    runners = {}
+    if "tlax" in frameworks:
+      runners["tlax"] = tlax_step_fn(name, data, total, args.conv_impl)
+    if "torch" in frameworks:
+      runners["torch"] = torch_step_fn(name, data, total)
+    for fw, run in runners.items():
+      run(args.warmup)  # compile / warm caches
+    per_round = {fw: [] for fw in runners}
+    for _ in range(args.rounds):
+      for fw, run in runners.items():
+        per_round[fw].append(statistics.median(run(args.steps)) * 1e3)
+    results[name] = {fw: {"median_ms": statistics.median(v),
+                          "rounds_ms": [round(x, 2) for x in v]}
+                     for fw, v in per_round.items()}
+
+  device = jax.devices()[0]
+  header = (f"device: {device.platform} ({getattr(device, 'device_kind', '')})"
+            f", {os.cpu_count()} CPU cores visible; LeNet "
+            f"{args.image_size}x{args.image_size}x{args.channels}, batch "
+            f"{BATCH} + {BATCH}, SGD momentum {MOMENTUM}; tlax conv "
+            f"{args.conv_impl}; median ms/step over {args.rounds} rounds of "
+            f"{args.steps} steps")
+  print(header)
+  print(f"{'method':<12} {'tlax ms':>9} {'torch ms':>9} {'tlax st/s':>10} "
+        f"{'torch st/s':>10} {'speed-up':>9}")
+  for name, r in results.items():
+    t = r.get("tlax", {}).get("median_ms", float("nan"))
+    q = r.get("torch", {}).get("median_ms", float("nan"))
+    print(f"{name:<12} {t:9.2f} {q:9.2f} {1e3 / t:10.1f} {1e3 / q:10.1f} "
+          f"{q / t:8.2f}x")
+  if args.json:
+    with open(args.json, "w") as f:
+      json.dump({"header": header, "results": results}, f, indent=1)
+  return results
+
+
+if __name__ == "__main__":
+  main()
