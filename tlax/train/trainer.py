@@ -155,6 +155,8 @@ def resolve_config(config: ml_collections.ConfigDict, task=None
   Fields of :data:`AUTO_FIELDS` that are None (``model.name`` "auto") take
   the value of ``config.auto.<collection>`` or else ``config.auto.default``
   (``<collection>`` is the part of ``config.source`` before the slash); a
+  model name taken from the table brings the table's ``model.kwargs`` (the
+  config's own ``model.kwargs`` win); a
   model still unnamed is chosen by the domains' kind (``task.source.kind``)
   when ``task`` is given: ``mlp`` for feature vectors, ``lenet`` for
   images. ``eval_every`` None
@@ -170,6 +172,13 @@ def resolve_config(config: ml_collections.ConfigDict, task=None
     auto = config_to_dict(config.get("auto") or {})
     table = _flatten(auto.get("default") or {})
     table.update(_flatten(auto.get(collection) or {}))
+    if config.model.name in (None, "auto") and table.get("model.name"):
+      # The table's model comes with its settings (model.kwargs.*) under the
+      # ones the config sets itself.
+      kwargs = {k[len("model.kwargs."):]: v for k, v in table.items()
+                if k.startswith("model.kwargs.")}
+      kwargs.update(config_to_dict(config.model.get("kwargs") or {}))
+      config.model.kwargs = ml_collections.ConfigDict(kwargs)
     for field in AUTO_FIELDS:
       value = _get(config, field)
       if value is None or value == "auto":
