@@ -171,6 +171,7 @@ def write(path: str | None, text: str) -> None:
 # The few-shot comparison.
 # --------------------------------------------------------------------------
 METHOD_NAMES = {
+    "source_model": "source model as is (no target training)",
     "scratch": "from scratch (no pretraining)",
     "full": "full fine-tuning",
     "linear_probe": "linear probe",
@@ -183,7 +184,7 @@ METHOD_NAMES = {
 def few_shot_config(method: str, k: int, seed: int, pretrained: str,
                     steps: int | None, sets, quick: bool = False):
   from experiments.configs import finetune as ft  # pylint: disable=g-import-not-at-top
-  preset = "full" if method == "scratch" else method
+  preset = method if method in ft.PRESETS else "full"
   c = ft.get_config(preset + (",quick" if quick else ""))
   c.seed = int(seed)
   c.target_labeled_per_class = int(k)
@@ -195,6 +196,29 @@ def few_shot_config(method: str, k: int, seed: int, pretrained: str,
   for key, value in sets:
     set_dotted(c, key, value)
   return c
+
+
+def source_model_accuracy(config) -> float:
+  """Target test accuracy of the pretrained network with its own head.
+
+  The zero-shot reference: the checkpoint loaded strictly with nothing
+  re-initialised, evaluated on the same target test split as the runs.
+  """
+  # pylint: disable=g-import-not-at-top
+  import jax
+  from tlax.train import trainer
+  from tlax.train.evaluate import evaluate
+  # pylint: enable=g-import-not-at-top
+  with config.unlocked():
+    config.finetune.reinit = ()
+  task = trainer.load_task(config)
+  config = trainer.resolve_config(config, task)
+  method = trainer.build_method(config, task)
+  batch = trainer.make_batches(config, task).batch(0)
+  params, state = method.init(jax.random.key(int(config.seed)), batch)
+  res = evaluate(method, params, state, task.xt_test, task.yt_test,
+                 config.eval_batch_size, task.num_classes)
+  return res["accuracy"]
 
 
 def main(argv):
@@ -212,6 +236,9 @@ def main(argv):
       for seed in seeds:
         c = few_shot_config(method, k, seed, FLAGS.pretrained, FLAGS.steps,
                             sets, FLAGS.quick)
+        if method == "source_model":  # no training: evaluate the checkpoint
+          acc[method][k].append(source_model_accuracy(c))
+          continue
         r = run_config(c, os.path.join(root, method, f"k{k}", str(seed)))
         acc[method][k].append(r["target_accuracy"])
   header = ["method"] + [f"k={k}" for k in shots]
