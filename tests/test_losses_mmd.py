@@ -348,6 +348,34 @@ def test_check_grads(x64, estimator):
   check_grads(jax.jit(g), (xs, xt), order=1, modes=("rev",))
 
 
+def test_grads_wrt_kernel_weights_sigmas_and_mu(x64):
+  """Learned MK-MMD weights (DAN's beta), bandwidths and the DDA mu."""
+  xs, xt = _data(ns=5, nt=6, d=3)
+  check_grads(jax.jit(lambda s, w: losses.mk_mmd(xs, xt, s, w, "unbiased")),
+              (np.array([1.0, 2.0]), np.array([0.3, 0.7])), order=1,
+              modes=("rev",))
+  ys, yt = np.array([0, 1, 0, 1, 1]), np.array([0, 1, 1, 0, 0, 1])
+  check_grads(jax.jit(lambda m: losses.dynamic_mmd(xs, xt, ys, yt, m, 2,
+                                                   sigmas=[1.0, 2.0])),
+              (0.3,), order=1, modes=("rev",))
+
+
+def test_second_order_matches_plain_autodiff(x64):
+  xs, xt = _data(ns=4, nt=5, d=2)
+
+  def plain(a, b):
+    z = jnp.concatenate([a, b])
+    d = jnp.sum((z[:, None] - z[None]) ** 2, -1)
+    k = (jnp.exp(-d / 2.0) + jnp.exp(-d / 8.0)) / 2
+    ns = a.shape[0]
+    return (k[:ns, :ns].mean() + k[ns:, ns:].mean()
+            - 2 * k[:ns, ns:].mean())
+
+  h1 = jax.hessian(lambda a: losses.mk_mmd(a, xt, [1.0, 2.0]))(xs)
+  h2 = jax.hessian(lambda a: plain(a, xt))(xs)
+  np.testing.assert_allclose(h1, h2, rtol=1e-9, atol=1e-13)
+
+
 def test_check_grads_kernels_and_conditional(x64):
   xs, xt = _data(ns=5, nt=6, d=3)
   # second order through the custom_jvp Gram rule (forward-over-forward and

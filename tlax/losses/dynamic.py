@@ -65,6 +65,7 @@ from typing import Any, Callable, NamedTuple, Optional, Tuple
 import jax
 import jax.numpy as jnp
 
+from tlax.losses import _fused
 from tlax.losses import _validation as val
 from tlax.losses import kernels as kern
 from tlax.losses import mmd_losses as mm
@@ -89,9 +90,14 @@ def _dynamic_mmd_core(xs, xt, ys, yt, mu, fixed, w, data_spec, kernel,
     marginal = jnp.sum(delta * delta)
     conditional = mm._conditional_linear(xs, xt, ws, wt, mask, reduction)  # pylint: disable=protected-access
   else:
-    blocks = mm._gaussian_blocks(xs, xt, mm._join_spec(data_spec, fixed), w)  # pylint: disable=protected-access
-    marginal = mm._mmd_from_blocks(*blocks, "biased")  # pylint: disable=protected-access
-    conditional = mm._conditional_from_blocks(*blocks, ws, wt, mask, reduction)  # pylint: disable=protected-access
+    # one fused kernel pass with the combined coefficients
+    mu = jnp.asarray(mu).astype(xs.dtype)
+    marg = _fused.estimator_coefficients(xs.shape[0], xt.shape[0], "biased",
+                                         xs.dtype)
+    cond = _fused.conditional_coefficients(ws, wt, mask, reduction)
+    coefs = tuple((1.0 - mu) * a + mu * b for a, b in zip(marg, cond))
+    spec = mm._join_spec(data_spec, fixed)  # pylint: disable=protected-access
+    return mm._gaussian_discrepancy((xs,), (xt,), (spec,), (w,), coefs)  # pylint: disable=protected-access
   mu = jnp.asarray(mu).astype(marginal.dtype)
   return (1.0 - mu) * marginal + mu * conditional
 

@@ -10,12 +10,11 @@ clamped at 0, so a whole family of Gaussian kernels
 
 costs one :math:`n \times m \times d` matrix product plus an elementwise
 ``exp`` per kernel (XLA fuses the exponentials, the weighting and the
-reductions into one pass over :math:`D`). For a set against itself the
-derivative of :math:`x x^\top` is taken with a ``jax.custom_jvp`` whose
-tangent is :math:`T + T^\top` with :math:`T = \dot x\, x^\top`, so reverse
-mode costs exactly one more :math:`n \times n \times d` product
+reductions). For a set against itself the derivative of :math:`x x^\top` is
+a ``jax.custom_jvp`` with tangent :math:`T + T^\top`, :math:`T = \dot x\,
+x^\top`, so reverse mode costs one more :math:`n \times n \times d` product
 (:math:`(G + G^\top) x`) instead of two; forward mode and higher derivatives
-keep working.
+keep working. The MMD losses go further (``tlax.losses._fused``).
 
 Bandwidths (``sigmas``) are given either as numbers or as a string spec
 computed from the data:
@@ -29,7 +28,9 @@ computed from the data:
   ``num`` defaults to 1, ``base`` to 2. ``"mean:5"`` is exactly the DAN /
   transfer-learning-library scheme (bandwidth = mean squared distance times
   ``2**k``, :math:`k = -2..2`, kernel ``exp(-D / bandwidth)``); ``"median"``
-  is the median heuristic with :math:`\exp(-D / \mathrm{median}(D))`. Data
+  is the median heuristic with :math:`\exp(-D / \mathrm{median}(D))`
+  (Gretton et al.'s :math:`\sigma = ` median distance is
+  ``sqrt(2) * gaussian_sigmas("median", x, y)``, passed as numbers). Data
   bandwidths are wrapped in ``jax.lax.stop_gradient`` (as in DAN). ``"mean"``
   costs :math:`O(nd)` (closed form of the mean pairwise distance), ``"median"``
   sorts the :math:`n(n-1)/2` pairwise distances (:math:`O(n^2 \log n)`).
@@ -41,12 +42,14 @@ wrap the call in ``jax.default_matmul_precision("highest")`` if that matters.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from typing import Any, Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.custom_derivatives import SymbolicZero
 
 from tlax.losses import _validation as val
 
@@ -58,17 +61,24 @@ SigmaSpec = Union[float, Sequence[float], str, jax.Array, np.ndarray]
 # ---------------------------------------------------------------------------
 
 
+def _is_zero(t) -> bool:
+  return isinstance(t, SymbolicZero)
+
+
 @jax.custom_jvp
 def sym_gram(x: jax.Array) -> jax.Array:
   """``x @ x.T`` whose reverse-mode derivative is one matrix product."""
   return x @ x.T
 
 
-@sym_gram.defjvp
+@functools.partial(sym_gram.defjvp, symbolic_zeros=True)
 def _sym_gram_jvp(primals, tangents):
   (x,), (dx,) = primals, tangents
+  out = sym_gram(x)
+  if _is_zero(dx):
+    return out, jnp.zeros_like(out)
   t = dx @ x.T
-  return sym_gram(x), t + t.T
+  return out, t + t.T
 
 
 @jax.custom_jvp
@@ -77,8 +87,9 @@ def block_gram(xs: jax.Array, xt: jax.Array):
 
   Returns ``(xs xs^T, xs xt^T, xt xt^T)`` using two products that together
   cost ``(ns^2 + ns nt + nt^2) d`` multiply-adds (3/4 of the full pooled Gram
-  for equal batches). The reverse-mode derivative is one ``n x n x d``
-  product, ``(G + G^T) [xs; xt]``.
+  for equal batches). The reverse rule costs ``(ns + nt)^2 d``, as one pooled
+  product would, split into four block products (no n x n concatenation):
+  ``(G_ss + G_ss^T) xs + G_st xt`` and ``G_st^T xs + (G_tt + G_tt^T) xt``.
   """
   ns = xs.shape[0]
   z = jnp.concatenate([xs, xt], axis=0)
@@ -87,17 +98,27 @@ def block_gram(xs: jax.Array, xt: jax.Array):
   return a[:, :ns], a[:, ns:], b
 
 
-@block_gram.defjvp
+@functools.partial(block_gram.defjvp, symbolic_zeros=True)
 def _block_gram_jvp(primals, tangents):
   xs, xt = primals
   dxs, dxt = tangents
-  ns = xs.shape[0]
   out = block_gram(xs, xt)
-  z = jnp.concatenate([xs, xt], axis=0)
-  dz = jnp.concatenate([dxs, dxt], axis=0)
-  t = dz @ z.T
-  s = t + t.T
-  return out, (s[:ns, :ns], s[:ns, ns:], s[ns:, ns:])
+  zs, zt = _is_zero(dxs), _is_zero(dxt)
+  if zs and zt:
+    return out, tuple(jnp.zeros_like(o) for o in out)
+  if zs:
+    dss = jnp.zeros_like(out[0])
+    dst = xs @ dxt.T
+  else:
+    t = dxs @ xs.T
+    dss = t + t.T
+    dst = dxs @ xt.T if zt else dxs @ xt.T + xs @ dxt.T
+  if zt:
+    dtt = jnp.zeros_like(out[2])
+  else:
+    t = dxt @ xt.T
+    dtt = t + t.T
+  return out, (dss, dst, dtt)
 
 
 def _sq_norms(x: jax.Array) -> jax.Array:
@@ -176,14 +197,6 @@ class DataSigmas:
     k0 = -(self.num // 2)
     return tuple(range(k0, k0 + self.num))
 
-  @property
-  def ladder_base(self) -> Optional[int]:
-    """Integer base: each kernel is the previous one to this power."""
-    b = self.base
-    if self.num > 1 and float(b).is_integer() and 2 <= b <= 4:
-      return int(b)
-    return None
-
 
 def parse_sigmas(sigmas: SigmaSpec, fn: str):
   """Returns a ``DataSigmas`` or a 1-D array of fixed sigmas (validated)."""
@@ -259,27 +272,47 @@ def fixed_inv_bandwidths(sigmas: jax.Array, dtype) -> jax.Array:
   return 1.0 / (2.0 * s * s)
 
 
-def gaussian_sum(d: jax.Array, inv_bw: jax.Array, weights: jax.Array,
-                 ladder_base: Optional[int] = None) -> jax.Array:
+@jax.custom_jvp
+def gaussian_sum(d: jax.Array, inv_bw: jax.Array, weights: jax.Array
+                 ) -> jax.Array:
   r""":math:`\sum_k w_k \exp(-D \cdot \mathrm{inv\_bw}_k)` (elementwise).
 
-  With ``ladder_base`` (integer data specs such as ``"mean:5"``, where
-  consecutive inverse bandwidths differ by the factor ``base``), only the
-  widest kernel calls ``exp``; the others are its repeated integer powers
-  (relative error about ``base**num`` ulps).
+  A ``custom_jvp`` whose rule computes the value and the derivative
+  :math:`\sum_k -w_k\,\mathrm{inv\_bw}_k\,e_k` from the same exponentials,
+  so reverse mode keeps one (n, m) residual instead of one per kernel.
   """
-  num = inv_bw.shape[0]
-  if ladder_base is not None:
-    e = jnp.exp(-d * inv_bw[num - 1])
-    out = weights[num - 1] * e
-    for k in range(num - 2, -1, -1):
-      e = jax.lax.integer_pow(e, ladder_base)
-      out = out + weights[k] * e
-    return out
   out = weights[0] * jnp.exp(-d * inv_bw[0])
-  for k in range(1, num):
+  for k in range(1, inv_bw.shape[0]):
     out = out + weights[k] * jnp.exp(-d * inv_bw[k])
   return out
+
+
+@functools.partial(gaussian_sum.defjvp, symbolic_zeros=True)
+def _gaussian_sum_jvp(primals, tangents):
+  d, inv_bw, weights = primals
+  dd, dinv, dw = tangents
+  num = inv_bw.shape[0]
+  es = [jnp.exp(-d * inv_bw[k]) for k in range(num)]
+  out = weights[0] * es[0]
+  for k in range(1, num):
+    out = out + weights[k] * es[k]
+  tan = None
+
+  def add(t, x):
+    return x if t is None else t + x
+
+  if not _is_zero(dd):
+    deriv = -weights[0] * inv_bw[0] * es[0]
+    for k in range(1, num):
+      deriv = deriv - weights[k] * inv_bw[k] * es[k]
+    tan = add(tan, deriv * dd)
+  if not _is_zero(dw):
+    for k in range(num):
+      tan = add(tan, dw[k] * es[k])
+  if not _is_zero(dinv):
+    for k in range(num):
+      tan = add(tan, -weights[k] * dinv[k] * d * es[k])
+  return out, jnp.zeros_like(out) if tan is None else tan
 
 
 def _inv_bandwidths_for(spec, xs, xt, blocks=None):

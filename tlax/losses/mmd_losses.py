@@ -19,10 +19,13 @@ With source features :math:`x_1..x_{n_s}`, target features
   k(x_{2i-1},y_{2i}) - k(x_{2i},y_{2i-1})`; :math:`O(md)`, unbiased, higher
   variance. Examples beyond the first :math:`2m` of each domain are unused.
 
-The quadratic estimators compute the three distinct blocks of the pooled
-Gram matrix with two matrix products (3/4 of the pooled ``n x n x d`` product)
-and every kernel from the same squared distances; the gradient costs one
-more ``n x n x d`` product (see :mod:`tlax.losses.kernels`).
+The quadratic Gaussian estimators (mk_mmd, mmd with a Gaussian kernel, jmmd,
+class_conditional_mmd and dynamic_mmd) share one fused core
+(``tlax.losses._fused``): the three distinct blocks of the pooled Gram matrix
+come from two matrix products (3/4 of the pooled ``n x n x d`` product), every
+kernel from the same squared distances, and a ``custom_jvp`` computes the
+feature gradient with four block products (one pooled product's worth) and
+no ``n x n`` transposes; forward mode and Hessians work.
 
 All functions return a scalar in float32 for half-precision inputs (else in
 the input dtype), and work under ``jit``, ``vmap`` and ``grad``.
@@ -50,6 +53,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tlax.losses import _fused
 from tlax.losses import _validation as val
 from tlax.losses import kernels as kern
 
@@ -114,14 +118,17 @@ def _mmd_from_blocks(kss, kst, ktt, estimator):
   return ss + tt - 2.0 * jnp.sum(kst) / (ns * nt)
 
 
-def _gaussian_blocks(xs, xt, spec, w):
-  """Multi-kernel Gaussian blocks (K_ss, K_st, K_tt) of one layer."""
-  blocks = kern.block_sq_distances(xs, xt)
-  inv = kern._inv_bandwidths_for(spec, xs, xt, blocks)  # pylint: disable=protected-access
-  num = inv.shape[0]
-  w = _weights_or_mean(w, num, xs.dtype)
-  ladder = spec.ladder_base if isinstance(spec, kern.DataSigmas) else None
-  return tuple(kern.gaussian_sum(d, inv, w, ladder) for d in blocks)
+def _gaussian_layer(xs, xt, spec, w):
+  """(inverse bandwidths, kernel weights) of one layer for the fused core."""
+  inv = kern._inv_bandwidths_for(spec, xs, xt)  # pylint: disable=protected-access
+  return inv, _weights_or_mean(w, inv.shape[0], xs.dtype)
+
+
+def _gaussian_discrepancy(xs_layers, xt_layers, specs, ws, coefs):
+  invs, wts = zip(*[_gaussian_layer(a, b, s, w) for a, b, s, w in
+                    zip(xs_layers, xt_layers, specs, ws)])
+  return _fused.kernel_discrepancy(tuple(xs_layers), tuple(xt_layers),
+                                   tuple(invs), tuple(wts), tuple(coefs))
 
 
 def _quads(xs, xt):
@@ -146,12 +153,10 @@ def _gaussian_linear_terms(xs, xt, spec, w):
     else:
       stat = jnp.median(d)
     inv = kern._stat_to_inv_bandwidths(spec, stat)  # pylint: disable=protected-access
-    ladder = spec.ladder_base
   else:
     inv = kern.fixed_inv_bandwidths(spec, xs.dtype)
-    ladder = None
   w = _weights_or_mean(w, inv.shape[0], xs.dtype)
-  return kern.gaussian_sum(d, inv, w, ladder)  # (4, m)
+  return kern.gaussian_sum(d, inv, w)  # (4, m)
 
 
 def _linear_from_terms(k4):
@@ -199,7 +204,9 @@ def _mk_mmd_core(xs, xt, fixed, w, data_spec, estimator):
   spec = _join_spec(data_spec, fixed)
   if estimator == "linear":
     return _linear_from_terms(_gaussian_linear_terms(xs, xt, spec, w))
-  return _mmd_from_blocks(*_gaussian_blocks(xs, xt, spec, w), estimator)
+  coefs = _fused.estimator_coefficients(xs.shape[0], xt.shape[0], estimator,
+                                        xs.dtype)
+  return _gaussian_discrepancy((xs,), (xt,), (spec,), (w,), coefs)
 
 
 def mk_mmd(xs: Any, xt: Any, sigmas: kern.SigmaSpec,
@@ -315,22 +322,17 @@ def mmd(xs: Any, xt: Any, kernel: KernelSpec = "gaussian",
 
 @functools.partial(jax.jit, static_argnames=("data_specs", "estimator"))
 def _jmmd_core(xs_layers, xt_layers, fixed, ws, data_specs, estimator):
-  kss = kst = ktt = None
-  k4 = None
-  for xs, xt, f, w, ds in zip(xs_layers, xt_layers, fixed, ws, data_specs):
-    spec = _join_spec(ds, f)
-    if estimator == "linear":
+  specs = [_join_spec(ds, f) for ds, f in zip(data_specs, fixed)]
+  if estimator == "linear":
+    k4 = None
+    for xs, xt, spec, w in zip(xs_layers, xt_layers, specs, ws):
       t = _gaussian_linear_terms(xs, xt, spec, w)
       k4 = t if k4 is None else k4 * t
-    else:
-      a, b, c = _gaussian_blocks(xs, xt, spec, w)
-      if kss is None:
-        kss, kst, ktt = a, b, c
-      else:
-        kss, kst, ktt = kss * a, kst * b, ktt * c
-  if estimator == "linear":
     return _linear_from_terms(k4)
-  return _mmd_from_blocks(kss, kst, ktt, estimator)
+  xs = xs_layers[0]
+  coefs = _fused.estimator_coefficients(xs.shape[0], xt_layers[0].shape[0],
+                                        estimator, xs.dtype)
+  return _gaussian_discrepancy(xs_layers, xt_layers, specs, ws, coefs)
 
 
 def jmmd(xs_layers: Sequence[Any], xt_layers: Sequence[Any],
@@ -465,14 +467,6 @@ def class_weights(labels_s, labels_t, dtype):
   return ws, wt, mask
 
 
-def _conditional_from_blocks(kss, kst, ktt, ws, wt, mask, reduction):
-  total = (jnp.sum(kss * (ws @ ws.T)) + jnp.sum(ktt * (wt @ wt.T))
-           - 2.0 * jnp.sum(kst * (ws @ wt.T)))
-  if reduction == "sum":
-    return total
-  return total / jnp.maximum(jnp.sum(mask), 1).astype(total.dtype)
-
-
 def _conditional_linear(xs, xt, ws, wt, mask, reduction):
   delta = ws.T @ xs - wt.T @ xt  # (C, d) class-mean gaps (0 off the mask)
   total = jnp.sum(delta * delta)
@@ -509,8 +503,9 @@ def _conditional_core(xs, xt, ys, yt, fixed, w, data_spec, kernel, reduction):
   ws, wt, mask = class_weights(ys, yt, xs.dtype)
   if kernel == "linear":
     return _conditional_linear(xs, xt, ws, wt, mask, reduction)
-  blocks = _gaussian_blocks(xs, xt, _join_spec(data_spec, fixed), w)
-  return _conditional_from_blocks(*blocks, ws, wt, mask, reduction)
+  coefs = _fused.conditional_coefficients(ws, wt, mask, reduction)
+  return _gaussian_discrepancy((xs,), (xt,), (_join_spec(data_spec, fixed),),
+                               (w,), coefs)
 
 
 def class_conditional_mmd(xs: Any, xt: Any, labels_s: Any, labels_t: Any,
