@@ -2,19 +2,29 @@
 
 A DANN-style digits step: 64 source + 64 target images of 16x16x1 go through
 the network in one forward/backward (128 images), with softmax cross entropy
-on all of them and an SGD update. Compares, per network:
+on all of them and an SGD (momentum 0.9) update. Rows, per network:
 
-* ``nn.Conv``               flax's convolution (XLA gradients);
-* ``im2col (dx)``           tlax Conv, input gradient by im2col + matmul,
-                            weight gradient by XLA;
-* ``im2col (dx+dw)``        tlax Conv, both gradients by im2col + matmul
-                            (the ``impl="im2col"`` default).
+* ``flax conv+pool``   nn.Conv and nn.max_pool (LeNet only): plain flax;
+* ``nn.Conv``          nn.Conv with tlax's reshape :func:`max_pool`;
+* ``im2col (dx)``      tlax Conv, input gradient by im2col + matmul, weight
+                       gradient by XLA;
+* ``im2col (dx+dw)``   tlax Conv, both gradients by im2col + matmul;
+* ``tlax Conv auto``   tlax Conv as the models use it (``impl="auto"``).
+
+Measured on the 2-core shared development CPU (jax 0.10.2, load average
+about 18, so read the ratios; min ms over repeats), rows in the order above:
+LeNet 225 / 63 / 241 / 403 / 72 ms: the plain flax step's cost was
+max-pooling's gradient (select_and_scatter), not the convolution's, and the
+im2col gradients are 3-6x slower than XLA's. ResNet-8 272 / 752 / 869 ms and
+ResNet-20 1538 / 1604 / 2389 ms for nn.Conv / im2col (dx) / im2col (dx+dw).
+Hence ``layers.CPU_IMPL = "xla"`` (what ``impl="auto"`` picks on CPU).
 
 COMMAND:
   python experiments/bench_conv.py                      # LeNet, ResNet-8/20
   python experiments/bench_conv.py --models lenet --iters 200
 
-Prints milliseconds per step (median over repeats) and the ratio to nn.Conv.
+Prints milliseconds per step (median and min over repeats) and the speed-up
+over the first row.
 The CPU is shared in development machines, so compare numbers from one run.
 """
 
