@@ -95,6 +95,19 @@ def run_config(config, workdir: str) -> dict:
   """``train_and_evaluate`` (or the pretraining stage), returning the result."""
   from tlax import train  # pylint: disable=g-import-not-at-top
   t = time.time()
+  done = os.path.join(workdir, "result.json")
+  if os.path.exists(done):
+    # Read a finished run back. The per-collection defaults table
+    # (config.auto) is not compared: the resolved values it gave are.
+    with open(done) as f:
+      previous = json.load(f)
+    diff = [l for l in train.config_diff(config, previous.get("config", {}),
+                                         partial=True)
+            if not l.strip().startswith("auto.")]
+    if diff:
+      raise train.ConfigMismatchError(
+          f"{done} was made with a different config:\n" + "\n".join(diff))
+    return previous
   if config.get("stage", None) == "pretrain":
     from tlax.train import parallel  # pylint: disable=g-import-not-at-top
     result = parallel.pretrain_and_evaluate(config, workdir)
