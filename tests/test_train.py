@@ -6,6 +6,7 @@ digits task) or hand-made arrays; no benchmark files are needed.
 
 import json
 import os
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -209,10 +210,17 @@ RESULT_KEYS = {"method", "source", "target", "seed", "steps",
                "jax_version", "device", "target_mean_class_accuracy"}
 
 
-def test_quick_run_writes_result_metrics_and_checkpoints(tmp_path):
-  result = train.train_and_evaluate(quick_config(), tmp_path)
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+  """A finished quick run: ``(workdir, result)``; tests copy, never modify."""
+  workdir = tmp_path_factory.mktemp("quick_run")
+  return workdir, train.train_and_evaluate(quick_config(), workdir)
+
+
+def test_quick_run_writes_result_metrics_and_checkpoints(finished_run):
+  workdir, result = finished_run
   assert RESULT_KEYS <= set(result)
-  with open(tmp_path / "result.json") as f:
+  with open(workdir / "result.json") as f:
     assert json.load(f) == result
   assert result["method"] == "source_only" and result["steps"] == 10
   assert result["source"] == "digits/sklearn"
@@ -221,28 +229,31 @@ def test_quick_run_writes_result_metrics_and_checkpoints(tmp_path):
   assert result["selected"]["criterion"] == "source_val_accuracy"
   assert result["selected"]["step"] in (5, 10)
   assert result["config"]["channels"] == 3  # resolved from config.auto
-  records = train.read_metrics(tmp_path / "metrics.jsonl")
+  records = train.read_metrics(workdir / "metrics.jsonl")
   assert [(r["type"], r["step"]) for r in records] == [
       ("train", 5), ("eval", 5), ("train", 10), ("eval", 10)]
   assert {"loss", "lr", "elapsed"} <= set(records[0])
-  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["10", "5"]
+  assert sorted(os.listdir(workdir / "checkpoints")) == ["10", "5"]
   # A rerun with the same config returns the stored result (resumable
   # sweeps); progress settings do not count as a different config.
-  again = train.train_and_evaluate(quick_config(progress=True), tmp_path)
+  again = train.train_and_evaluate(quick_config(progress=True), workdir)
   assert again == result
 
 
-def test_config_mismatch_on_resume_lists_the_keys(tmp_path):
-  train.train_and_evaluate(quick_config(), tmp_path)
+def test_config_mismatch_on_resume_lists_the_keys(finished_run, tmp_path):
+  workdir = tmp_path / "run"
+  shutil.copytree(finished_run[0], workdir)
   with pytest.raises(train.ConfigMismatchError, match="optimizer.lr"):
-    train.train_and_evaluate(quick_config(**{"optimizer.lr": 0.5}), tmp_path)
-  os.remove(tmp_path / "result.json")  # now only the checkpoints are left
+    train.train_and_evaluate(quick_config(**{"optimizer.lr": 0.5}), workdir)
+  os.remove(workdir / "result.json")  # now only the checkpoints are left
   with pytest.raises(train.ConfigMismatchError,
                      match=r"(?s)checkpoint.*batch_size: requested 4"):
-    train.train_and_evaluate(quick_config(batch_size=4), tmp_path)
-  # The matching config resumes from the final checkpoint and re-evaluates.
-  result = train.train_and_evaluate(quick_config(), tmp_path)
-  assert result["steps"] == 10
+    train.train_and_evaluate(quick_config(batch_size=4), workdir)
+  # The matching config resumes from the final checkpoint and re-evaluates
+  # to the same result.
+  result = train.train_and_evaluate(quick_config(), workdir)
+  for key in ("target_accuracy", "per_class_accuracy", "selected"):
+    assert result[key] == finished_run[1][key]
 
 
 @methods.register
