@@ -273,8 +273,8 @@ def test_unknown_layer_is_named():
 
 
 def test_losses_are_the_library_functions():
-  """DDC's alignment is exactly tlax.losses.linear_mmd of the embeddings."""
-  m = make_method("ddc")
+  """DDC (biased) is exactly tlax.losses.linear_mmd of the embeddings."""
+  m = make_method("ddc", estimator="biased")
   batch = make_batch()
   params, state = m.init(jax.random.key(0), batch)
   _, (metrics, _) = m.loss(params, state, batch, jax.random.key(0),
@@ -283,3 +283,16 @@ def test_losses_are_the_library_functions():
   ft = m.features(params, state, batch["xt"])["embedding"]
   assert float(metrics["align_loss"]) == pytest.approx(
       float(losses.linear_mmd(fs, ft)), rel=1e-5)
+
+
+def test_ddc_default_is_the_unbiased_linear_mmd():
+  m = make_method("ddc")
+  batch = make_batch()
+  params, state = m.init(jax.random.key(0), batch)
+  _, (metrics, _) = m.loss(params, state, batch, jax.random.key(0),
+                           jnp.int32(0), hparams_of(m))
+  fs = m.features(params, state, batch["xs"])["embedding"]
+  ft = m.features(params, state, batch["xt"])["embedding"]
+  assert float(metrics["align_loss"]) == pytest.approx(
+      float(losses.mmd(fs, ft, kernel="linear", estimator="unbiased")),
+      rel=1e-5)

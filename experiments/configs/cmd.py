@@ -28,6 +28,7 @@ def get_config(arg: str | None = None):
   config.method.n_moments = 5
   config.method.bounds = (0.0, 1.0)
   config.method.warmup = False
+  config.method.squash = "sigmoid"
   if arg == "quick":
     common.make_quick(config)
   elif arg:

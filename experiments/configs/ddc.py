@@ -26,6 +26,7 @@ def get_config(arg: str | None = None):
   config.method["lambda"] = 0.25
   config.method.layers = ('embedding',)
   config.method.warmup = False
+  config.method.estimator = "unbiased"
   if arg == "quick":
     common.make_quick(config)
   elif arg:

@@ -18,6 +18,17 @@ a 256-d ``fc_adapt`` bottleneck to AlexNet and picks the layer and its width
 by the MMD; here the layer is the head input ``"embedding"``: set
 ``config.model.kwargs.bottleneck`` for a bottleneck), with ``lambda = 0.25``
 (the paper's value).
+
+Estimator: the paper's loss is the plain (biased) ``||mean_s - mean_t||^2``,
+whose expectation is the squared mean difference *plus* ``tr(Cov_s) / n_s +
+tr(Cov_t) / n_t``: minimising it also shrinks the within-domain variance of
+the features. Trained from scratch (not fine-tuned from ImageNet as in the
+paper) that collapsed the features here (Office-Caltech10 amazon -> webcam,
+MLP, seed 0: 22.4 % against 41.7 % source-only). The default is therefore the
+unbiased linear-kernel estimate (:func:`tlax.losses.mmd` with
+``kernel="linear", estimator="unbiased"``), the same mean difference without
+the variance terms; ``config.method.estimator = "biased"`` gives the paper's
+(:func:`tlax.losses.linear_mmd`).
 """
 
 from __future__ import annotations
@@ -87,6 +98,15 @@ class DDC(DiscrepancyMethod):
   name = "ddc"
   default_hparams = {"lambda": 0.25}
 
+  def __init__(self, ctx):
+    super().__init__(ctx)
+    self.estimator = networks.method_option(self, "estimator", "unbiased")
+
+  def _linear_mmd(self, a, b):
+    if self.estimator == "biased":
+      return losses.linear_mmd(a, b)
+    return losses.mmd(a, b, kernel="linear", estimator=self.estimator)
+
   def discrepancy(self, zs, zt, out, batch, state, step):
-    value = sum(losses.linear_mmd(a, b) for a, b in zip(zs, zt))
+    value = sum(self._linear_mmd(a, b) for a, b in zip(zs, zt))
     return value, {}, state
