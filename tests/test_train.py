@@ -249,6 +249,13 @@ def test_config_mismatch_on_resume_lists_the_keys(finished_run, tmp_path):
   with pytest.raises(train.ConfigMismatchError,
                      match=r"(?s)checkpoint.*batch_size: requested 4"):
     train.train_and_evaluate(quick_config(batch_size=4), workdir)
+  # Editing the defaults table is no mismatch unless a resolved value changes.
+  edited = quick_config()
+  edited.auto.office_caltech10.steps = 12345
+  train.train_and_evaluate(edited, workdir)
+  edited.auto.digits.channels = 1  # what this run resolved to: a mismatch
+  with pytest.raises(train.ConfigMismatchError, match="channels"):
+    train.train_and_evaluate(edited, workdir)
   # The matching config resumes from the final checkpoint and re-evaluates
   # to the same result.
   result = train.train_and_evaluate(quick_config(), workdir)

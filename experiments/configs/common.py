@@ -25,8 +25,8 @@ DEFAULT_IMAGE_SIZE = 16
 #   Adam, 500 steps of 32 (about 15-100 epochs).
 # mnist_usps and digits: 16x16 images, LeNet, SGD momentum 0.9, lr 0.01 with
 #   the DANN annealing (Ganin et al., 2016), weight decay 5e-4, 2000 steps
-#   of 64. conv_impl "xla": on jax 0.10.2 XLA:CPU its train step measured
-#   3-5x faster than the im2col gradients that "auto" picks on CPU.
+#   of 64. conv_impl "xla" (what "auto" now picks everywhere; pinned because
+#   the source-only table was made with it).
 _LENET = {"name": "lenet", "kwargs": {"conv_impl": "xla"}}
 _MLP = {"name": "mlp", "kwargs": {"hidden": (256,), "dropout": 0.5}}
 _ADAM = {"name": "adam", "lr": 1e-3, "schedule": "constant",

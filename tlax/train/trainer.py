@@ -62,7 +62,9 @@ REQUIRED_FIELDS = ("model.name", "steps", "batch_size", "optimizer.name",
                    "optimizer.lr")
 # Fields that do not change the numbers a run produces: ignored when a
 # workdir's saved config is compared with the requested one.
-NON_RESULT_FIELDS = ("progress", "stop_after_step", "data_dir")
+# ``auto`` (the per-collection defaults table) is not compared itself: the
+# values it resolves to are.
+NON_RESULT_FIELDS = ("progress", "stop_after_step", "data_dir", "auto")
 MODEL_BY_KIND = {"features": "mlp", "image": "lenet"}
 
 
@@ -320,7 +322,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   if os.path.exists(result_path):
     with open(result_path) as f:
       previous = json.load(f)
-    diff = config_diff(config, previous.get("config", {}), partial=True)
+    # Compare the table-resolved request (all but the model chosen by the
+    # domains' kind, which needs the data) with the stored resolved config.
+    diff = config_diff(resolve_config(config), previous.get("config", {}),
+                       partial=True)
     if diff:
       raise ConfigMismatchError(
           f"{result_path} was made with a different config:\n"
