@@ -129,3 +129,17 @@ def test_partitioned_opt_state_checkpoints(tmp_path):
   manager.close()
   assert jax.tree.structure(back) == jax.tree.structure(st)
   assert int(back.step) == 3
+
+
+def test_pretrain_resumes_from_its_checkpoint(pretrained):
+  """Without result.json, a finished pretraining run restores and re-scores."""
+  import json
+  import os
+  workdir = pretrained[0]
+  with open(os.path.join(workdir, "result.json")) as f:
+    first = json.load(f)
+  os.remove(os.path.join(workdir, "result.json"))
+  again = parallel.pretrain_and_evaluate(pt_config.get_config("quick"),
+                                         workdir)
+  assert again["source_test_accuracy"] == first["source_test_accuracy"]
+  assert again["source_val_accuracy"] == first["source_val_accuracy"]
