@@ -150,6 +150,7 @@ def save_plot(path: str, xs: Sequence[float],
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  import matplotlib.ticker  # pylint: disable=g-import-not-at-top,unused-import
   fig, ax = plt.subplots(figsize=(5.2, 3.6), dpi=100)
   for name, per_x in curves.items():
     stats = [mean_std(v) for v in per_x]
@@ -158,6 +159,7 @@ def save_plot(path: str, xs: Sequence[float],
     ax.errorbar(xs, m, yerr=s, marker="o", ms=4, capsize=3, label=name)
   if logx:
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
   if xticks is not None:
     ax.set_xticks(xs)
     ax.set_xticklabels([str(t) for t in xticks])
