@@ -50,7 +50,6 @@ import dataclasses
 import functools
 import json
 import logging
-import math
 import os
 import time
 from typing import Any, Callable, Mapping
