@@ -50,6 +50,10 @@ try:
   import torch
 except ImportError:  # pragma: no cover
   torch = None
+try:
+  import threadpoolctl
+except ImportError:  # pragma: no cover
+  threadpoolctl = None
 
 NUM_KERNELS = 5
 NUM_CLASSES = 31
@@ -295,6 +299,9 @@ def time_blocks(fns, rounds, max_seconds, passes=3):
     for name, fn in fns.items():
       if len(times[name]) >= 3 and sum(times[name]) > max_seconds:
         continue
+      if isinstance(fn, tuple):  # (setup, fn): e.g. set the thread count
+        fn[0]()
+        fn = fn[1]
       fn()  # warm-up (compiles JAX on the first pass)
       for _ in range(per_pass):
         t0 = time.perf_counter()
@@ -305,6 +312,43 @@ def time_blocks(fns, rounds, max_seconds, passes=3):
       time.sleep(0.05)
   return {k: statistics.median(v) for k, v in times.items()}, {
       k: len(v) for k, v in times.items()}
+
+
+def _set_threads(n):
+  def setup():
+    if torch is not None:
+      torch.set_num_threads(n)
+    if threadpoolctl is not None:
+      threadpoolctl.threadpool_limits(n)
+  return setup
+
+
+def with_thread_variants(fns, threads):
+  """NumPy / PyTorch entries once per thread count (JAX keeps its pool).
+
+  On a loaded machine OpenMP / OpenBLAS thread teams can be much slower with
+  2 threads than with 1 (a spinning barrier waits for a descheduled
+  thread); the table reports each comparator at its faster setting.
+  """
+  out = {}
+  for name, fn in fns.items():
+    if name.startswith(("numpy", "torch")):
+      for n in threads:
+        out[f"{name}@{n}"] = (_set_threads(n), fn)
+    else:
+      out[name] = fn
+  return out
+
+
+def best_thread_variant(med, counts):
+  best, cnt, won = {}, {}, {}
+  for key, v in med.items():
+    name, _, n = key.partition("@")
+    if name not in best or v < best[name]:
+      best[name], cnt[name] = v, counts[key]
+      if n:
+        won[name] = int(n)
+  return best, cnt, won
 
 
 def check_agreement(timpl, t_lib, t_eff, b=16, d=24):
@@ -359,23 +403,27 @@ def main(argv=None):
   ap.add_argument("--no-torch", action="store_true")
   ap.add_argument("--no-numpy", action="store_true")
   ap.add_argument("--quick", action="store_true", help="3 rounds, small only")
+  ap.add_argument("--threads", default="1,2",
+                  help="NumPy/PyTorch thread counts to try; the faster is "
+                  "reported")
   args = ap.parse_args(argv)
 
   sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
   if args.quick:
     sizes, args.rounds = [s for s in sizes if s[0] <= 256], 3
   names = args.losses.split(",")
+  threads = [int(t) for t in args.threads.split(",")]
   use_torch = torch is not None and not args.no_torch
-  if use_torch:
-    torch.set_num_threads(os.cpu_count() or 1)
 
   dev = jax.devices()[0]
   print(f"# tlax losses benchmark\n")
   print(f"- device: {dev.platform} ({dev.device_kind}); CPU: {cpu_name()}, "
         f"{os.cpu_count()} cores")
   print(f"- jax {jax.__version__}, numpy {np.__version__}"
-        + (f", torch {torch.__version__} ({torch.get_num_threads()} threads)"
-           if use_torch else ", torch: not used"))
+        + (f", torch {torch.__version__}" if use_torch else
+           ", torch: not used"))
+  print(f"- NumPy / PyTorch threads tried: {threads} (the faster is shown); "
+        "JAX: XLA's default CPU thread pool")
   print(f"- load average at start: {os.getloadavg()[0]:.1f}")
   print(f"- command: python {' '.join(sys.argv)}\n")
 
@@ -444,7 +492,9 @@ def main(argv=None):
           fns["torch-lib fwd+bwd"] = tfb(t_lib[name])
         fns["torch-eff fwd"] = tfwd(t_eff[name])
         fns["torch-eff fwd+bwd"] = tfb(t_eff[name])
+      fns = with_thread_variants(fns, threads)
       med, counts = time_blocks(fns, rounds, max_s)
+      med, counts, won = best_thread_variant(med, counts)
       for pass_ in ("fwd", "fwd+bwd"):
         get = lambda k: med.get(f"{k} {pass_}")
         tl = get("tlax")
@@ -456,8 +506,8 @@ def main(argv=None):
             loss=name, size=f"{b}x{d}", pass_=pass_, tlax=tl,
             numpy=get("numpy"), tlib=tlib, teff=te, floor=med.get("floor"),
             lib_note=skipped, n=counts.get(f"tlax {pass_}")))
-      print(f"[{name} {b}x{d}] done ({', '.join(f'{k}: {v * 1e3:.2f} ms' for k, v in med.items())})",
-            flush=True)
+      print(f"[{name} {b}x{d}] done ({', '.join(f'{k}: {v * 1e3:.2f} ms' for k, v in med.items())}; "
+            f"comparator threads: {won})", flush=True)
 
   def ms(v):
     return "—" if v is None else (f"{v * 1e3:.3f}" if v < 1e-2 else

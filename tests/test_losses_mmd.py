@@ -401,6 +401,13 @@ def test_data_bandwidths_are_stop_gradient(x64):
     g2 = jax.grad(losses.mk_mmd, argnums=(0, 1))(xs, xt, sig)
     np.testing.assert_allclose(g1[0], g2[0], rtol=1e-10, atol=1e-14)
     np.testing.assert_allclose(g1[1], g2[1], rtol=1e-10, atol=1e-14)
+  # JMMD (two layers, the first with the power-ladder kernels)
+  f = lambda a, b, s: losses.jmmd([a, a[:, :2]], [b, b[:, :2]], [s, 1.3])
+  sig = losses.gaussian_sigmas("mean:5", xs, xt)
+  g1 = jax.grad(f, argnums=(0, 1))(xs, xt, "mean:5")
+  g2 = jax.grad(f, argnums=(0, 1))(xs, xt, sig)
+  np.testing.assert_allclose(g1[0], g2[0], rtol=1e-10, atol=1e-14)
+  np.testing.assert_allclose(g1[1], g2[1], rtol=1e-10, atol=1e-14)
 
 
 def test_gradient_against_numpy_formula(x64):

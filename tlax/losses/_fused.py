@@ -51,34 +51,108 @@ def off_diagonal(n: int, dtype) -> jax.Array:
   return (r != c).astype(dtype)
 
 
+def _block_pattern(ns, nt, c_ss, c_st, c_tt, zero_diagonal, dtype):
+  """Symmetric (n, n) matrix with scalar blocks (st and ts get c_st)."""
+  n = ns + nt
+  r = jax.lax.broadcasted_iota(jnp.int32, (n, n), 0)
+  c = jax.lax.broadcasted_iota(jnp.int32, (n, n), 1)
+  rs, cs = r < ns, c < ns
+  out = jnp.where(rs & cs, jnp.asarray(c_ss, dtype),
+                  jnp.where(~rs & ~cs, jnp.asarray(c_tt, dtype),
+                            jnp.asarray(c_st, dtype)))
+  if zero_diagonal:
+    out = jnp.where(r == c, jnp.zeros((), dtype), out)
+  return out
+
+
 def estimator_coefficients(ns: int, nt: int, estimator: str, dtype):
-  """(C_ss, C_st, C_tt) of the biased / unbiased MMD^2 estimators."""
-  cst = jnp.asarray(-2.0 / (ns * nt), dtype)
+  """Pooled symmetric coefficients of the biased / unbiased MMD^2.
+
+  Biased: the rank-one ``u u^T`` returned as the vector ``u`` = (1/ns, ...,
+  -1/nt, ...), which the core never expands; unbiased: the dense (n, n)
+  block pattern with a zero diagonal.
+  """
   if estimator == "biased":
-    return (jnp.asarray(1.0 / (ns * ns), dtype), cst,
-            jnp.asarray(1.0 / (nt * nt), dtype))
-  return (off_diagonal(ns, dtype) / (ns * (ns - 1)), cst,
-          off_diagonal(nt, dtype) / (nt * (nt - 1)))
+    return jnp.concatenate([jnp.full((ns,), 1.0 / ns, dtype),
+                            jnp.full((nt,), -1.0 / nt, dtype)])
+  return _block_pattern(ns, nt, 1.0 / (ns * (ns - 1)), -1.0 / (ns * nt),
+                        1.0 / (nt * (nt - 1)), True, dtype)
+
+
+def dense_coefficients(coef):
+  """The (n, n) matrix of a dense or rank-one (vector u: u u^T) coef."""
+  return coef[:, None] * coef[None, :] if coef.ndim == 1 else coef
 
 
 def conditional_coefficients(ws, wt, mask, reduction):
-  """(C_ss, C_st, C_tt) of the class-conditional MMD (class weights)."""
-  scale = 1.0
+  """Pooled C = V V^T, V = [ws; -wt], of the class-conditional MMD."""
+  v = jnp.concatenate([ws, -wt], axis=0)
   if reduction == "mean":
-    scale = 1.0 / jnp.maximum(jnp.sum(mask), 1).astype(ws.dtype)
-  return (scale * (ws @ ws.T), -2.0 * scale * (ws @ wt.T),
-          scale * (wt @ wt.T))
+    v = v / jnp.sqrt(jnp.maximum(jnp.sum(mask), 1).astype(ws.dtype))
+  return v @ v.T
 
 
-def _layer_kernels(d, inv, w):
-  """exps e_k, K = sum w_k e_k and dK/dD = -sum w_k inv_k e_k."""
-  es = [jnp.exp(-d * inv[k]) for k in range(inv.shape[0])]
+def _exps(d, inv, ladder):
+  """exp(-d * inv_k) for every k.
+
+  With ``ladder`` = b (an integer data spec such as ``"mean:5"``, where
+  inv_k = b * inv_{k+1}), only the widest kernel calls ``exp``; the others
+  are its repeated b-th powers (relative error about b**num ulps). The
+  ``optimization_barrier`` stops XLA from rewriting ``exp(a) * exp(a)`` back
+  into ``exp(2a)`` (which would bring back one ``exp`` per kernel).
+  """
+  num = inv.shape[0]
+  if not ladder or num == 1:
+    return [jnp.exp(-d * inv[k]) for k in range(num)]
+  e = jax.lax.optimization_barrier(jnp.exp(-d * inv[num - 1]))
+  es = [e]
+  for _ in range(num - 1):
+    e = jax.lax.integer_pow(e, ladder)
+    es.append(e)
+  return es[::-1]
+
+
+def _layer_value(d, inv, w, ladder):
+  es = _exps(d, inv, ladder)
+  k = w[0] * es[0]
+  for j in range(1, len(es)):
+    k = k + w[j] * es[j]
+  return k
+
+
+def _layer_kernels(d, inv, w, ladder):
+  """exps e_k, K = sum w_k e_k and dK/dD = -sum w_k inv_k e_k.
+
+  With a ladder, K and K' each rebuild the powers from the one materialised
+  exponential (K' from ``one * e`` with ``one`` a runtime 1.0, so that XLA
+  does not merge the two chains into shared power arrays): the value and the
+  gradient passes then fuse their own multiplications instead of writing and
+  re-reading one array per kernel.
+  """
+  if ladder and inv.shape[0] > 1:
+    es = _exps(d, inv, ladder)
+    k = _layer_value_from_widest(es[-1], w, ladder)
+    # one = 1.0 exactly, but not known to XLA at compile time
+    one = (inv[0] > -1.0).astype(d.dtype)
+    kp = _layer_value_from_widest(one * es[-1], -w * inv, ladder)
+    return es, k, kp
+  es = _exps(d, inv, ladder)
   k = w[0] * es[0]
   kp = -(w[0] * inv[0]) * es[0]
   for j in range(1, len(es)):
     k = k + w[j] * es[j]
     kp = kp - (w[j] * inv[j]) * es[j]
   return es, k, kp
+
+
+def _layer_value_from_widest(e, coef, ladder):
+  """sum_k coef_k e^(ladder^(num-1-k)) from the widest kernel e."""
+  num = coef.shape[0]
+  out = coef[num - 1] * e
+  for k in range(num - 2, -1, -1):
+    e = jax.lax.integer_pow(e, ladder)
+    out = out + coef[k] * e
+  return out
 
 
 def _product_except(ks, l):
@@ -89,45 +163,64 @@ def _product_except(ks, l):
   return out
 
 
-@jax.custom_jvp
-def kernel_discrepancy(xs_layers, xt_layers, invs, weights, coefs):
-  """L (module docstring). All arguments are tuples (one entry per layer;
-  ``coefs`` = (C_ss, C_st, C_tt))."""
+@functools.partial(jax.custom_jvp, nondiff_argnums=(5,))
+def kernel_discrepancy(xs_layers, xt_layers, invs, weights, coef, ladders):
+  """L = sum_ij C_ij prod_l K_l(D^l_ij) over the pooled batch.
+
+  ``xs_layers``, ``xt_layers``, ``invs``, ``weights``: tuples, one entry per
+  layer; ``coef``: symmetric (n, n) pooled coefficients, or a vector u for
+  the rank-one ``u u^T``; ``ladders``: static ints (0 for none). The value uses the three distinct Gram blocks (3/4 of
+  the pooled product).
+  """
+  ns = xs_layers[0].shape[0]
+  if coef.ndim == 1:
+    us, ut = coef[:ns], coef[ns:]
+    cb = (us[:, None] * us[None, :], 2.0 * us[:, None] * ut[None, :],
+          ut[:, None] * ut[None, :])
+  else:
+    cb = (coef[:ns, :ns], 2.0 * coef[:ns, ns:], coef[ns:, ns:])
   kb = [None, None, None]
-  for xs, xt, inv, w in zip(xs_layers, xt_layers, invs, weights):
+  for xs, xt, inv, w, lad in zip(xs_layers, xt_layers, invs, weights,
+                                 ladders):
     for b, d in enumerate(kern.block_sq_distances(xs, xt)):
-      kk = kern.gaussian_sum(d, inv, w)
+      kk = _layer_value(d, inv, w, lad)
       kb[b] = kk if kb[b] is None else kb[b] * kk
-  return sum(jnp.sum(c * k) for c, k in zip(coefs, kb))
+  return sum(jnp.sum(c * k) for c, k in zip(cb, kb))
 
 
-def _feature_grads(xs, xt, hss, hst, htt):
-  """dL/dxs, dL/dxt from H blocks (H_ss, H_tt symmetric)."""
-  gx = (xs * (4.0 * jnp.sum(hss, axis=1) + 2.0 * jnp.sum(hst, axis=1))[:, None]
-        - 4.0 * (hss @ xs) - 2.0 * (hst @ xt))
-  gy = (xt * (4.0 * jnp.sum(htt, axis=1) + 2.0 * jnp.sum(hst, axis=0))[:, None]
-        - 4.0 * (htt @ xt) - 2.0 * (hst.T @ xs))
-  return gx, gy
+def _pooled_sq_distances(z):
+  n2 = jnp.sum(z * z, axis=1)
+  return kern._zero_diagonal(kern._clamp(  # pylint: disable=protected-access
+      n2[:, None] + n2[None, :] - 2.0 * (z @ z.T)))
 
 
 @functools.partial(kernel_discrepancy.defjvp, symbolic_zeros=True)
-def _kernel_discrepancy_jvp(primals, tangents):
-  xs_layers, xt_layers, invs, weights, coefs = primals
-  dxs_l, dxt_l, dinvs, dws, dcoefs = tangents
+def _kernel_discrepancy_jvp(ladders, primals, tangents):
+  """Value and tangent from the pooled (n, n) matrices.
+
+  The derivative path works on the full pooled batch z = [xs; xt] (one
+  (n, n, d) Gram product, one elementwise pass, one (n, n, d) product for
+  the gradient ``4 z * (H 1) - 4 H z`` with symmetric H = C * dK/dD): fewer,
+  larger operations than block-wise code, which is what the CPU runtime
+  rewards.
+  """
+  xs_layers, xt_layers, invs, weights, coef = primals
+  dxs_l, dxt_l, dinvs, dws, dcoef = tangents
   n_layers = len(xs_layers)
-  # per layer, per block: distances, exps, kernel and its D-derivative
+  ns = xs_layers[0].shape[0]
+  zs = [jnp.concatenate([a, b], axis=0) for a, b in zip(xs_layers, xt_layers)]
   per = []
-  for xs, xt, inv, w in zip(xs_layers, xt_layers, invs, weights):
-    blocks = kern.block_sq_distances(xs, xt)
-    per.append([(d,) + _layer_kernels(d, inv, w) for d in blocks])
-  kb = []
-  for b in range(3):
-    ks = [per[l][b][2] for l in range(n_layers)]
-    prod = ks[0]
-    for k in ks[1:]:
-      prod = prod * k
-    kb.append(prod)
-  value = sum(jnp.sum(c * k) for c, k in zip(coefs, kb))
+  for z, inv, w, lad in zip(zs, invs, weights, ladders):
+    d = _pooled_sq_distances(z)
+    per.append((d,) + _layer_kernels(d, inv, w, lad))
+  kfull = per[0][2]
+  for l in range(1, n_layers):
+    kfull = kfull * per[l][2]
+  rank1 = coef.ndim == 1
+  if rank1:
+    value = jnp.sum(coef[:, None] * coef[None, :] * kfull)
+  else:
+    value = jnp.sum(coef * kfull)
 
   tan = []
   for l in range(n_layers):
@@ -136,29 +229,42 @@ def _kernel_discrepancy_jvp(primals, tangents):
     need_inv = not _zero(dinvs[l])
     if not (need_x or need_w or need_inv):
       continue
-    others = [_product_except([per[m][b][2] for m in range(n_layers)], l)
-              for b in range(3)]
-    # C times the other layers' kernels: the weight of this layer's terms.
-    cw = [coefs[b] if others[b] is None else coefs[b] * others[b]
-          for b in range(3)]
+    others = _product_except([per[m][2] for m in range(n_layers)], l)
+    # this layer's terms are weighted by C times the other layers' kernels
+    if rank1:
+      cw = dense_coefficients(coef) if others is None else (
+          dense_coefficients(coef) * others)
+    else:
+      cw = coef if others is None else coef * others
     if need_x:
-      h = [cw[b] * per[l][b][3] for b in range(3)]
-      gx, gy = _feature_grads(xs_layers[l], xt_layers[l], *h)
+      z = zs[l]
+      d = z.shape[1]
+      ones = jnp.ones((z.shape[0], 1), z.dtype)
+      if rank1:
+        # (u u^T * M) [z, 1] = u * (M [u z, u]): no (n, n) coefficient array
+        m = per[l][3] if others is None else others * per[l][3]
+        u = coef[:, None]
+        r = coef[:, None] * (m @ jnp.concatenate([u * z, u * ones], axis=1))
+      else:
+        h = cw * per[l][3]
+        r = h @ jnp.concatenate([z, ones], axis=1)  # [H z, H 1] in one pass
+      gz = 4.0 * (z * r[:, d:] - r[:, :d])
       if not _zero(dxs_l[l]):
-        tan.append(jnp.sum(gx * dxs_l[l]))
+        tan.append(jnp.sum(gz[:ns] * dxs_l[l]))
       if not _zero(dxt_l[l]):
-        tan.append(jnp.sum(gy * dxt_l[l]))
+        tan.append(jnp.sum(gz[ns:] * dxt_l[l]))
     inv, w = invs[l], weights[l]
+    es = per[l][1]
     for k in range(inv.shape[0]):
       if need_w:
-        tan.append(dws[l][k] * sum(jnp.sum(cw[b] * per[l][b][1][k])
-                                   for b in range(3)))
+        tan.append(dws[l][k] * jnp.sum(cw * es[k]))
       if need_inv:
-        tan.append(-w[k] * dinvs[l][k] * sum(
-            jnp.sum(cw[b] * per[l][b][0] * per[l][b][1][k]) for b in range(3)))
-  for b in range(3):
-    if not _zero(dcoefs[b]):
-      tan.append(jnp.sum(dcoefs[b] * kb[b]))
+        tan.append(-w[k] * dinvs[l][k] * jnp.sum(cw * per[l][0] * es[k]))
+  if not _zero(dcoef):
+    if rank1:
+      tan.append(2.0 * jnp.sum(dcoef * (kfull @ coef)))
+    else:
+      tan.append(jnp.sum(dcoef * kfull))
   if not tan:
     return value, jnp.zeros_like(value)
   return value, sum(tan[1:], tan[0])

@@ -95,7 +95,7 @@ def _dynamic_mmd_core(xs, xt, ys, yt, mu, fixed, w, data_spec, kernel,
     marg = _fused.estimator_coefficients(xs.shape[0], xt.shape[0], "biased",
                                          xs.dtype)
     cond = _fused.conditional_coefficients(ws, wt, mask, reduction)
-    coefs = tuple((1.0 - mu) * a + mu * b for a, b in zip(marg, cond))
+    coefs = (1.0 - mu) * _fused.dense_coefficients(marg) + mu * cond
     spec = mm._join_spec(data_spec, fixed)  # pylint: disable=protected-access
     return mm._gaussian_discrepancy((xs,), (xt,), (spec,), (w,), coefs)  # pylint: disable=protected-access
   mu = jnp.asarray(mu).astype(marginal.dtype)

@@ -85,17 +85,15 @@ def _sym_gram_jvp(primals, tangents):
 def block_gram(xs: jax.Array, xt: jax.Array):
   """The three distinct blocks of the Gram matrix of ``[xs; xt]``.
 
-  Returns ``(xs xs^T, xs xt^T, xt xt^T)`` using two products that together
-  cost ``(ns^2 + ns nt + nt^2) d`` multiply-adds (3/4 of the full pooled Gram
-  for equal batches). The reverse rule costs ``(ns + nt)^2 d``, as one pooled
-  product would, split into four block products (no n x n concatenation):
-  ``(G_ss + G_ss^T) xs + G_st xt`` and ``G_st^T xs + (G_tt + G_tt^T) xt``.
+  Returns ``(xs xs^T, xs xt^T, xt xt^T)``: three products that together cost
+  ``(ns^2 + ns nt + nt^2) d`` multiply-adds, 3/4 of the full pooled Gram for
+  equal batches (three square products measured faster on CPU than
+  ``xs [xs; xt]^T`` plus ``xt xt^T``). The reverse rule costs ``(ns + nt)^2
+  d``, as one pooled product would, split into four block products (no
+  n x n concatenation): ``(G_ss + G_ss^T) xs + G_st xt`` and ``G_st^T xs +
+  (G_tt + G_tt^T) xt``.
   """
-  ns = xs.shape[0]
-  z = jnp.concatenate([xs, xt], axis=0)
-  a = xs @ z.T
-  b = xt @ xt.T
-  return a[:, :ns], a[:, ns:], b
+  return xs @ xs.T, xs @ xt.T, xt @ xt.T
 
 
 @functools.partial(block_gram.defjvp, symbolic_zeros=True)

@@ -124,11 +124,20 @@ def _gaussian_layer(xs, xt, spec, w):
   return inv, _weights_or_mean(w, inv.shape[0], xs.dtype)
 
 
+def _ladder(spec) -> int:
+  """Integer base of a data spec (kernels are powers of the widest), or 0."""
+  if (isinstance(spec, kern.DataSigmas) and spec.num > 1
+      and float(spec.base).is_integer() and 2 <= spec.base <= 4):
+    return int(spec.base)
+  return 0
+
+
 def _gaussian_discrepancy(xs_layers, xt_layers, specs, ws, coefs):
   invs, wts = zip(*[_gaussian_layer(a, b, s, w) for a, b, s, w in
                     zip(xs_layers, xt_layers, specs, ws)])
   return _fused.kernel_discrepancy(tuple(xs_layers), tuple(xt_layers),
-                                   tuple(invs), tuple(wts), tuple(coefs))
+                                   tuple(invs), tuple(wts), coefs,
+                                   tuple(_ladder(s) for s in specs))
 
 
 def _quads(xs, xt):
