@@ -294,6 +294,7 @@ def time_blocks(fns, rounds, max_seconds, passes=3):
   all columns. Slow functions stop after ``max_seconds`` (>= 3 samples).
   """
   times = {name: [] for name in fns}
+  cpu = {name: [] for name in fns}
   per_pass = max(1, -(-rounds // passes))
   for _ in range(passes):
     for name, fn in fns.items():
@@ -304,14 +305,17 @@ def time_blocks(fns, rounds, max_seconds, passes=3):
         fn = fn[1]
       fn()  # warm-up (compiles JAX on the first pass)
       for _ in range(per_pass):
+        c0 = time.process_time()
         t0 = time.perf_counter()
         fn()
         times[name].append(time.perf_counter() - t0)
+        cpu[name].append(time.process_time() - c0)
         if sum(times[name]) > max_seconds / passes and len(times[name]) >= 1:
           break
       time.sleep(0.05)
-  return {k: statistics.median(v) for k, v in times.items()}, {
-      k: len(v) for k, v in times.items()}
+  med = {k: statistics.median(v) for k, v in times.items()}
+  med.update({f"cpu:{k}": statistics.median(v) for k, v in cpu.items()})
+  return med, {k: len(v) for k, v in times.items()}
 
 
 def _set_threads(n):
@@ -343,6 +347,9 @@ def with_thread_variants(fns, threads):
 def best_thread_variant(med, counts):
   best, cnt, won = {}, {}, {}
   for key, v in med.items():
+    if key.startswith("cpu:"):
+      best[key] = v
+      continue
     name, _, n = key.partition("@")
     if name not in best or v < best[name]:
       best[name], cnt[name] = v, counts[key]
@@ -484,8 +491,9 @@ def main(argv=None):
 
         need = torch_library_bytes(name, b, d) / 2**30
         if need > TORCH_NAIVE_BUDGET_GIB:
-          skipped = (f"skipped: would need {need:.1f} GiB for the (2B, 2B, D) "
-                     "tensors")
+          skipped = (f"skipped: the ({2 * b}, {2 * b}, {d}) float32 difference "
+                     f"tensor alone would need {need / 3:.1f} GiB (about "
+                     f"{need:.0f} GiB with its square and autograd's copy)")
           print(f"[{name} {b}x{d}] torch library: {skipped}")
         elif name in ("mk_mmd", "jmmd"):
           fns["torch-lib fwd"] = tfwd(t_lib[name])
@@ -502,11 +510,13 @@ def main(argv=None):
         tlib = get("torch-lib")
         if use_torch and name in ("coral", "cmd"):
           tlib = te  # the library code is the efficient formula
+        cpu_t, cpu_f = med.get(f"cpu:tlax {pass_}"), med.get("cpu:floor")
         rows.append(dict(
+            cpu_ratio=(cpu_t / cpu_f) if cpu_t and cpu_f else None,
             loss=name, size=f"{b}x{d}", pass_=pass_, tlax=tl,
             numpy=get("numpy"), tlib=tlib, teff=te, floor=med.get("floor"),
             lib_note=skipped, n=counts.get(f"tlax {pass_}")))
-      print(f"[{name} {b}x{d}] done ({', '.join(f'{k}: {v * 1e3:.2f} ms' for k, v in med.items())}; "
+      print(f"[{name} {b}x{d}] done ({', '.join(f'{k}: {v * 1e3:.2f} ms' for k, v in med.items() if not k.startswith('cpu:'))}; "
             f"comparator threads: {won})", flush=True)
 
   def ms(v):
@@ -518,16 +528,21 @@ def main(argv=None):
 
   print("\n## Times (ms, median) and ratios\n")
   print("Ratios: `tlax/floor` = tlax time / bare Gram matmul time (targets for "
-        "MK-MMD: fwd <= 1.3, fwd+bwd <= 2.5); `x lib`, `x eff`, `x numpy` = "
-        "how many times faster tlax is than that implementation.\n")
-  print("| loss | B x D | pass | tlax | floor (Gram) | tlax/floor | NumPy | "
-        "torch library | torch efficient | x numpy | x lib | x eff |")
-  print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        "MK-MMD: fwd <= 1.3, fwd+bwd <= 2.5), from wall-clock medians and, in "
+        "`(cpu)`, from medians of process CPU time (less sensitive to other "
+        "processes on a shared machine); `x numpy`, `x lib`, `x eff` = how "
+        "many times faster tlax is than that implementation (wall clock).\n")
+  print("| loss | B x D | pass | tlax | floor (Gram) | tlax/floor | "
+        "tlax/floor (cpu) | NumPy | torch library | torch efficient | "
+        "x numpy | x lib | x eff |")
+  print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
   for r in rows:
+    cpu_ratio = "—" if r["cpu_ratio"] is None else f"{r['cpu_ratio']:.2f}"
     lib = ms(r["tlib"]) if r["tlib"] is not None else (
         "OOM-skip" if r["lib_note"] else "—")
     print(f"| {r['loss']} | {r['size']} | {r['pass_']} | {ms(r['tlax'])} | "
           f"{ms(r['floor'])} | {ratio(r['tlax'], r['floor'])} | "
+          f"{cpu_ratio} | "
           f"{ms(r['numpy'])} | {lib} | {ms(r['teff'])} | "
           f"{ratio(r['numpy'], r['tlax'])} | {ratio(r['tlib'], r['tlax'])} | "
           f"{ratio(r['teff'], r['tlax'])} |")

@@ -97,6 +97,14 @@ def test_grads(x64):
   want = (xs - xs.mean(0)) @ (ref_cov(xs) - ref_cov(xt)) / (d * d * (5 - 1))
   np.testing.assert_allclose(jax.grad(losses.coral)(xs, xt),
                              want, rtol=1e-10)
+  # second order through the custom rule, against plain autodiff
+  def plain(a, b):
+    ca, cb = a - a.mean(0), b - b.mean(0)
+    diff = ca.T @ ca / (len(a) - 1) - cb.T @ cb / (len(b) - 1)
+    return jnp.sum(diff**2) / (4 * d * d)
+  np.testing.assert_allclose(jax.hessian(losses.coral)(xs, xt),
+                             jax.hessian(plain)(xs, xt), rtol=1e-9,
+                             atol=1e-13)
 
 
 def test_jit_vmap_no_retrace(x64):
