@@ -333,3 +333,12 @@ def test_resolve_config_picks_model_by_domain_kind():
   assert trainer.resolve_config(config, _Task()).model.name == "mlp"
   config.steps = 7  # an explicit value wins over the table
   assert trainer.resolve_config(config).steps == 7
+
+
+def test_plots_on_request_are_written_into_the_workdir(tmp_path):
+  result = train.train_and_evaluate(quick_config(plots="pca"), tmp_path)
+  assert result["steps"] == 10
+  pngs = sorted(p.name for p in tmp_path.glob("*.png"))
+  assert pngs == ["curves.png", "embedding_pca.png"], pngs
+  for name in pngs:
+    assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

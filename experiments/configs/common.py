@@ -91,6 +91,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.checkpoint_every = config_dict.placeholder(int)  # None: eval_every
   c.eval_batch_size = 256
   c.progress = True
+  c.plots = config_dict.placeholder(str)  # "tsne" or "pca": PNGs at the end
   c.quick = False
   c.stop_after_step = -1  # tests only: SIGKILL the process after this step
 

@@ -64,7 +64,8 @@ REQUIRED_FIELDS = ("model.name", "steps", "batch_size", "optimizer.name",
 # workdir's saved config is compared with the requested one.
 # ``auto`` (the per-collection defaults table) is not compared itself: the
 # values it resolves to are.
-NON_RESULT_FIELDS = ("progress", "stop_after_step", "data_dir", "auto")
+NON_RESULT_FIELDS = ("progress", "stop_after_step", "data_dir", "auto",
+                     "plots")
 MODEL_BY_KIND = {"features": "mlp", "image": "lenet"}
 
 
@@ -474,6 +475,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       "device": _device_name(),
   }
   write_atomic(result_path, json.dumps(result, indent=2) + "\n")
+  if config.get("plots", False):
+    # t-SNE/PCA of source and target features and the learning curves, as
+    # PNGs in the workdir (config.plots = "tsne" or "pca"; True means tsne).
+    from tlax.viz import embedding as viz_embedding  # pylint: disable=g-import-not-at-top
+    kind = config.plots if isinstance(config.plots, str) else "tsne"
+    paths = viz_embedding.save_run_plots(workdir, method, state.params,
+                                         state.state, task, embedding=kind)
+    logging.info("plots: %s", ", ".join(paths))
   logging.info("%s %s -> %s seed %d: target accuracy %.2f%% after %d steps.",
                result["method"], result["source"], result["target"],
                result["seed"], result["target_accuracy"], steps)
