@@ -71,6 +71,19 @@ def test_lowrank_pencil_top_matches_scipy():
   np.testing.assert_allclose(np.linalg.norm(v, axis=0), 1.0)
 
 
+def test_eigh_top_selected_eigenpairs_match_full_eigh():
+  r = np.random.default_rng(7)
+  x = r.normal(size=(400, 240)) * np.linspace(0.5, 2.0, 240)
+  a = np.cov(x, rowvar=False)
+  with jax.enable_x64(True):
+    w, v = jax.jit(feature.eigh_top, static_argnums=1)(jnp.asarray(a), 12)
+    w, v = np.asarray(w), np.asarray(v)
+  w_ref, v_ref = np.linalg.eigh(a)
+  np.testing.assert_allclose(w, w_ref[::-1][:12], rtol=1e-12)
+  assert _match_columns(v, v_ref[:, ::-1][:, :12]) < 1e-9
+  np.testing.assert_allclose(v.T @ v, np.eye(12), atol=1e-12)
+
+
 def test_lowrank_pencil_top_singular_b():
   """B singular (n <= d, as W->D): the top of the pencil is still exact."""
   r = np.random.default_rng(2)

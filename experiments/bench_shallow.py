@@ -1,0 +1,198 @@
+r"""Speed of the closed-form methods: tlax vs a plain NumPy/SciPy reference.
+
+COMMAND (the one behind docs/shallow_results.md, "Speed"):
+
+  TLAX_DATA_DIR=/work/shared/data python -m experiments.bench_shallow \
+    --methods=jda --kernel=primal
+
+  (``--kernel=linear`` benchmarks the kernel (dual) form; ``--tasks=C->A,D->W``
+  runs a subset; ``--skip_reference`` times tlax alone.)
+
+For every Office-Caltech10 task it runs the tlax estimator and a plain
+NumPy/SciPy implementation of the SAME algorithm, solved the way the widely
+used Python reference code solves it: the MMD matrix ``M`` and the centering
+matrix ``H`` formed as dense ``n x n`` arrays (class terms added in a Python
+loop over classes), and a general (non-symmetric) ``scipy.linalg.eig`` of the
+pencil at every iteration:
+
+- ``kernel="primal"``: ``eig(X M X^T + lam I, X H X^T)`` (``d x d``);
+- ``kernel="linear"``: ``eig(K M K^T + lam I, K H K^T)`` (``n x n``, the dual).
+
+It prints per-task times and accuracies of both, totals and the speed ratio.
+tlax times include JIT compilation (every task has new shapes).
+
+A method is one entry of :data:`BENCH` (a tlax runner and a reference runner
+with the same signature); MEDA is added the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import time
+from typing import Callable
+
+import numpy as np
+import scipy.linalg
+
+from experiments import shallow_tables
+from tlax.data import files
+from tlax.shallow import base
+
+# ------------------------------------------------ NumPy/SciPy references --
+
+
+def _nn_numpy(zs, ys, zt):
+  d = (zs ** 2).sum(1)[None, :] - 2.0 * zt @ zs.T
+  return ys[np.argmin(d, axis=1)]
+
+
+def reference_jda(xs, ys, xt, *, k=30, lam=1.0, T=10, kernel="primal"):
+  """JDA as the popular Python reference solves it (dense n x n M, H; eig).
+
+  Same model as the MATLAB code and tlax: unit-norm samples, ``C M0 +
+  sum_c Mc`` over its Frobenius norm, the ``k`` smallest eigenvalues of
+  ``(X M X^T + lam I, X H X^T)`` (eigenvectors at unit norm), projected
+  samples at unit norm, 1-NN pseudo-labels, ``T`` iterations.
+
+  Returns:
+    target labels after the last iteration (indices into ``unique(ys)``).
+  """
+  classes, ys = np.unique(ys, return_inverse=True)
+  x = np.concatenate([xs, xt]).T                      # d x n, samples = cols
+  x = x / np.maximum(np.linalg.norm(x, axis=0, keepdims=True), 1e-12)
+  d, n = x.shape
+  ns, nt = xs.shape[0], xt.shape[0]
+  num_classes = len(classes)
+  e = np.concatenate([np.full(ns, 1.0 / ns), np.full(nt, -1.0 / nt)])[:, None]
+  m0 = e @ e.T * num_classes
+  h = np.eye(n) - np.ones((n, n)) / n
+  if kernel == "primal":
+    f = x                                             # d x n
+  elif kernel == "linear":
+    f = x.T @ x                                       # n x n
+  else:
+    raise ValueError(kernel)
+  yt_pseudo = None
+  for _ in range(T):
+    mc = np.zeros((n, n))
+    if yt_pseudo is not None:
+      for c in range(num_classes):
+        ec = np.zeros((n, 1))
+        ec[np.where(ys == c)[0]] = 1.0 / np.sum(ys == c)
+        idx = np.where(yt_pseudo == c)[0]
+        if idx.size:
+          ec[ns + idx] = -1.0 / idx.size
+        mc = mc + ec @ ec.T
+    m = m0 + mc
+    m = m / np.linalg.norm(m, "fro")
+    a = f @ m @ f.T + lam * np.eye(f.shape[0])
+    b = f @ h @ f.T
+    w, v = scipy.linalg.eig(a, b)
+    w = np.real(w)
+    w[~np.isfinite(w)] = np.inf
+    order = np.argsort(w)[:k]
+    proj = np.real(v[:, order])
+    proj = proj / np.linalg.norm(proj, axis=0, keepdims=True)
+    z = (proj.T @ f).T                                # n x k
+    z = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+    yt_pseudo = _nn_numpy(z[:ns], ys, z[ns:])
+  return classes[yt_pseudo]
+
+
+# ------------------------------------------------------------- registry --
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchMethod:
+  """One benchmarked method.
+
+  Attributes:
+    label: printed name.
+    tlax: ``(xs, ys, xt, kernel) -> target labels`` with tlax.
+    reference: same signature, plain NumPy/SciPy.
+    preprocess: :func:`tlax.data.files.load_features` preprocessing.
+  """
+  label: str
+  tlax: Callable
+  reference: Callable
+  preprocess: str = "standard"
+
+
+_JDA_SURF = dict(k=30, lam=1.0, T=10)   # the published SURF setting
+
+
+def _tlax_jda(xs, ys, xt, kernel):
+  from tlax.shallow import feature  # pylint: disable=g-import-not-at-top
+  return feature.JDA(kernel=kernel, **_JDA_SURF).fit_predict(xs, ys, xt)
+
+
+def _ref_jda(xs, ys, xt, kernel):
+  return reference_jda(xs, ys, xt, kernel=kernel, **_JDA_SURF)
+
+
+BENCH: dict[str, BenchMethod] = {
+    "jda": BenchMethod("JDA", _tlax_jda, _ref_jda),
+}
+
+# ------------------------------------------------------------------- run --
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("--methods", default="jda")
+  p.add_argument("--kernel", default="primal", choices=("primal", "linear"))
+  p.add_argument("--tasks", default="",
+                 help="comma-separated subset, e.g. C->A,D->W (default all)")
+  p.add_argument("--skip_reference", action="store_true")
+  p.add_argument("--data_dir", default=None)
+  args = p.parse_args(argv)
+  tasks = shallow_tables.TASKS["office_caltech10"]
+  if args.tasks:
+    want = args.tasks.split(",")
+    tasks = [t for t in tasks if shallow_tables.task_name(t) in want]
+    if len(tasks) != len(want):
+      p.error(f"unknown task in {args.tasks!r}")
+  print(f"# Office-Caltech10 SURF, kernel={args.kernel}, {len(tasks)} tasks, "
+        f"{os.cpu_count()} CPU cores visible; tlax times include compilation")
+  for name in args.methods.split(","):
+    spec = BENCH[name]
+    data = {}
+    rows = []
+    print(f"\n{'task':8s} {spec.label + ' tlax s':>12s} {'acc':>7s} "
+          f"{'ref s':>9s} {'acc':>7s} {'ratio':>7s} {'agree %':>8s}")
+    for task in tasks:
+      for dom in task:
+        if dom not in data:
+          data[dom] = files.load_features(f"office_caltech10/{dom}",
+                                          args.data_dir,
+                                          preprocess=spec.preprocess)
+      (xs, ys), (xt, yt) = data[task[0]], data[task[1]]
+      t0 = time.perf_counter()
+      pred = spec.tlax(xs, ys, xt, args.kernel)
+      t_tlax = time.perf_counter() - t0
+      acc = base.accuracy(yt, pred)
+      if args.skip_reference:
+        t_ref, acc_ref, agree = float("nan"), float("nan"), float("nan")
+      else:
+        t0 = time.perf_counter()
+        pred_ref = spec.reference(xs, ys, xt, args.kernel)
+        t_ref = time.perf_counter() - t0
+        acc_ref = base.accuracy(yt, pred_ref)
+        agree = base.accuracy(pred, pred_ref)
+      rows.append((t_tlax, acc, t_ref, acc_ref))
+      print(f"{shallow_tables.task_name(task):8s} {t_tlax:12.2f} {acc:7.2f} "
+            f"{t_ref:9.2f} {acc_ref:7.2f} {t_ref / t_tlax:7.1f} {agree:8.1f}",
+            flush=True)
+    r = np.array(rows)
+    tot_t, tot_r = r[:, 0].sum(), r[:, 2].sum()
+    print(f"{'total':8s} {tot_t:12.2f} {r[:, 1].mean():7.2f} {tot_r:9.2f} "
+          f"{r[:, 3].mean():7.2f} {tot_r / tot_t:7.1f}")
+    print(f"{spec.label}: tlax {tot_t:.1f} s, reference {tot_r:.1f} s for "
+          f"{len(tasks)} tasks: tlax is {tot_r / tot_t:.1f}x faster "
+          f"(accuracy {r[:, 1].mean():.2f} vs {r[:, 3].mean():.2f})")
+
+
+if __name__ == "__main__":
+  main()
