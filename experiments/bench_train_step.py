@@ -26,6 +26,8 @@ torch is imported only here, never by tlax; install the CPU wheel with
 
 COMMAND:
   python experiments/bench_train_step.py --image_size=28 --rounds=5
+
+Figures measured so far: docs/results_deep_da.md ("Speed").
 """
 
 from __future__ import annotations
@@ -104,11 +106,11 @@ def tlax_step_fn(method_name, data, total_steps, conv_impl="auto"):
 # ----------------------------------------------------------------------------
 # PyTorch eager
 # ----------------------------------------------------------------------------
-def torch_step_fn(method_name, data, total_steps):
+def torch_step_fn(method_name, data, total_steps, threads=0):
   import torch  # pylint: disable=g-import-not-at-top
   from torch import nn  # pylint: disable=g-import-not-at-top
 
-  torch.set_num_threads(os.cpu_count() or 1)
+  torch.set_num_threads(threads or os.cpu_count() or 1)
   torch.manual_seed(0)
   size, channels = data["xs"].shape[1], data["xs"].shape[3]
 
@@ -200,6 +202,8 @@ def main(argv=None):
   p.add_argument("--conv_impl", default="auto",
                  help="tlax Conv implementation: auto | im2col | xla")
   p.add_argument("--frameworks", default="tlax,torch")
+  p.add_argument("--torch_threads", type=int, default=0,
+                 help="torch.set_num_threads (0: all cores)")
   p.add_argument("--json", default=None, help="write the results here")
   args = p.parse_args(argv)
 
@@ -213,7 +217,8 @@ def main(argv=None):
     if "tlax" in frameworks:
       runners["tlax"] = tlax_step_fn(name, data, total, args.conv_impl)
     if "torch" in frameworks:
-      runners["torch"] = torch_step_fn(name, data, total)
+      runners["torch"] = torch_step_fn(name, data, total,
+                                       args.torch_threads)
     for fw, run in runners.items():
       run(args.warmup)  # compile / warm caches
     per_round = {fw: [] for fw in runners}
@@ -229,7 +234,8 @@ def main(argv=None):
             f", {os.cpu_count()} CPU cores visible; LeNet "
             f"{args.image_size}x{args.image_size}x{args.channels}, batch "
             f"{BATCH} + {BATCH}, SGD momentum {MOMENTUM}; tlax conv "
-            f"{args.conv_impl}; median ms/step over {args.rounds} rounds of "
+            f"{args.conv_impl}; torch threads "
+            f"{args.torch_threads or os.cpu_count()}; median ms/step over {args.rounds} rounds of "
             f"{args.steps} steps")
   print(header)
   print(f"{'method':<12} {'tlax ms':>9} {'torch ms':>9} {'tlax st/s':>10} "
