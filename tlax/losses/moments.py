@@ -9,6 +9,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -146,14 +147,88 @@ def cmd(xs: Any, xt: Any, n_moments: int = 5,
   xt = val.as_features(xt, "xt", fn)
   val.check_same_features(xs, xt, fn)
   dt = val.compute_dtype(xs, xt)
-  xs, xt = xs.astype(dt), xt.astype(dt)
-  span = b - a
-  ms, mt = jnp.mean(xs, axis=0), jnp.mean(xt, axis=0)
+  return _cmd(xs.astype(dt), xt.astype(dt), n_moments, b - a)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def _power_means(c, n_moments):
+  """Column means of c^2, ..., c^K in one pass (a variadic reduction: the
+  powers are computed inside it and never stored)."""
+  powers, p = [], c
+  for _ in range(2, n_moments + 1):
+    p = p * c
+    powers.append(p)
+  zero = jnp.zeros((), c.dtype)
+  sums = jax.lax.reduce(tuple(powers), (zero,) * len(powers),
+                        lambda a, b: tuple(u + v for u, v in zip(a, b)), (0,))
+  return tuple(v / c.shape[0] for v in sums)
+
+
+@_power_means.defjvp
+def _power_means_jvp(n_moments, primals, tangents):
+  (c,), (dc,) = primals, tangents
+  out = _power_means(c, n_moments)
+  tan = tuple(jnp.mean(k * jax.lax.integer_pow(c, k - 1) * dc, axis=0)
+              for k in range(2, n_moments + 1))
+  return out, tan
+
+
+def _moments(x, n_moments):
+  """Mean and central moments c_2..c_K of the columns of x."""
+  m = jnp.mean(x, axis=0)
+  if n_moments == 1:
+    return m, []
+  return m, list(_power_means(x - m, n_moments))
+
+
+def _unit(v):
+  """v / ||v|| (0 at v = 0): the (sub)gradient of the norm."""
+  s = jnp.sum(v * v)
+  pos = s > 0
+  return jnp.where(pos, v / jnp.sqrt(jnp.where(pos, s, 1.0)), 0.0)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
+def _cmd(xs, xt, n_moments, span):
+  ms, cs = _moments(xs, n_moments)
+  mt, ct = _moments(xt, n_moments)
   total = _safe_norm(ms - mt) / span
-  cs, ct = xs - ms, xt - mt
-  ps, pt = cs, ct
   for k in range(2, n_moments + 1):
-    ps, pt = ps * cs, pt * ct
-    total = total + _safe_norm(jnp.mean(ps, axis=0) - jnp.mean(pt, axis=0)) / (
-        span ** k)
+    total = total + _safe_norm(cs[k - 2] - ct[k - 2]) / (span ** k)
   return total
+
+
+@_cmd.defjvp
+def _cmd_jvp(n_moments, span, primals, tangents):
+  """Closed-form gradient, one elementwise pass per domain.
+
+  With u_k the unit vector of the k-th moment gap over span^k,
+  d/dx_i = (1/n) [u_1 + sum_{k>=2} k u_k (c_i^{k-1} - c_{k-1})] (minus for
+  the target), a polynomial in c_i = x_i - mean evaluated by Horner.
+  """
+  xs, xt = primals
+  dxs, dxt = tangents
+  ms, cs = _moments(xs, n_moments)
+  mt, ct = _moments(xt, n_moments)
+  total = _safe_norm(ms - mt) / span
+  u = [_unit(ms - mt) / span]
+  for k in range(2, n_moments + 1):
+    gap = cs[k - 2] - ct[k - 2]
+    total = total + _safe_norm(gap) / (span ** k)
+    u.append(_unit(gap) / (span ** k))
+
+  def grad(x, m, mom, n, sign):
+    # coefficients of c^j, j = 0..K-1 (mom[k-2] = c_k; c_1 = 0)
+    a0 = u[0]
+    for k in range(3, n_moments + 1):
+      a0 = a0 - k * u[k - 1] * mom[k - 3]
+    coeffs = [a0] + [(j + 1) * u[j] for j in range(1, n_moments)]
+    c = x - m
+    poly = coeffs[-1]
+    for a in coeffs[-2::-1]:
+      poly = poly * c + a
+    return (sign / n) * poly
+
+  gs = grad(xs, ms, cs, xs.shape[0], 1.0)
+  gt = grad(xt, mt, ct, xt.shape[0], -1.0)
+  return total, jnp.sum(gs * dxs) + jnp.sum(gt * dxt)
