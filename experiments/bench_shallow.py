@@ -101,6 +101,97 @@ def reference_jda(xs, ys, xt, *, k=30, lam=1.0, T=10, kernel="primal"):
   return classes[yt_pseudo]
 
 
+def reference_meda(xs, ys, xt, *, dim=20, p=10, lam=10.0, eta=0.1, rho=1.0,
+                   T=10):
+  """MEDA as the MATLAB reference code solves it, in NumPy/SciPy/libsvm.
+
+  ``GFK_Map``: PCA bases from SVDs, the source basis completed by
+  ``null(Ps')``, the principal angles from the SVD of the cosine block
+  (MATLAB's ``gsvd``), ``G`` formed in all ``D`` dimensions and
+  ``real(sqrtm(G))`` (SciPy's Schur square root); the cosine kNN graph
+  Laplacian and RBF kernel as dense ``n x n`` arrays; each iteration fits the
+  ``C + 1`` linear hinge SVMs of ``estimate_mu`` with libsvm
+  (``SVC(kernel="linear", C=1)``: ridge ``1/n``, bias unpenalised) on the
+  ``D``-dimensional GFK features, forms the MMD matrix densely (Python loop
+  over classes) and solves ``((E + lam M + rho L) K + eta I) beta = E Y``
+  with ``np.linalg.solve``. Same settings as ``tlax.shallow.meda.MEDA()``.
+
+  Returns:
+    target labels after the last iteration (values of ``ys``).
+  """
+  from sklearn.svm import SVC  # pylint: disable=g-import-not-at-top
+  classes, ys = np.unique(ys, return_inverse=True)
+  num_classes = len(classes)
+
+  def pca(x):
+    return np.linalg.svd(x - x.mean(0), full_matrices=False)[2].T
+
+  ps, pt = pca(xs), pca(xt)[:, :dim]
+  q = np.hstack([ps, scipy.linalg.null_space(ps.T)])
+  qpt = q.T @ pt
+  u1, gam, vt = np.linalg.svd(qpt[:dim])
+  a2 = qpt[dim:] @ vt.T
+  v2 = -a2 / np.linalg.norm(a2, axis=0)
+  theta = np.arccos(np.clip(gam, -1.0, 1.0))
+  sinc2 = np.sin(2 * theta) / 2 / np.maximum(theta, 1e-20)
+  b1 = 0.5 * (1 + sinc2)
+  b2 = 0.5 * (-1 + np.cos(2 * theta)) / 2 / np.maximum(theta, 1e-20)
+  b4 = 0.5 * (1 - sinc2)
+  basis = np.hstack([q[:, :dim] @ u1, q[:, dim:] @ v2])
+  g = basis @ np.block([[np.diag(b1), np.diag(b2)],
+                        [np.diag(b2), np.diag(b4)]]) @ basis.T
+  sq_g = np.real(scipy.linalg.sqrtm(g))
+  zs, zt = xs @ sq_g, xt @ sq_g
+  ns, nt = len(zs), len(zt)
+  n = ns + nt
+  x = np.concatenate([zs, zt])
+  x = x / np.linalg.norm(x, axis=1, keepdims=True)
+  # Graph Laplacian: cosine kNN (itself included), max-symmetrised.
+  sim = x @ x.T
+  nbr = np.argsort(-sim, axis=1, kind="stable")[:, :p + 1]
+  w = np.zeros((n, n))
+  rows = np.repeat(np.arange(n), p + 1)
+  w[rows, nbr.ravel()] = sim[rows, nbr.ravel()]
+  w = np.maximum(w, w.T)
+  dw = np.diag(np.sqrt(1.0 / w.sum(0)))
+  lap = np.eye(n) - dw @ w @ dw
+  sq = (x ** 2).sum(1)
+  sigma2 = np.sum(np.sqrt(sq)) / n
+  kmat = np.exp(-(sq[:, None] + sq[None, :] - 2 * x @ x.T) / (2 * sigma2))
+  e = np.diag(np.concatenate([np.ones(ns), np.zeros(nt)]))
+  yy = np.concatenate([np.eye(num_classes)[ys], np.zeros((nt, num_classes))])
+  cls = _nn_numpy(x[:ns], ys, x[ns:])
+
+  def adist(a, b):
+    if len(a) == 0 or len(b) == 0:
+      return 2.0
+    xx = np.concatenate([a, b])
+    yv = np.concatenate([np.ones(len(a)), 2 * np.ones(len(b))])
+    err = np.mean(SVC(kernel="linear", C=1.0).fit(xx, yv).predict(xx) != yv)
+    return 2.0 * (1.0 - 2.0 * err)
+
+  for _ in range(T):
+    adist_c = np.mean([adist(zs[ys == c], zt[cls == c])
+                       for c in range(num_classes)])
+    mu = adist_c / (adist_c + adist(zs, zt))
+    mu = 1.0 if mu > 1 else (0.0 if mu <= 1e-3 else mu)
+    e0 = np.concatenate([np.full(ns, 1.0 / ns), np.full(nt, -1.0 / nt)])
+    m0 = np.outer(e0, e0) * num_classes
+    mc = np.zeros((n, n))
+    for c in range(num_classes):
+      ec = np.zeros(n)
+      ec[:ns][ys == c] = 1.0 / np.sum(ys == c)
+      if np.any(cls == c):
+        ec[ns:][cls == c] = -1.0 / np.sum(cls == c)
+      mc += np.outer(ec, ec)
+    m = (1 - mu) * m0 + mu * mc
+    m = m / np.linalg.norm(m, "fro")
+    beta = np.linalg.solve((e + lam * m + rho * lap) @ kmat + eta * np.eye(n),
+                           e @ yy)
+    cls = np.argmax(kmat @ beta, axis=1)[ns:]
+  return classes[cls]
+
+
 # ------------------------------------------------------------- registry --
 
 
@@ -132,8 +223,20 @@ def _ref_jda(xs, ys, xt, kernel):
   return reference_jda(xs, ys, xt, kernel=kernel, **_JDA_SURF)
 
 
+def _tlax_meda(xs, ys, xt, kernel):
+  del kernel  # MEDA: RBF kernel, the paper's demo settings
+  from tlax.shallow import meda  # pylint: disable=g-import-not-at-top
+  return meda.MEDA().fit_predict(xs, ys, xt)
+
+
+def _ref_meda(xs, ys, xt, kernel):
+  del kernel
+  return reference_meda(xs, ys, xt)
+
+
 BENCH: dict[str, BenchMethod] = {
     "jda": BenchMethod("JDA", _tlax_jda, _ref_jda),
+    "meda": BenchMethod("MEDA", _tlax_meda, _ref_meda),
 }
 
 # ------------------------------------------------------------------- run --
