@@ -99,7 +99,10 @@ PUBLISHED = {
         "mnist_usps": {"USPS->MNIST": 30.5, "MNIST->USPS": 49.2},
     },
     "meda": {
-        "office_caltech10": _row([56.5, 53.9, 50.3, 43.9, 53.2, 45.2, 34.0,
+        # A->D is 45.9 in the paper's Table 2 (45.2 was a typo here): the
+        # reproduction gives 45.86, and with 45.9 eleven of the twelve tasks
+        # are within 0.1 point of it, as /work/shared/REPRODUCING.md reports.
+        "office_caltech10": _row([56.5, 53.9, 50.3, 43.9, 53.2, 45.9, 34.0,
                                   42.7, 88.5, 34.9, 41.2, 87.5]),
         "mnist_usps": {"USPS->MNIST": 72.1, "MNIST->USPS": 89.5},
     },
@@ -205,6 +208,30 @@ METHODS: dict[str, Method] = {
         "CORAL re-colouring with (Cs + I)^-1/2 (Ct + I)^1/2, then a linear "
         "SVM (sklearn LinearSVC, C = 1) on the re-coloured source."),
 }
+
+# MEDA (Wang et al., ACM MM 2018): the settings of the paper's
+# Office-Caltech10 demo for every collection; unit-L2 rows for the image
+# collections (see the note).
+MEDA_SETTINGS = dict(dim=20, p=10, lam=10.0, eta=0.1, rho=1.0, T=10)
+
+
+def _meda(collection):
+  del collection
+  from tlax.shallow import meda  # pylint: disable=g-import-not-at-top
+  return meda.MEDA(**MEDA_SETTINGS)
+
+
+METHODS["meda"] = Method(
+    "MEDA", _meda, _l2_for_images,
+    "MEDA: GFK manifold features (d = 20, rows then at unit norm), cosine "
+    "10-NN graph Laplacian (rho = 1), lam = 10, eta = 0.1, RBF kernel, "
+    "T = 10; mu from proxy A-distances of a linear hinge SVM (ridge 1/n, "
+    "bias unpenalised) on the GFK features, re-estimated every iteration; "
+    "first pseudo-labels by 1-NN. The paper's demo settings for all "
+    "collections. SURF: standard preprocessing; digits and COIL: unit-L2 "
+    "rows (raw pixels give 70.85 / 87.06 on USPS->MNIST / MNIST->USPS and "
+    "88.75 / 85.83 on COIL1->COIL2 / COIL2->COIL1). MATLAB trains the "
+    "A-distance SVM by SGD (fitclinear); tlax solves it exactly.")
 
 # -------------------------------------------------------------------- run --
 
