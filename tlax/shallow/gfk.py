@@ -120,12 +120,18 @@ def gfk_kernel(ps, pt):
   return b @ lam @ b.T
 
 
-@functools.partial(jax.jit, static_argnames="d")
-def _fit_gfk(xs, xt, d):
-  ps = _top_pcs(xs, d)
-  pt = _top_pcs(xt, d)
+@jax.jit
+def _factors_and_projection(ps, pt):
   b, lam = _gfk_factors(ps, pt)
-  return ps, pt, b, lam, b @ _sqrt_psd(lam)
+  return b, lam, b @ _sqrt_psd(lam)
+
+
+def _fit_gfk(xs, xt, d):
+  """PCA bases (one jitted program per domain shape, reused across tasks),
+  then the ``n``-independent factors (one program per ``D, d``)."""
+  ps = pca_basis(xs, d=d)
+  pt = pca_basis(xt, d=d)
+  return (ps, pt) + _factors_and_projection(ps, pt)
 
 
 class GFK:
