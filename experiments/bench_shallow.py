@@ -6,7 +6,8 @@ COMMAND (the one behind docs/shallow_results.md, "Speed"):
     --methods=jda --kernel=primal
 
   (``--kernel=linear`` benchmarks the kernel (dual) form; ``--tasks=C->A,D->W``
-  runs a subset; ``--skip_reference`` times tlax alone.)
+  runs a subset; ``--skip_reference`` times tlax alone; ``--threads=1``, the
+  default, runs BLAS and XLA single-threaded for both implementations.)
 
 For every Office-Caltech10 task it runs the tlax estimator and a plain
 NumPy/SciPy implementation of the SAME algorithm, solved the way the widely
@@ -27,9 +28,40 @@ with the same signature); MEDA is added the same way.
 
 from __future__ import annotations
 
+import os
+import sys
+
+
+def _limit_threads_from_argv(argv):
+  """Applies ``--threads=N`` before NumPy/JAX start their thread pools.
+
+  BLAS (NumPy/SciPy and JAX's LAPACK calls) and XLA read their thread counts
+  at import; on a shared machine one thread per process avoids the
+  spin-waiting that makes multi-threaded timings meaningless.
+  """
+  n = None
+  for i, a in enumerate(argv):
+    if a.startswith("--threads="):
+      n = a.split("=", 1)[1]
+    elif a == "--threads" and i + 1 < len(argv):
+      n = argv[i + 1]
+  if n is None:
+    n = "1"
+  if n != "0":
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+      os.environ[var] = n
+    if n == "1":
+      os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                                 " --xla_cpu_multi_thread_eigen=false"
+                                 " intra_op_parallelism_threads=1").strip()
+
+
+if __name__ == "__main__":
+  _limit_threads_from_argv(sys.argv[1:])
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
 import argparse
 import dataclasses
-import os
 import time
 from typing import Callable
 
@@ -242,12 +274,21 @@ BENCH: dict[str, BenchMethod] = {
 # ------------------------------------------------------------------- run --
 
 
+def _timed(fn, *args):
+  t0, c0 = time.perf_counter(), time.process_time()
+  out = fn(*args)
+  return out, time.perf_counter() - t0, time.process_time() - c0
+
+
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--methods", default="jda")
   p.add_argument("--kernel", default="primal", choices=("primal", "linear"))
   p.add_argument("--tasks", default="",
                  help="comma-separated subset, e.g. C->A,D->W (default all)")
+  p.add_argument("--threads", default="1",
+                 help="BLAS/XLA threads for both implementations (set "
+                      "before import; 0 leaves the defaults)")
   p.add_argument("--skip_reference", action="store_true")
   p.add_argument("--data_dir", default=None)
   args = p.parse_args(argv)
@@ -258,13 +299,15 @@ def main(argv=None):
     if len(tasks) != len(want):
       p.error(f"unknown task in {args.tasks!r}")
   print(f"# Office-Caltech10 SURF, kernel={args.kernel}, {len(tasks)} tasks, "
-        f"{os.cpu_count()} CPU cores visible; tlax times include compilation")
+        f"threads={args.threads}, {os.cpu_count()} CPU cores visible. "
+        "tlax 'cold' includes JIT compilation, 'warm' is a second run.")
   for name in args.methods.split(","):
     spec = BENCH[name]
     data = {}
     rows = []
-    print(f"\n{'task':8s} {spec.label + ' tlax s':>12s} {'acc':>7s} "
-          f"{'ref s':>9s} {'acc':>7s} {'ratio':>7s} {'agree %':>8s}")
+    print(f"\n{spec.label}: wall seconds (CPU seconds)")
+    print(f"{'task':8s} {'tlax cold':>15s} {'tlax warm':>15s} {'acc':>6s} "
+          f"{'reference':>17s} {'acc':>6s} {'ratio':>6s} {'agree%':>7s}")
     for task in tasks:
       for dom in task:
         if dom not in data:
@@ -272,30 +315,32 @@ def main(argv=None):
                                           args.data_dir,
                                           preprocess=spec.preprocess)
       (xs, ys), (xt, yt) = data[task[0]], data[task[1]]
-      t0 = time.perf_counter()
-      pred = spec.tlax(xs, ys, xt, args.kernel)
-      t_tlax = time.perf_counter() - t0
+      pred, t_cold, c_cold = _timed(spec.tlax, xs, ys, xt, args.kernel)
+      _, t_warm, c_warm = _timed(spec.tlax, xs, ys, xt, args.kernel)
       acc = base.accuracy(yt, pred)
       if args.skip_reference:
-        t_ref, acc_ref, agree = float("nan"), float("nan"), float("nan")
+        t_ref = c_ref = acc_ref = agree = float("nan")
       else:
-        t0 = time.perf_counter()
-        pred_ref = spec.reference(xs, ys, xt, args.kernel)
-        t_ref = time.perf_counter() - t0
+        pred_ref, t_ref, c_ref = _timed(spec.reference, xs, ys, xt,
+                                        args.kernel)
         acc_ref = base.accuracy(yt, pred_ref)
         agree = base.accuracy(pred, pred_ref)
-      rows.append((t_tlax, acc, t_ref, acc_ref))
-      print(f"{shallow_tables.task_name(task):8s} {t_tlax:12.2f} {acc:7.2f} "
-            f"{t_ref:9.2f} {acc_ref:7.2f} {t_ref / t_tlax:7.1f} {agree:8.1f}",
-            flush=True)
-    r = np.array(rows)
-    tot_t, tot_r = r[:, 0].sum(), r[:, 2].sum()
-    print(f"{'total':8s} {tot_t:12.2f} {r[:, 1].mean():7.2f} {tot_r:9.2f} "
-          f"{r[:, 3].mean():7.2f} {tot_r / tot_t:7.1f}")
-    print(f"{spec.label}: tlax {tot_t:.1f} s, reference {tot_r:.1f} s for "
-          f"{len(tasks)} tasks: tlax is {tot_r / tot_t:.1f}x faster "
-          f"(accuracy {r[:, 1].mean():.2f} vs {r[:, 3].mean():.2f})")
-
+      rows.append((t_cold, c_cold, t_warm, c_warm, acc, t_ref, c_ref,
+                   acc_ref))
+      print(f"{shallow_tables.task_name(task):8s} {t_cold:6.2f} ({c_cold:6.2f})"
+            f" {t_warm:6.2f} ({c_warm:6.2f}) {acc:6.2f} {t_ref:7.2f} "
+            f"({c_ref:7.2f}) {acc_ref:6.2f} {t_ref / t_cold:6.1f} "
+            f"{agree:7.1f}", flush=True)
+    r = np.array(rows).sum(0)
+    m = np.array(rows).mean(0)
+    print(f"{'total':8s} {r[0]:6.2f} ({r[1]:6.2f}) {r[2]:6.2f} ({r[3]:6.2f}) "
+          f"{m[4]:6.2f} {r[5]:7.2f} ({r[6]:7.2f}) {m[7]:6.2f} "
+          f"{r[5] / r[0]:6.1f}")
+    print(f"{spec.label}, {len(tasks)} tasks: tlax {r[0]:.1f} s cold / "
+          f"{r[2]:.1f} s warm, reference {r[5]:.1f} s: tlax is "
+          f"{r[5] / r[0]:.1f}x faster cold, {r[5] / r[2]:.1f}x warm "
+          f"(CPU time: {r[6] / r[1]:.1f}x / {r[6] / r[3]:.1f}x); mean "
+          f"accuracy {m[4]:.2f} vs {m[7]:.2f}")
 
 if __name__ == "__main__":
   main()

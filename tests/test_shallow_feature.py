@@ -154,8 +154,8 @@ def test_primal_and_dual_solvers_agree(n):
   d = 150
   xs, ys, xt, _ = _shifted_problem(n=n, d=d)
   xs = xs + 0.1 * r.normal(size=xs.shape)
-  primal = feature.JDA(k=5, T=3, solver="primal").fit(xs, ys, xt)
-  dual = feature.JDA(k=5, T=3, solver="dual").fit(xs, ys, xt)
+  primal = feature.JDA(k=5, T=2, solver="primal").fit(xs, ys, xt)
+  dual = feature.JDA(k=5, T=2, solver="dual").fit(xs, ys, xt)
   np.testing.assert_array_equal(primal.predict(xt), dual.predict(xt))
   np.testing.assert_allclose(primal.eigenvalues_, dual.eigenvalues_,
                              rtol=1e-8)
@@ -164,11 +164,11 @@ def test_primal_and_dual_solvers_agree(n):
 
 def test_linear_kernel_reduced_equals_full_dual():
   xs, ys, xt, _ = _shifted_problem(n=30, d=8)
-  full = feature.JDA(k=4, T=3, kernel="linear", solver="dual").fit(xs, ys, xt)
-  red = feature.JDA(k=4, T=3, kernel="linear", solver="primal").fit(xs, ys, xt)
+  full = feature.JDA(k=4, T=2, kernel="linear", solver="dual").fit(xs, ys, xt)
+  red = feature.JDA(k=4, T=2, kernel="linear", solver="primal").fit(xs, ys, xt)
   np.testing.assert_array_equal(full.predict(xt), red.predict(xt))
   assert _match_columns(full.components_, red.components_) < 1e-7
-  rbf = feature.JDA(k=4, T=3, kernel="rbf").fit(xs, ys, xt)
+  rbf = feature.JDA(k=4, T=2, kernel="rbf").fit(xs, ys, xt)
   assert rbf.components_.shape == (180, 4)
   assert rbf.predict(xt[:5]).shape == (5,)
 
@@ -176,15 +176,15 @@ def test_linear_kernel_reduced_equals_full_dual():
 def test_bda_special_cases():
   xs, ys, xt, yt = _shifted_problem(n=30)
   tca = feature.TCA(k=5).fit(xs, ys, xt)
-  bda0 = feature.BDA(k=5, mu=0.0).fit(xs, ys, xt)
+  bda0 = feature.BDA(k=5, mu=0.0, T=3).fit(xs, ys, xt)
   np.testing.assert_allclose(bda0.components_, tca.components_, atol=1e-9)
-  jda = feature.JDA(k=5).fit(xs, ys, xt)
-  joint = feature.BDA(k=5, mu=0.5, balance="joint").fit(xs, ys, xt)
+  jda = feature.JDA(k=5, T=3).fit(xs, ys, xt)
+  joint = feature.BDA(k=5, mu=0.5, balance="joint", T=3).fit(xs, ys, xt)
   np.testing.assert_allclose(joint.components_, jda.components_, atol=1e-9)
   # The default balances unit-size terms: mu = 0.5 is not JDA.
-  sep = feature.BDA(k=5, mu=0.5).fit(xs, ys, xt)
+  sep = feature.BDA(k=5, mu=0.5, T=3).fit(xs, ys, xt)
   assert np.abs(sep.components_ - jda.components_).max() > 1e-3
-  auto = feature.BDA(k=5, mu="auto").fit(xs, ys, xt, yt=yt)
+  auto = feature.BDA(k=5, mu="auto", T=3).fit(xs, ys, xt, yt=yt)
   assert 0.0 <= auto.mu_ <= 1.0
   assert [h["mu"] for h in auto.history_][0] == 0.0
   assert base.accuracy(yt, auto.predict(xt)) > 90.0
