@@ -219,3 +219,27 @@ def test_low_precision(dtype, rtol):
   g = jax.grad(losses.mk_mmd)(a, b, "mean:5")
   assert g.dtype == dtype and bool(jnp.all(jnp.isfinite(g.astype(float))))
   assert abs(float(losses.mk_mmd(a, a, "mean:5"))) < 1e-5
+
+
+def test_block_gram_derivative_path(x64, monkeypatch):
+  """Large batches build the distances from Gram blocks; same gradients."""
+  from tlax.losses import _fused  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(_fused, "BLOCK_GRAM_MIN_ELEMENTS", 0)
+  xs, xt = _data(ns=6, nt=4, d=3, seed=7)  # shapes used by no other test
+
+  def plain(a, b, c):
+    z = jnp.concatenate([a, b])
+    d = jnp.sum((z[:, None] - z[None]) ** 2, -1)
+    k = (jnp.exp(-d / 2.0) + jnp.exp(-d / 8.0)) / 2
+    return jnp.sum(c * k)
+
+  ns, nt = 6, 4
+  u = np.concatenate([np.full(ns, 1 / ns), np.full(nt, -1 / nt)])
+  got = jax.grad(losses.mk_mmd, argnums=(0, 1))(xs, xt, [1.0, 2.0])
+  want = jax.grad(plain, argnums=(0, 1))(xs, xt, np.outer(u, u))
+  np.testing.assert_allclose(got[0], want[0], rtol=1e-10, atol=1e-14)
+  np.testing.assert_allclose(got[1], want[1], rtol=1e-10, atol=1e-14)
+  ys, yt = np.array([0, 1, 0, 1, 1, 0]), np.array([1, 0, 0, 1])
+  f = lambda a, b: losses.class_conditional_mmd(a, b, ys, yt, 2,
+                                                sigmas=[1.0, 2.0])
+  check_grads(f, (xs, xt), order=1, modes=("rev",))

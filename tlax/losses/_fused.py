@@ -1,33 +1,33 @@
 r"""The fused Gaussian-kernel discrepancy behind mk_mmd, jmmd and the
 class-conditional / dynamic MMDs.
 
-All of them are one function of the pooled batch,
+All of them are one function of the pooled batch :math:`z = [x_s; x_t]`,
 
-.. math:: L = \sum_{b \in \{ss, st, tt\}} \sum_{ij} C^b_{ij}
-   \prod_l \sum_k w_{lk} \exp(-D^{l,b}_{ij}\, \mathrm{inv}_{lk}),
+.. math:: L = \sum_{i,j} C_{ij} \prod_l \sum_k w_{lk}
+   \exp(-D^{l}_{ij}\, \mathrm{inv}_{lk}),
 
-with :math:`D^{l,b}` the squared-distance blocks of layer :math:`l` and
-coefficient blocks :math:`C^b` (scalars for the plain estimators, matrices for
-class-conditional weights; :math:`C^{ss}, C^{tt}` symmetric).
+with :math:`D^{l}` the pooled squared distances of layer :math:`l` and
+symmetric coefficients :math:`C` (:math:`u u^\top` with
+:math:`u = (1/n_s, \dots, -1/n_t, \dots)` for the biased estimator, a block
+pattern with a zero diagonal for the unbiased one, :math:`V V^\top` with
+:math:`V = [W_s; -W_t]` for class-conditional weights). The value alone is
+computed from the three distinct Gram blocks (3/4 of the pooled product).
 
-The derivative is a ``jax.custom_jvp`` written for speed. With
-:math:`H^{l,b} = C^b \odot \partial K^b / \partial D^{l,b}` (elementwise; the
-exponentials are shared with the value) and symmetric :math:`H^{ss}`,
-:math:`H^{tt}`:
+The derivative is a ``jax.custom_jvp`` written for speed. With the symmetric
+:math:`H^l = C \odot \partial K / \partial D^l` (elementwise),
 
-.. math::
-  \partial L / \partial x_s = 4\, x_s \odot H^{ss}\mathbf 1 + 2\, x_s \odot
-  H^{st}\mathbf 1 - 4 H^{ss} x_s - 2 H^{st} x_t, \qquad
-  \partial L / \partial x_t = 4\, x_t \odot H^{tt}\mathbf 1 + 2\, x_t \odot
-  H^{st\top}\mathbf 1 - 4 H^{tt} x_t - 2 H^{st\top} x_s.
+.. math:: \partial L / \partial z = 4\, z \odot H^l \mathbf 1 - 4 H^l z.
 
 The rule returns the tangent :math:`\langle \partial L/\partial x, \dot x
-\rangle`, so reverse mode costs exactly the four block products above
-(:math:`(n_s + n_t)^2 d` multiply-adds, one pooled Gram product) on top of
-the forward's two (:math:`3/4` of it), with no :math:`n \times n`
-transposes or concatenations. Forward mode and higher derivatives work (the
-rule is itself differentiable JAX code). Tangents of the bandwidths, kernel
-weights and coefficients are supported too (computed only when needed).
+\rangle` (computed on the pooled batch as ``4 z * (H 1) - 4 H z``, one
+:math:`n \times n \times d` product, with :math:`[Hz, H\mathbf 1]` from a
+single product and, for the biased estimator, the rank-one
+:math:`C = u u^\top` never expanded), so reverse mode costs the forward's
+Gram products plus exactly one more pooled product. Forward mode and higher
+derivatives work (the rule is itself differentiable JAX code). Tangents of
+the bandwidths, kernel weights and coefficients are supported too (computed
+only when needed). Data-driven ``base``-2 bandwidth families compute one
+``exp`` and the other kernels as repeated squares.
 """
 
 from __future__ import annotations
@@ -188,7 +188,18 @@ def kernel_discrepancy(xs_layers, xt_layers, invs, weights, coef, ladders):
   return sum(jnp.sum(c * k) for c, k in zip(cb, kb))
 
 
-def _pooled_sq_distances(z):
+# Above this many pooled-batch elements (n * d) the derivative path builds
+# the distances from the three distinct Gram blocks (3/4 of the products)
+# and assembles the (n, n) matrix; below it one pooled product and fewer
+# operations are faster on CPU (measured, see docs/losses_benchmark.md).
+BLOCK_GRAM_MIN_ELEMENTS = 1 << 21
+
+
+def _pooled_sq_distances(xs, xt):
+  z = jnp.concatenate([xs, xt], axis=0)
+  if z.shape[0] * z.shape[1] >= BLOCK_GRAM_MIN_ELEMENTS:
+    dss, dst, dtt = kern.block_sq_distances(xs, xt)
+    return jnp.block([[dss, dst], [dst.T, dtt]])
   n2 = jnp.sum(z * z, axis=1)
   return kern._zero_diagonal(kern._clamp(  # pylint: disable=protected-access
       n2[:, None] + n2[None, :] - 2.0 * (z @ z.T)))
@@ -198,11 +209,11 @@ def _pooled_sq_distances(z):
 def _kernel_discrepancy_jvp(ladders, primals, tangents):
   """Value and tangent from the pooled (n, n) matrices.
 
-  The derivative path works on the full pooled batch z = [xs; xt] (one
-  (n, n, d) Gram product, one elementwise pass, one (n, n, d) product for
-  the gradient ``4 z * (H 1) - 4 H z`` with symmetric H = C * dK/dD): fewer,
-  larger operations than block-wise code, which is what the CPU runtime
-  rewards.
+  The derivative path works on the pooled batch z = [xs; xt]: the (n, n)
+  distances (from one pooled Gram product, or for large batches from the
+  three distinct blocks), one elementwise pass, and one (n, n, d) product
+  for the gradient ``4 z * (H 1) - 4 H z`` with symmetric H = C * dK/dD:
+  few, large operations, which is what the CPU runtime rewards.
   """
   xs_layers, xt_layers, invs, weights, coef = primals
   dxs_l, dxt_l, dinvs, dws, dcoef = tangents
@@ -210,8 +221,9 @@ def _kernel_discrepancy_jvp(ladders, primals, tangents):
   ns = xs_layers[0].shape[0]
   zs = [jnp.concatenate([a, b], axis=0) for a, b in zip(xs_layers, xt_layers)]
   per = []
-  for z, inv, w, lad in zip(zs, invs, weights, ladders):
-    d = _pooled_sq_distances(z)
+  for xs, xt, inv, w, lad in zip(xs_layers, xt_layers, invs, weights,
+                                 ladders):
+    d = _pooled_sq_distances(xs, xt)
     per.append((d,) + _layer_kernels(d, inv, w, lad))
   kfull = per[0][2]
   for l in range(1, n_layers):
