@@ -271,16 +271,14 @@ def test_meda_solvers_padding_and_primal_agree():
   xs, ys, xt, _ = _shifted_problem(1)
   ys = np.array(["a", "b", "c"])[ys]  # arbitrary class values
   kw = dict(dim=3, p=5, T=3, mu=0.4)
-  wood = meda_lib.MEDA(bucket=0, **kw).fit(xs, ys, xt)
+  # Woodbury on a padded sample axis == the full dense system, unpadded.
+  wood = meda_lib.MEDA(bucket=64, **kw).fit(xs, ys, xt)
   dense = meda_lib.MEDA(bucket=0, solver="dense", **kw).fit(xs, ys, xt)
-  padded = meda_lib.MEDA(bucket=64, **kw).fit(xs, ys, xt)
   np.testing.assert_allclose(wood.coef_, dense.coef_, atol=1e-8)
-  np.testing.assert_allclose(wood.coef_, padded.coef_, atol=1e-8)
   np.testing.assert_array_equal(wood.labels_history_, dense.labels_history_)
-  np.testing.assert_array_equal(wood.labels_history_, padded.labels_history_)
   assert set(np.unique(wood.target_labels_)) <= {"a", "b", "c"}
-  lin = meda_lib.MEDA(bucket=0, kernel="linear", **kw).fit(xs, ys, xt)
-  prim = meda_lib.MEDA(bucket=0, kernel="primal", **kw).fit(xs, ys, xt)
+  lin = meda_lib.MEDA(bucket=64, kernel="linear", **kw).fit(xs, ys, xt)
+  prim = meda_lib.MEDA(bucket=64, kernel="primal", **kw).fit(xs, ys, xt)
   np.testing.assert_allclose(lin.decision_function(xt),
                              prim.decision_function(xt), atol=1e-8)
   np.testing.assert_array_equal(lin.labels_history_, prim.labels_history_)

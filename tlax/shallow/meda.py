@@ -33,8 +33,11 @@ How the JAX code solves it (same mathematics, fewer flops):
   (``solver="dense"`` solves the full system every iteration instead; the
   tests check both agree). The Laplacian is applied through the neighbour
   lists (``O(n^2 p)``), never as a dense matrix product.
-- The ``C + 1`` SVM fits of an iteration are one vmapped call, warm-started
-  from the previous iteration.
+- The ``C + 1`` SVM fits of an iteration (global + one per class) are the
+  segments of one row set, solved by one vectorised Newton loop
+  (:func:`tlax.shallow.svm.newton_fit_segments`), from scratch every
+  iteration (a warm start from the previous solution converges more slowly
+  at the final smoothing width than the continuation does).
 - The whole loop is one jitted call; the sample axis is padded to a bucket
   (a multiple of ``bucket``) with decoupled dummy rows, so tasks of similar
   size share one compiled program. Padding does not change the result.
@@ -193,11 +196,10 @@ def _mmd_factors(labels, is_src, is_tgt, n_cls: int, mu):
 @functools.partial(
     jax.jit,
     static_argnames=("n_cls", "p", "n_iter", "kernel", "adaptive_mu",
-                     "solver", "h_levels", "warm_levels", "early_stop"))
+                     "solver", "h_levels", "early_stop"))
 def _meda_core(z, n_src, n_tgt, ys_pad, lam, eta, rho, mu_fixed, *, n_cls,
                p, n_iter, kernel, adaptive_mu, solver,
-               h_levels=svm_lib.DEFAULT_H_LEVELS, warm_levels=1,
-               early_stop=True):
+               h_levels=svm_lib.DEFAULT_H_LEVELS, early_stop=True):
   """MEDA on padded reduced GFK features.
 
   Args:
@@ -250,17 +252,18 @@ def _meda_core(z, n_src, n_tgt, ys_pad, lam, eta, rho, mu_fixed, *, n_cls,
   y2 = jnp.concatenate([y_dom, y_dom])
   cw2 = jnp.concatenate([valid, valid]).astype(dt)
 
-  def a_distances(labels, theta, first_level):
+  def a_distances(labels):
     seg = jnp.concatenate([jnp.zeros((n_all,), jnp.int32),
                            1 + jnp.maximum(labels, 0).astype(jnp.int32)])
     theta, steps = svm_lib.newton_fit_segments(
-        xa2, y2, cw2, seg, theta, first_level, h_levels=h_levels)
+        xa2, y2, cw2, seg, jnp.zeros((n_fit, xa.shape[1]), dt),
+        h_levels=h_levels)
     masks = jnp.concatenate([
         valid[None, :],
         (labels[None, :] == jnp.arange(n_cls)[:, None]) & valid[None, :]
     ]).astype(dt)
     err = svm_lib.training_error(z, y_dom, theta[:, :-1], theta[:, -1], masks)
-    return svm_lib.a_distance_from_error(err), theta, steps
+    return svm_lib.a_distance_from_error(err), steps
 
   feats = xn
   if kernel != "primal":
@@ -302,9 +305,9 @@ def _meda_core(z, n_src, n_tgt, ys_pad, lam, eta, rho, mu_fixed, *, n_cls,
       beta = jnp.linalg.solve(a0 + (u * sc[None, :]) @ v.T, yy)
     return beta, kmat @ beta
 
-  def iterate(labels, theta, first_level):
+  def iterate(labels):
     if adaptive_mu:
-      adist, theta, steps = a_distances(labels, theta, first_level)
+      adist, steps = a_distances(labels)
       mu = mu_from_distances(adist[0], adist[1:])
     else:
       adist = jnp.zeros((n_fit,), dt)
@@ -312,34 +315,31 @@ def _meda_core(z, n_src, n_tgt, ys_pad, lam, eta, rho, mu_fixed, *, n_cls,
       mu = jnp.asarray(mu_fixed, dt)
     coef, f = solve(labels, mu)
     pred = jnp.argmax(f, axis=1).astype(labels.dtype)
-    return jnp.where(is_tgt, pred, labels), theta, mu, adist, steps, coef
+    return jnp.where(is_tgt, pred, labels), mu, adist, steps, coef
 
   # T iterations, stopping early at a fixed point of the pseudo-labels: the
-  # next iteration would see the same labels (and, warm-started, the same SVM
-  # solutions), so every remaining iteration repeats the last one.
+  # next iteration would see the same labels, fit the same SVMs, so every
+  # remaining iteration repeats the last one.
   coef_shape = (feats.shape[1], n_cls) if kernel == "primal" else (n_all,
                                                                     n_cls)
   hist0 = (jnp.zeros((n_iter, n_all), labels0.dtype), jnp.zeros((n_iter,), dt),
            jnp.zeros((n_iter, n_fit), dt), jnp.zeros((n_iter,), jnp.int32))
-  state0 = (jnp.asarray(0, jnp.int32), labels0,
-            jnp.zeros((n_fit, z.shape[1] + 1), dt), jnp.asarray(0, jnp.int32),
-            jnp.zeros(coef_shape, dt), jnp.asarray(False), hist0)
-  warm_start = jnp.asarray(len(h_levels) - warm_levels, jnp.int32)
+  state0 = (jnp.asarray(0, jnp.int32), labels0, jnp.zeros(coef_shape, dt),
+            jnp.asarray(False), hist0)
 
   def cond(state):
-    t, _, _, _, _, fixed, _ = state
+    t, _, _, fixed, _ = state
     return (t < n_iter) & ~(fixed & early_stop)
 
   def body(state):
-    t, labels, theta, first_level, _, _, hist = state
-    new_labels, theta, mu, adist, steps, coef = iterate(labels, theta,
-                                                        first_level)
+    t, labels, _, _, hist = state
+    new_labels, mu, adist, steps, coef = iterate(labels)
     fixed = jnp.all(new_labels == labels)
     hist = tuple(h.at[t].set(v) for h, v in zip(
         hist, (new_labels, mu, adist, steps)))
-    return (t + 1, new_labels, theta, warm_start, coef, fixed, hist)
+    return (t + 1, new_labels, coef, fixed, hist)
 
-  t_done, _, _, _, coef, _, hist = jax.lax.while_loop(cond, body, state0)
+  t_done, _, coef, _, hist = jax.lax.while_loop(cond, body, state0)
   # Repeat the fixed point into the skipped iterations.
   rows = jnp.minimum(jnp.arange(n_iter), t_done - 1)
   labels, mus, adists, steps = (h[rows] for h in hist)

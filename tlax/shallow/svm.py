@@ -50,11 +50,8 @@ from tlax.shallow import base
 
 # Smoothing widths of the continuation (2 -> 2e-6, factor 10).
 DEFAULT_H_LEVELS = tuple(2.0 / 10.0 ** k for k in range(7))
-_N_LOG = 48   # line search: steps t_max * 2^-j, j < _N_LOG, bracket the root,
-_N_GRID = 24  # a uniform grid of this many points refines it, then interpolation
+_N_LOG = 48   # line search: steps t_max * 2^-j, j < _N_LOG, bracket the root
 _T_MAX = 4.0  # largest step along the Newton direction
-_ONEHOT = False
-_LOG_RATIO = 0.5
 _ZONE_CHUNK = 256  # curvature rows gathered per chunk (see newton_fit_segments)
 
 
@@ -114,26 +111,16 @@ def newton_fit_segments(xa, y, cw, seg, theta0, first_level=0, *,
   # A tiny ridge on the bias keeps each Newton system definite when no row
   # lies in the smoothing zone; the line search keeps every step monotone.
   bias_ridge = 1e-10 * (1.0 + jax.ops.segment_sum(cw, seg, n_seg))
-
   eye_b = jnp.zeros((dim, dim), dt).at[-1, -1].set(1.0)
   ridge = jnp.diag(reg)[None] + bias_ridge[:, None, None] * eye_b[None]
   chunk = min(zone_chunk, n_rows)
   n_chunks_max = -(-n_rows // chunk)
-  frac = jnp.arange(1, _N_GRID + 1, dtype=dt) / _N_GRID
-  log_ts = _T_MAX * _LOG_RATIO ** jnp.arange(_N_LOG - 1, -1, -1, dtype=dt)
-
-  # Segment sums and per-row parameters as products with the one-hot
-  # membership matrix (S is small; dense products beat scatter-adds on CPU).
-  onehot = (seg[:, None] == jnp.arange(n_seg)[None, :]).astype(dt)
+  log_ts = _T_MAX * 0.5 ** jnp.arange(_N_LOG - 1, -1, -1, dtype=dt)
 
   def segsum(v):
-    if _ONEHOT:
-      return jnp.tensordot(onehot, v, axes=(0, 0))
     return jax.ops.segment_sum(v, seg, n_seg)
 
   def per_row(v):
-    if _ONEHOT:
-      return onehot @ v
     return v[seg]
 
   def margins(theta):
@@ -153,9 +140,6 @@ def newton_fit_segments(xa, y, cw, seg, theta0, first_level=0, *,
       r = jax.lax.dynamic_slice(rows, (c * chunk,), (chunk,))
       sv = jnp.where(c * chunk + jnp.arange(chunk) < count, s[r], 0.0)
       xz = xa[r]
-      if _ONEHOT:
-        return acc + jnp.einsum("cs,ci,cj->sij", onehot[r] * sv[:, None], xz,
-                                xz)
       outer = xz[:, :, None] * (xz * sv[:, None])[:, None, :]
       return acc + jax.ops.segment_sum(outer, seg[r], n_seg)
 
@@ -169,7 +153,15 @@ def newton_fit_segments(xa, y, cw, seg, theta0, first_level=0, *,
         m[:, None] + t_rows * dm[:, None], h)
 
   def line_search(m, dm, a1, a2, h):
-    """Per-problem near-exact minimiser along the Newton direction."""
+    """Per-problem minimiser along the Newton direction.
+
+    ``phi'(t) = a1 + t a2 + sum_i cw_i dm_i l_h'(m_i + t dm_i)`` increases
+    with ``t``; the geometric grid ``t_max 2^-j`` brackets its root within a
+    factor 2 and a linear interpolation of ``phi'`` inside the bracket gives
+    the step (exact where ``phi'`` is linear there). Vectorised, no loop.
+    Also returns the bracket's lower end, where ``phi' < 0``: a step there
+    always decreases the objective (the fallback).
+    """
     def bracket(ts, ds, lo, d_lo):
       pos = ds > 0
       k = jnp.argmax(pos, axis=1)
@@ -186,15 +178,12 @@ def newton_fit_segments(xa, y, cw, seg, theta0, first_level=0, *,
     ds1 = (a1[:, None] + ts1 * a2[:, None]
            + segsum(dphi_rows(m, dm, jnp.broadcast_to(log_ts, (n_rows, _N_LOG)),
                               h)))
-    lo, hi, dlo, _, found = bracket(ts1, ds1, zero, d0)
-    ts2 = lo[:, None] + (hi - lo)[:, None] * frac[None, :]
-    ds2 = (a1[:, None] + ts2 * a2[:, None]
-           + segsum(dphi_rows(m, dm, per_row(ts2), h)))
-    lo2, hi2, dlo2, dhi2, _ = bracket(ts2, ds2, lo, dlo)
-    span = dhi2 - dlo2
-    t = lo2 + (hi2 - lo2) * jnp.where(
-        span > 0, -dlo2 / jnp.where(span > 0, span, 1.0), 0.5)
-    return jnp.where(found, jnp.clip(t, lo2, hi2), _T_MAX)
+    lo, hi, dlo, dhi, found = bracket(ts1, ds1, zero, d0)
+    span = dhi - dlo
+    t = lo + (hi - lo) * jnp.where(
+        span > 0, -dlo / jnp.where(span > 0, span, 1.0), 0.5)
+    return (jnp.where(found, jnp.clip(t, lo, hi), _T_MAX),
+            jnp.where(found, lo, _T_MAX))
 
   def newton_level(carry, level_h):
     theta, total = carry
@@ -215,9 +204,15 @@ def newton_fit_segments(xa, y, cw, seg, theta0, first_level=0, *,
       decrement = -jnp.sum(g * delta, axis=1)
       dm = y * jnp.sum(xa * per_row(delta), axis=1)
       w, dw = theta[:, :-1], delta[:, :-1]
-      t = line_search(m, dm, jnp.sum(w * dw, 1), jnp.sum(dw * dw, 1), h)
+      t, t_safe = line_search(m, dm, jnp.sum(w * dw, 1), jnp.sum(dw * dw, 1),
+                              h)
+      j1 = objective(theta + t[:, None] * delta,
+                     m + per_row(t[:, None])[:, 0] * dm, h)
+      j_safe = objective(theta + t_safe[:, None] * delta,
+                         m + per_row(t_safe[:, None])[:, 0] * dm, h)
+      t = jnp.where(j1 <= j_safe, t, t_safe)
+      j1 = jnp.minimum(j1, j_safe)
       theta_try = theta + t[:, None] * delta
-      j1 = objective(theta_try, m + per_row(t[:, None])[:, 0] * dm, h)
       improved = (j1 < j0) & ~done
       theta_new = jnp.where(improved[:, None], theta_try, theta)
       done = done | ~improved | (decrement <= tol * (1.0 + jnp.abs(j0)))
