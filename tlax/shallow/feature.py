@@ -420,8 +420,7 @@ def _mmd_side(f, e0, es, yt, has, mu, mode, num_classes):
   return f.T @ v
 
 
-@functools.partial(jax.jit, static_argnames=("mode", "num_classes"))
-def _prepare(f, ys, *, mode, num_classes):
+def _prepare(f, ys, mode, num_classes):
   """``F^T H F`` (once per fit), the MMD vectors and the first ``P``."""
   n = f.shape[0]
   ns = ys.shape[0]
@@ -477,9 +476,19 @@ def _balance_jit(d_marg, x, ys, yt, num_classes, steps):
   return _balance_from_distances(d_marg, x, ys, yt, num_classes, steps)
 
 
-def _fit_mmd(f, ys, lam, mu, *, num_classes, k, iterations, mode,
+@functools.partial(jax.jit,
+                   static_argnames=("kind", "form", "mode", "num_classes"))
+def _setup(x, gamma, ys, *, kind, form, mode, num_classes):
+  """Solver features and everything fixed across iterations (one compile)."""
+  xn, f, basis = _solver_features(x, gamma, kind, form)
+  return (xn, f, basis) + _prepare(f, ys, mode, num_classes)
+
+
+def _fit_mmd(setup, ys, lam, mu, *, num_classes, k, iterations, mode,
              estimate_mu, svm_steps):
-  """TCA/JDA/BDA on features ``f`` (``n x q``; rows ``0..ns-1`` are source).
+  """TCA/JDA/BDA iterations from ``setup = (f, b, e0, es, p)`` of :func:`_setup`.
+
+  ``f`` is ``n x q``; rows ``0..ns-1`` are the source.
 
   The ``T`` iterations are a Python loop over two jitted steps: the
   eigen-step depends only on ``(q, C, k)``, so it compiles once for every
@@ -493,7 +502,7 @@ def _fit_mmd(f, ys, lam, mu, *, num_classes, k, iterations, mode,
     eigenvalues, the unit-norm projected source samples, and per iteration
     the target pseudo-labels and the balance factor used (numpy).
   """
-  b, e0, es, p = _prepare(f, ys, mode=mode, num_classes=num_classes)
+  f, b, e0, es, p = setup
   mu_next = mu
   labels, mus = [], []
   for t in range(iterations):
@@ -511,8 +520,7 @@ def _primal_features(x, w):
   return _row_normalize(_row_normalize(x) @ w)
 
 
-@functools.partial(jax.jit, static_argnames=("kind", "form"))
-def _solver_features(x, gamma, *, kind, form):
+def _solver_features(x, gamma, kind, form):
   """Unit-norm rows ``xn`` and the features ``f`` the solver works on.
 
   ``form``: ``"features"``: ``f = xn`` (primal, ``d x d``); ``"span"``:
@@ -625,10 +633,12 @@ class _MMDProjection:
       if self.kernel == "rbf":
         self.gamma_ = float(self.gamma if self.gamma is not None else
                             kernels.default_gamma(_row_normalize(x)))
-      xn, f, basis = _solver_features(x, self.gamma_, kind=self.kernel,
-                                      form=self._form(n, d))
+      ys_j = jnp.asarray(ys_idx, jnp.int32)
+      xn, f, basis, *rest = _setup(x, self.gamma_, ys_j, kind=self.kernel,
+                                   form=self._form(n, d), mode=self._mode,
+                                   num_classes=len(classes))
       w, s, zs, labels, mus = _fit_mmd(
-          f, jnp.asarray(ys_idx, jnp.int32), float(self.lam), mu,
+          (f, *rest), ys_j, float(self.lam), mu,
           num_classes=len(classes), k=int(self.k), iterations=iterations,
           mode=self._mode, estimate_mu=estimate, svm_steps=300)
       if basis is not None:
