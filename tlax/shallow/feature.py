@@ -16,8 +16,9 @@ MMD matrix:
 - TCA (Pan et al., IEEE TNN 2011): marginal only, ``M0 = e0 e0^T``.
 - JDA (Long et al., ICCV 2013): ``C M0 + sum_c Mc``, class-conditional terms
   built from 1-NN pseudo-labels of the target, refined for ``T`` iterations.
-- BDA (Wang et al., ICDM 2017): ``(1 - mu) M0 + mu sum_c Mc``, the balance
-  factor ``mu`` fixed or estimated from proxy A-distances.
+- BDA (Wang et al., ICDM 2017): ``(1 - mu) M0 + mu sum_c Mc`` (each part
+  at unit Frobenius norm, see :class:`BDA`), the balance factor ``mu`` fixed
+  or estimated from proxy A-distances.
 
 Following the authors' MATLAB code (see ``../shared/REPRODUCING.md``): samples
 are scaled to unit L2 norm first, ``M`` is divided by its Frobenius norm
@@ -41,9 +42,10 @@ How it is solved (all jitted JAX, float64):
   in an orthonormal basis of their span (thin QR), which gives exactly the
   same solution as the larger problem.
 - Only the ``k`` wanted eigenpairs are computed (:func:`eigh_top`).
-- The JDA/BDA iterations are a Python loop over three jitted steps (MMD side,
-  eigen-step, projection + 1-NN pseudo-labels); the eigen-step compiles once
-  per problem size and is reused by every task of a collection.
+- The JDA/BDA iterations are a Python loop over two jitted steps (the
+  eigen-step; projection, 1-NN pseudo-labels and the next MMD side); the
+  eigen-step depends only on ``(p, C, k)``, so it compiles once and is reused
+  by every task of a collection.
 """
 
 from __future__ import annotations
@@ -580,13 +582,15 @@ class _MMDProjection:
       raise base.ShallowInputError(
           f"{name}: the RBF kernel has no primal (feature-space) problem; "
           "use solver='auto' or 'dual'.")
-    if not (isinstance(self.lam, (int, float)) and self.lam > 0):
+    try:
+      lam_ok = float(self.lam) > 0          # False for NaN
+    except (TypeError, ValueError):
+      lam_ok = False
+    if not lam_ok:
       raise base.ShallowInputError(f"{name}: lam must be > 0, got {self.lam}.")
     if int(self.T) < 1:
       raise base.ShallowInputError(f"{name}: T must be >= 1, got {self.T}.")
-    dim = n if self.kernel != "primal" else min(n, d)
-    if self.kernel == "linear":
-      dim = min(n, d)
+    dim = n if self.kernel == "rbf" else min(n, d)
     if not 1 <= int(self.k) <= dim:
       raise base.ShallowInputError(
           f"{name}: k={self.k} components requested but the problem has only "
