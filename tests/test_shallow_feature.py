@@ -301,3 +301,24 @@ def test_digits_jda_reproduces_paper_exactly(data_dir):
   m2u = base.accuracy(usps[1], est.fit_predict(*mnist, usps[0]))
   assert u2m == pytest.approx(59.65, abs=0.01)
   assert m2u == pytest.approx(67.28, abs=0.01)
+
+
+def test_numpy_reference_of_the_benchmark_agrees_with_tlax():
+  from experiments import bench_shallow  # pylint: disable=g-import-not-at-top
+  xs, ys, xt, _ = _shifted_problem(n=20)
+  for kernel in ("primal", "linear"):
+    ref = bench_shallow.reference_jda(xs, ys, xt, k=4, lam=1.0, T=3,
+                                      kernel=kernel)
+    ours = feature.JDA(k=4, lam=1.0, T=3, kernel=kernel).fit_predict(
+        xs, ys, xt)
+    np.testing.assert_array_equal(ref, ours)
+
+
+@pytest.mark.data
+def test_tables_script_runs(data_dir):
+  from experiments import shallow_tables  # pylint: disable=g-import-not-at-top
+  res = shallow_tables.run(["nn"], ["coil20"], data_dir, progress=False)
+  acc = res["coil20"]["nn"]["COIL1->COIL2"][0]
+  assert acc == pytest.approx(83.61, abs=0.01)          # published 83.61
+  text = shallow_tables.markdown(res, "cmd")
+  assert "| COIL1->COIL2 | 83.61 | 83.61 |" in text
