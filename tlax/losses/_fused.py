@@ -251,14 +251,14 @@ def _kernel_discrepancy_jvp(ladders, primals, tangents):
     if need_x:
       z = zs[l]
       d = z.shape[1]
-      ones = jnp.ones((z.shape[0], 1), z.dtype)
       if rank1:
-        # (u u^T * M) [z, 1] = u * (M [u z, u]): no (n, n) coefficient array
+        # (u u^T * M) [z, 1] = u * [M (u z), M u]: no (n, n) coefficient array
         m = per[l][3] if others is None else others * per[l][3]
-        u = coef[:, None]
-        r = coef[:, None] * (m @ jnp.concatenate([u * z, u * ones], axis=1))
+        r = coef[:, None] * jnp.concatenate(
+            [m @ (coef[:, None] * z), (m @ coef)[:, None]], axis=1)
       else:
         h = cw * per[l][3]
+        ones = jnp.ones((z.shape[0], 1), z.dtype)
         r = h @ jnp.concatenate([z, ones], axis=1)  # [H z, H 1] in one pass
       gz = 4.0 * (z * r[:, d:] - r[:, :d])
       if not _zero(dxs_l[l]):
