@@ -137,7 +137,7 @@ def laplacian_apply(idx, a, dinv, b):
 
 
 def laplacian_dense(idx, a, valid):
-  """The dense Laplacian (tests and the dense solver)."""
+  """The dense Laplacian ``I - D^-1/2 (A + A') D^-1/2`` (for tests)."""
   n = idx.shape[0]
   amat = jnp.zeros((n, n), a.dtype).at[
       jnp.arange(n)[:, None], idx].add(a)
@@ -210,9 +210,11 @@ def _meda_core(z, n_src, n_tgt, ys_pad, lam, eta, rho, mu_fixed, *, n_cls,
     mu_fixed: used when not ``adaptive_mu``.
 
   Returns:
-    dict with ``beta`` (``(N, C)``, or ``w`` ``(r, C)`` for primal), ``xn``,
-    ``labels`` (``(T, N)`` pseudo-labels per iteration), ``mu`` (``(T,)``),
-    ``adist`` (``(T, C + 1)``), ``first_labels``, ``svm_steps``.
+    dict with ``coef`` (``beta`` ``(N, C)``, or ``w`` ``(r, C)`` for primal),
+    ``xn`` (normalised features), ``labels`` (``(T, N)`` labels after each
+    iteration), ``mu`` (``(T,)``), ``adist`` (``(T, C + 1)``: global, then
+    per class), ``first_labels`` (1-NN), ``svm_steps`` (``(T,)``) and
+    ``n_iter_run`` (iterations computed before the fixed point).
   """
   n_all, _ = z.shape
   dt = z.dtype
@@ -244,26 +246,35 @@ def _meda_core(z, n_src, n_tgt, ys_pad, lam, eta, rho, mu_fixed, *, n_cls,
   y_dom = jnp.where(is_tgt, 1.0, -1.0).astype(dt)
   n_fit = n_cls + 1
 
-  # The C + 1 fits of an iteration are the segments of one row set: the
-  # rows once more per fit kind -- [global copy (segment 0); class copy
-  # (segment 1 + label)] -- so one vectorised Newton loop solves all.
+  # The C + 1 fits of an iteration: the C per-class problems are the segments
+  # of the rows (segment = label), solved by one vectorised Newton loop. The
+  # global problem (all sources vs all targets) never changes: it is solved
+  # once, in the first iteration, by a first pass of the same loop (every row
+  # in segment 0), and its A-distance is reused.
   xa = jnp.concatenate([z, jnp.ones((n_all, 1), dt)], axis=1)
-  xa2 = jnp.concatenate([xa, xa])
-  y2 = jnp.concatenate([y_dom, y_dom])
-  cw2 = jnp.concatenate([valid, valid]).astype(dt)
+  cw = valid.astype(dt)
 
-  def a_distances(labels):
-    seg = jnp.concatenate([jnp.zeros((n_all,), jnp.int32),
-                           1 + jnp.maximum(labels, 0).astype(jnp.int32)])
-    theta, steps = svm_lib.newton_fit_segments(
-        xa2, y2, cw2, seg, jnp.zeros((n_fit, xa.shape[1]), dt),
-        h_levels=h_levels)
-    masks = jnp.concatenate([
-        valid[None, :],
-        (labels[None, :] == jnp.arange(n_cls)[:, None]) & valid[None, :]
-    ]).astype(dt)
-    err = svm_lib.training_error(z, y_dom, theta[:, :-1], theta[:, -1], masks)
-    return svm_lib.a_distance_from_error(err), steps
+  def a_distances(labels, adist_global, first):
+    class_seg = jnp.maximum(labels, 0).astype(jnp.int32)
+
+    def fit(i, carry):
+      adist, steps = carry
+      is_global = first & (i == 0)
+      seg = jnp.where(is_global, 0, class_seg)
+      theta, k = svm_lib.newton_fit_segments(
+          xa, y_dom, cw, seg, jnp.zeros((n_cls, xa.shape[1]), dt),
+          h_levels=h_levels)
+      masks = ((seg[None, :] == jnp.arange(n_cls)[:, None])
+               & valid[None, :]).astype(dt)
+      dist = svm_lib.a_distance_from_error(svm_lib.training_error(
+          z, y_dom, theta[:, :-1], theta[:, -1], masks))
+      adist = jnp.where(is_global, adist.at[0].set(dist[0]),
+                        adist.at[1:].set(dist))
+      return adist, steps + k
+
+    adist0 = jnp.zeros((n_fit,), dt).at[0].set(adist_global)
+    return jax.lax.fori_loop(0, jnp.where(first, 2, 1), fit,
+                             (adist0, jnp.asarray(0, jnp.int32)))
 
   feats = xn
   if kernel != "primal":
@@ -305,9 +316,9 @@ def _meda_core(z, n_src, n_tgt, ys_pad, lam, eta, rho, mu_fixed, *, n_cls,
       beta = jnp.linalg.solve(a0 + (u * sc[None, :]) @ v.T, yy)
     return beta, kmat @ beta
 
-  def iterate(labels):
+  def iterate(labels, adist_global, first):
     if adaptive_mu:
-      adist, steps = a_distances(labels)
+      adist, steps = a_distances(labels, adist_global, first)
       mu = mu_from_distances(adist[0], adist[1:])
     else:
       adist = jnp.zeros((n_fit,), dt)
@@ -333,7 +344,8 @@ def _meda_core(z, n_src, n_tgt, ys_pad, lam, eta, rho, mu_fixed, *, n_cls,
 
   def body(state):
     t, labels, _, _, hist = state
-    new_labels, mu, adist, steps, coef = iterate(labels)
+    adist_global = hist[2][jnp.maximum(t - 1, 0), 0]
+    new_labels, mu, adist, steps, coef = iterate(labels, adist_global, t == 0)
     fixed = jnp.all(new_labels == labels)
     hist = tuple(h.at[t].set(v) for h, v in zip(
         hist, (new_labels, mu, adist, steps)))
