@@ -16,22 +16,11 @@ Quick mode (a ten-step run on the embedded default task, used by the tests):
     --workdir=/tmp/tlax_quick_cdan_e
 """
 
-from experiments.configs import common
+from experiments.configs import cdan
 
 
 def get_config(arg: str | None = None):
-  """The cdan_e config; ``arg="quick"`` shrinks it for tests."""
-  config = common.base_config()
+  """The cdan_e config: CDAN's, with the entropy-conditioned method."""
+  config = cdan.get_config(arg)
   config.method.name = "cdan_e"
-  config.method["lambda"] = 1.0
-  config.method.feature_layer = 'embedding'
-  config.method.disc_hidden = (1024, 1024)
-  config.method.disc_dropout = 0.5
-  config.method.grl_gamma = 10.0
-  config.method.randomized = 'auto'
-  config.method.randomized_dim = 1024
-  if arg == "quick":
-    common.make_quick(config)
-  elif arg:
-    raise ValueError(f"Unknown config argument {arg!r}; valid: 'quick'.")
   return config
