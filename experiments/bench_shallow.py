@@ -5,9 +5,10 @@ COMMAND (the one behind docs/shallow_results.md, "Speed"):
   TLAX_DATA_DIR=/work/shared/data python -m experiments.bench_shallow \
     --methods=jda --kernel=primal
 
-  (``--kernel=linear`` benchmarks the kernel (dual) form; ``--tasks=C->A,D->W``
-  runs a subset; ``--skip_reference`` times tlax alone; ``--threads=1``, the
-  default, runs BLAS and XLA single-threaded for both implementations.)
+  (``--kernel=linear`` benchmarks the kernel (dual) form; ``--tasks=CA,DW``
+  (or ``'C->A,D->W'``, quoted) runs a subset; ``--skip_reference`` times
+  tlax alone; ``--threads=1``, the default, runs BLAS and XLA
+  single-threaded for both implementations.)
 
 For every Office-Caltech10 task it runs the tlax estimator and a plain
 NumPy/SciPy implementation of the SAME algorithm, solved the way the widely
@@ -233,8 +234,10 @@ class BenchMethod:
 
   Attributes:
     label: printed name.
-    tlax: ``(xs, ys, xt, kernel) -> target labels`` with tlax.
-    reference: same signature, plain NumPy/SciPy.
+    tlax: ``(xs, ys, xt, kernel) -> target labels`` with tlax; ``kernel`` is
+      the ``--kernel`` flag (a method without that choice ignores it).
+    reference: same signature, plain NumPy/SciPy, solved the way the
+      reference code solves it.
     preprocess: :func:`tlax.data.files.load_features` preprocessing.
   """
   label: str
@@ -294,13 +297,19 @@ def main(argv=None):
   args = p.parse_args(argv)
   tasks = shallow_tables.TASKS["office_caltech10"]
   if args.tasks:
-    want = args.tasks.split(",")
-    tasks = [t for t in tasks if shallow_tables.task_name(t) in want]
+    def key(name):  # "C->A", "C-A" and "CA" name the same task
+      return name.replace("-", "").replace(">", "").upper()
+    want = {key(w) for w in args.tasks.split(",")}
+    tasks = [t for t in tasks if key(shallow_tables.task_name(t)) in want]
     if len(tasks) != len(want):
       p.error(f"unknown task in {args.tasks!r}")
+  import jax  # pylint: disable=g-import-not-at-top
+  with jax.enable_x64(True):  # start the JAX runtime before timing anything
+    jax.numpy.zeros(()).block_until_ready()
   print(f"# Office-Caltech10 SURF, kernel={args.kernel}, {len(tasks)} tasks, "
         f"threads={args.threads}, {os.cpu_count()} CPU cores visible. "
-        "tlax 'cold' includes JIT compilation, 'warm' is a second run.")
+        "tlax 'cold' includes JIT compilation (JAX runtime started before), "
+        "'warm' is a second run.")
   for name in args.methods.split(","):
     spec = BENCH[name]
     data = {}

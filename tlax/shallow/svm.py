@@ -53,6 +53,7 @@ DEFAULT_H_LEVELS = tuple(2.0 / 10.0 ** k for k in range(7))
 _N_LOG = 48   # line search: steps t_max * 2^-j, j < _N_LOG, bracket the root
 _T_MAX = 4.0  # largest step along the Newton direction
 _ZONE_CHUNK = 256  # curvature rows gathered per chunk (see newton_fit_segments)
+_FEW = 32  # at most this many zone changes: update the curvature in place
 
 
 def _huber_hinge(m, h):
@@ -114,6 +115,7 @@ def newton_fit_segments(xa, y, cw, seg, theta0, first_level=0, *,
   eye_b = jnp.zeros((dim, dim), dt).at[-1, -1].set(1.0)
   ridge = jnp.diag(reg)[None] + bias_ridge[:, None, None] * eye_b[None]
   chunk = min(zone_chunk, n_rows)
+  few_rows = min(_FEW, n_rows)
   n_chunks_max = -(-n_rows // chunk)
   log_ts = _T_MAX * 0.5 ** jnp.arange(_N_LOG - 1, -1, -1, dtype=dt)
 
@@ -131,8 +133,8 @@ def newton_fit_segments(xa, y, cw, seg, theta0, first_level=0, *,
     return 0.5 * jnp.sum(w * w, axis=1) + segsum(cw * _huber_hinge(m, h))
 
   def curvature(s):
-    """Per-problem ``sum_i s_i xa_i xa_i'`` over the rows with ``s_i > 0``."""
-    zone = s > 0
+    """Per-problem ``sum_i s_i xa_i xa_i'`` over the rows with ``s_i != 0``."""
+    zone = s != 0
     count = jnp.sum(zone)
     rows = jnp.nonzero(zone, size=n_chunks_max * chunk, fill_value=0)[0]
 
@@ -146,6 +148,23 @@ def newton_fit_segments(xa, y, cw, seg, theta0, first_level=0, *,
     n_chunks = (count + chunk - 1) // chunk
     return jax.lax.fori_loop(0, n_chunks, body,
                              jnp.zeros((n_seg, dim, dim), dt))
+
+  def update_curvature(hess, s_new, s_old):
+    """The curvature after a step: few rows enter or leave the quadratic
+    zone, so add their change (recompute when more than ``_FEW`` change)."""
+    diff = s_new - s_old
+    changed = diff != 0
+    count = jnp.sum(changed)
+
+    def few(_):
+      r = jnp.nonzero(changed, size=few_rows, fill_value=0)[0]
+      dv = jnp.where(jnp.arange(few_rows) < count, diff[r], 0.0)
+      xz = xa[r]
+      outer = xz[:, :, None] * (xz * dv[:, None])[:, None, :]
+      return hess + jax.ops.segment_sum(outer, seg[r], n_seg)
+
+    return jax.lax.cond(count <= few_rows, few,
+                        lambda _: curvature(s_new), None)
 
   def dphi_rows(m, dm, t_rows, h):
     """Per-row terms of phi'(t): cw_i dm_i l_h'(m_i + t dm_i); t (M, G)."""
@@ -174,6 +193,7 @@ def newton_fit_segments(xa, y, cw, seg, theta0, first_level=0, *,
 
     zero = jnp.zeros((n_seg,), dt)
     d0 = a1 + segsum(dphi_rows(m, dm, jnp.zeros((n_rows, 1), dt), h)[:, 0])
+
     ts1 = jnp.broadcast_to(log_ts, (n_seg, _N_LOG))
     ds1 = (a1[:, None] + ts1 * a2[:, None]
            + segsum(dphi_rows(m, dm, jnp.broadcast_to(log_ts, (n_rows, _N_LOG)),
@@ -190,16 +210,17 @@ def newton_fit_segments(xa, y, cw, seg, theta0, first_level=0, *,
     level, h = level_h
 
     def cond(state):
-      _, k, done = state
+      _, k, done, _, _ = state
       return (k < max_steps) & ~jnp.all(done)
 
     def body(state):
-      theta, k, done = state
+      theta, k, done, hess_zone, s_old = state
       m = margins(theta)
       j0 = objective(theta, m, h)
       g = reg * theta + segsum(xa * (cw * y * _huber_hinge_d1(m, h))[:, None])
-      hess = curvature(cw * _huber_hinge_d2(m, h)) + ridge
-      chol = jnp.linalg.cholesky(hess)
+      s_cur = cw * _huber_hinge_d2(m, h)
+      hess_zone = update_curvature(hess_zone, s_cur, s_old)
+      chol = jnp.linalg.cholesky(hess_zone + ridge)
       delta = -jax.scipy.linalg.cho_solve((chol, True), g[..., None])[..., 0]
       decrement = -jnp.sum(g * delta, axis=1)
       dm = y * jnp.sum(xa * per_row(delta), axis=1)
@@ -216,11 +237,13 @@ def newton_fit_segments(xa, y, cw, seg, theta0, first_level=0, *,
       improved = (j1 < j0) & ~done
       theta_new = jnp.where(improved[:, None], theta_try, theta)
       done = done | ~improved | (decrement <= tol * (1.0 + jnp.abs(j0)))
-      return theta_new, k + 1, done
+      return theta_new, k + 1, done, hess_zone, s_cur
 
     skip = jnp.broadcast_to(level < first_level, (n_seg,))
-    theta, k, _ = jax.lax.while_loop(
-        cond, body, (theta, jnp.asarray(0, jnp.int32), skip))
+    s0 = cw * _huber_hinge_d2(margins(theta), h)
+    theta, k, _, _, _ = jax.lax.while_loop(
+        cond, body, (theta, jnp.asarray(0, jnp.int32), skip, curvature(s0),
+                     s0))
     return (theta, total + k), None
 
   (theta, total), _ = jax.lax.scan(
