@@ -66,6 +66,21 @@ def test_coral_known_values(x64):
                              rtol=1e-12)
 
 
+@pytest.mark.parametrize("ns,nt,d", [(5, 6, 3), (3, 4, 12), (7, 7, 14)])
+def test_coral_both_products(x64, ns, nt, d):
+  """n = ns + nt >= d uses the d x d covariance gap, n < d the n x n Gram;
+  both give the reference value and the hand gradient."""
+  xs, xt = _data(ns=ns, nt=nt, d=d)
+  np.testing.assert_allclose(losses.coral(xs, xt), ref_coral(xs, xt),
+                             rtol=1e-12)
+  gap = ref_cov(xs) - ref_cov(xt)
+  gs, gt = jax.grad(losses.coral, argnums=(0, 1))(xs, xt)
+  np.testing.assert_allclose(gs, (xs - xs.mean(0)) @ gap / (d * d * (ns - 1)),
+                             rtol=1e-10, atol=1e-14)
+  np.testing.assert_allclose(gt, -(xt - xt.mean(0)) @ gap / (d * d * (nt - 1)),
+                             rtol=1e-10, atol=1e-14)
+
+
 @pytest.mark.parametrize("k,bounds", [(1, (0.0, 1.0)), (3, (-1.0, 1.0)),
                                       (5, (0.0, 1.0))])
 def test_cmd_reference(x64, k, bounds):

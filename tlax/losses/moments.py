@@ -32,28 +32,44 @@ def _centered_stack(xs, xt):
   return p, sign
 
 
+def _coral_parts(xs, xt):
+  """The loss and ``M``, with ``dL/dP = M P``-style reuse (see ``_coral``).
+
+  With ``n = ns + nt`` rows and ``d`` features the loss needs one of two
+  products: the d x d difference ``C_s - C_t = (S P)^T P`` (cost n d^2), or,
+  when ``n < d``, the n x n Gram ``G = P P^T`` (cost n^2 d), since
+  ``||(S P)^T P||_F^2 = sum_ij s_i s_j G_ij^2``.
+  """
+  p, sign = _centered_stack(xs, xt)
+  d = xs.shape[1]
+  sp = sign[:, None] * p
+  if p.shape[0] < d:
+    gram = p @ p.T
+    m = sign[:, None] * gram * sign[None, :]  # S G S
+    value = jnp.sum(m * gram) / (4.0 * d * d)
+    return value, lambda: m @ p / (d * d)
+  diff = sp.T @ p  # C_s - C_t in one (d, d, n) product
+  value = jnp.sum(diff * diff) / (4.0 * d * d)
+  return value, lambda: sp @ diff / (d * d)
+
+
 @jax.custom_jvp
 def _coral(xs, xt):
-  p, sign = _centered_stack(xs, xt)
-  diff = (sign[:, None] * p).T @ p  # C_s - C_t in one (d, d, n) product
-  d = xs.shape[1]
-  return jnp.sum(diff * diff) / (4.0 * d * d)
+  return _coral_parts(xs, xt)[0]
 
 
 @_coral.defjvp
 def _coral_jvp(primals, tangents):
-  """dL/dP = s P (C_s - C_t) / d^2: one (n, d, d) product.
+  """dL/dP = S P (C_s - C_t) / d^2 = (S G S) P / d^2: one more product.
 
   Its rows sum to zero within each domain, so the centring drops out and
   the tangent is <dL/dP, [dxs; dxt]>.
   """
   xs, xt = primals
   dxs, dxt = tangents
-  ns, d = xs.shape
-  p, sign = _centered_stack(xs, xt)
-  diff = (sign[:, None] * p).T @ p
-  value = jnp.sum(diff * diff) / (4.0 * d * d)
-  g = (sign[:, None] * p) @ diff / (d * d)
+  ns = xs.shape[0]
+  value, grad_p = _coral_parts(xs, xt)
+  g = grad_p()
   return value, jnp.sum(g[:ns] * dxs) + jnp.sum(g[ns:] * dxt)
 
 
@@ -63,10 +79,13 @@ def coral(xs: Any, xt: Any) -> Array:
   :math:`C_s = \frac{1}{n_s - 1}(X_s - \bar X_s)^\top (X_s - \bar X_s)` and
   likewise :math:`C_t` are the unbiased feature covariances, :math:`d` the
   feature size. Zero iff the covariances are equal (means are ignored).
-  Cost: one :math:`d \times d \times (n_s + n_t)` product forward
-  (:math:`C_s - C_t = (S P)^\top P` with :math:`P` the stacked centred
-  batches, :math:`S` = diag(1/(n_s-1), ..., -1/(n_t-1), ...)) and one more
-  for the gradient (a ``custom_jvp``; forward mode and Hessians work).
+  Cost: one :math:`d \times d \times n` product forward, :math:`n = n_s +
+  n_t` (:math:`C_s - C_t = (S P)^\top P` with :math:`P` the stacked
+  centred batches, :math:`S` = diag(1/(n_s-1), ..., -1/(n_t-1), ...)), or,
+  when :math:`n < d`, one :math:`n \times n \times d` Gram product
+  (:math:`\|C_s - C_t\|_F^2 = \sum_{ij} s_i s_j (PP^\top)_{ij}^2`); one
+  more product of the same size for the gradient (a ``custom_jvp``;
+  forward mode and Hessians work).
 
   Args:
     xs: (ns, d) source features, ``ns >= 2``.
