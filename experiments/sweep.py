@@ -13,8 +13,10 @@ to every run of ``--config``; ``--methods`` adds further config files (e.g.
 ``--methods=experiments/configs/dann.py,experiments/configs/dan.py``).
 
 The table has one row per task: the target accuracy (percent) at the final
-step, and at the step selected by source-validation accuracy (label-free
-model selection), as mean ± standard deviation over seeds (ddof=1). The
+step, and at the steps selected without target labels by source-validation
+accuracy and by the importance-weighted (DEV) validation risk
+(``--columns``), as mean ± standard deviation over seeds (ddof=1). Runs
+made before DEV was recorded show "-" in its column. The
 ``average`` row of a group is the mean of the task means; its ± is the
 standard deviation over seeds of the per-seed average over tasks.
 
@@ -59,6 +61,15 @@ _TASKS = flags.DEFINE_list("tasks", ["default"], "Task groups or src:tgt.")
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds.")
 _ROOT = flags.DEFINE_string("root", "runs", "Root folder of the workdirs.")
 _OUT = flags.DEFINE_string("out", None, "Markdown file for the table.")
+_LAYOUT = flags.DEFINE_enum(
+    "layout", "tasks", ["tasks", "methods"],
+    "tasks: a row per task, columns per method; methods: a row per method, a "
+    "column per task (one table per column key).")
+_COLUMNS = flags.DEFINE_list(
+    "columns", ["final", "src_val", "dev"],
+    "Table columns per method: final (last step), src_val (selected by "
+    "source-validation accuracy), dev (selected by importance-weighted "
+    "validation risk).")
 
 _OFFICE = ("amazon", "caltech", "dslr", "webcam")
 TASK_GROUPS = {
@@ -115,39 +126,55 @@ def _fmt(values) -> str:
   return f"{np.mean(values):.1f} ± {np.std(values, ddof=1):.1f}"
 
 
-def make_table(results, groups, methods, seeds) -> str:
-  """Markdown tables (one per group) of ``results[(method, src, tgt, seed)]``."""
+# Columns of the tables: (key, header, how to read it from a result).
+COLUMNS = {
+    "final": ("final", lambda r: r["target_accuracy"]),
+    "src_val": ("src-val selected",
+                lambda r: (r.get("selected") or {}).get("target_accuracy")),
+    "dev": ("DEV selected",
+            lambda r: (r.get("selected_dev") or {}).get("target_accuracy")),
+}
+
+
+def make_table(results, groups, methods, seeds,
+               columns=("final", "src_val", "dev")) -> str:
+  """Markdown tables (one per group) of ``results[(method, src, tgt, seed)]``.
+
+  ``columns``: keys of :data:`COLUMNS`, the target accuracy at the final
+  step and at the steps the label-free criteria select.
+  """
+  unknown = [c for c in columns if c not in COLUMNS]
+  if unknown:
+    raise ValueError(f"Unknown columns {unknown}; known: {sorted(COLUMNS)}.")
   lines = []
   for group, tasks in groups:
     lines.append(f"### {group}\n")
     header = ["task"]
     for m in methods:
       prefix = f"{m} " if len(methods) > 1 else ""
-      header += [f"{prefix}final", f"{prefix}src-val selected"]
+      header += [f"{prefix}{COLUMNS[c][0]}" for c in columns]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))
-    per_seed = {(m, key, s): [] for m in methods
-                for key in ("final", "selected") for s in seeds}
+    per_seed = {(m, key, s): [] for m in methods for key in columns
+                for s in seeds}
     for source, target in tasks:
       name = (f"{short(source)} → {short(target)}" if group != "default"
               else f"{source} → {target}")
       row = [name]
       for m in methods:
-        final, selected = [], []
-        for s in seeds:
-          r = results.get((m, source, target, s))
-          f = r["target_accuracy"] if r else None
-          sel = (r.get("selected") or {}).get("target_accuracy") if r else None
-          final.append(f)
-          selected.append(sel)
-          per_seed[(m, "final", s)].append(f)
-          per_seed[(m, "selected", s)].append(sel)
-        row += [_fmt(final), _fmt(selected)]
+        for key in columns:
+          vals = []
+          for s in seeds:
+            r = results.get((m, source, target, s))
+            v = COLUMNS[key][1](r) if r else None
+            vals.append(v)
+            per_seed[(m, key, s)].append(v)
+          row.append(_fmt(vals))
       lines.append("| " + " | ".join(row) + " |")
     if len(tasks) > 1:
       row = ["**average**"]
       for m in methods:
-        for key in ("final", "selected"):
+        for key in columns:
           cols = [per_seed[(m, key, s)] for s in seeds]  # seeds x tasks
           if any(v is None for col in cols for v in col):
             row.append("-")
@@ -157,6 +184,57 @@ def make_table(results, groups, methods, seeds) -> str:
           row.append(f"**{mat.mean():.1f} ± {std:.1f}**")
       lines.append("| " + " | ".join(row) + " |")
     lines.append("")
+  return "\n".join(lines)
+
+
+def _task_label(group, source, target, compact=False):
+  if group == "default":
+    return f"{source} → {target}"
+  s, t = short(source), short(target)
+  return f"{s[0].upper()}→{t[0].upper()}" if compact else f"{s} → {t}"
+
+
+def make_method_table(results, groups, methods, seeds,
+                      columns=("final", "dev")) -> str:
+  """Markdown tables with one row per method and one column per task.
+
+  One table per (group, column key); the last column is the average over
+  the group's tasks (± the std over seeds of the per-seed task average).
+  Task names are shortened to initials (``A→W``) when the group has more
+  than four tasks.
+  """
+  lines = []
+  for group, tasks in groups:
+    compact = len(tasks) > 4
+    for key in columns:
+      label = COLUMNS[key][0]
+      lines.append(f"### {group}: {label}\n")
+      header = ["method"] + [_task_label(group, s, t, compact)
+                             for s, t in tasks]
+      if len(tasks) > 1:
+        header.append("average")
+      lines.append("| " + " | ".join(header) + " |")
+      lines.append("|---|" + "---:|" * (len(header) - 1))
+      for m in methods:
+        row = [m]
+        per_seed = {s: [] for s in seeds}
+        for source, target in tasks:
+          vals = []
+          for s in seeds:
+            r = results.get((m, source, target, s))
+            v = COLUMNS[key][1](r) if r else None
+            vals.append(v)
+            per_seed[s].append(v)
+          row.append(_fmt(vals))
+        if len(tasks) > 1:
+          if any(v is None for s in seeds for v in per_seed[s]):
+            row.append("-")
+          else:
+            mat = np.array([per_seed[s] for s in seeds], dtype=np.float64)
+            std = mat.mean(axis=1).std(ddof=1) if len(seeds) > 1 else 0.0
+            row.append(f"**{mat.mean():.1f} ± {std:.1f}**")
+        lines.append("| " + " | ".join(row) + " |")
+      lines.append("")
   return "\n".join(lines)
 
 
@@ -198,15 +276,22 @@ def main(argv):
   wall = sum(r.get("wall_time_s", 0.0) for r in results.values())
   header = (
       f"# Results: {', '.join(methods)}\n\n"
-      f"Target accuracy (%) at the final step and at the step selected by "
-      f"source-validation accuracy, mean ± std over seeds "
+      f"Target accuracy (%) at the final step and at the steps selected "
+      f"without target labels (src-val: best source-validation accuracy; "
+      f"DEV: lowest importance-weighted validation risk, "
+      f"tlax/train/selection.py), mean ± std over seeds "
       f"{', '.join(map(str, seeds))} (ddof=1).\n\n"
       f"Rebuilt with:\n\n```\n{command}\n```\n\n"
       f"({len(results)} runs, {wall / 60:.1f} min of training wall time in "
       f"total, on {', '.join(devices) or '?'}; jax {jax.__version__}; "
       f"{datetime.date.today().isoformat()}. Settings of each run: "
       f"`config` in its `result.json` under `{_ROOT.value}/`.)\n\n")
-  text = header + make_table(results, groups, methods, seeds)
+  if _LAYOUT.value == "methods":
+    table = make_method_table(results, groups, methods, seeds,
+                              _COLUMNS.value)
+  else:
+    table = make_table(results, groups, methods, seeds, _COLUMNS.value)
+  text = header + table
   print(text)
   if _OUT.value:
     os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)

@@ -32,3 +32,11 @@ def data_dir():
                 "office_caltech10_surf/, mnist_usps/ and coil20/ (public files: "
                 "https://github.com/chamwen/JPDA/tree/master/data)")
   return os.environ["TLAX_DATA_DIR"]
+
+
+@pytest.fixture
+def x64():
+  """Runs the test with 64-bit JAX arrays (float64 reference tolerances)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  with jax.enable_x64(True):
+    yield

@@ -10,12 +10,6 @@ from tlax import losses
 from tlax.losses import distance
 
 
-@pytest.fixture
-def x64():
-  with jax.enable_x64(True):
-    yield
-
-
 # ---------------------------------------------------------------------------
 # Gradient reversal.
 # ---------------------------------------------------------------------------

@@ -15,12 +15,6 @@ from jax.test_util import check_grads
 from tlax import losses
 
 
-@pytest.fixture
-def x64():
-  with jax.enable_x64(True):
-    yield
-
-
 def test_dynamic_mmd_interpolates(x64):
   rng = np.random.default_rng(0)
   xs, xt = rng.normal(size=(8, 4)), rng.normal(size=(9, 4)) + 0.5

@@ -15,12 +15,6 @@ from tlax import losses
 from tlax.losses import kernels as kern
 
 
-@pytest.fixture
-def x64():
-  with jax.enable_x64(True):
-    yield
-
-
 def _data(ns=7, nt=9, d=5, seed=0, shift=0.4):
   rng = np.random.default_rng(seed)
   xs = rng.normal(size=(ns, d))

@@ -18,12 +18,6 @@ from tlax.losses import kernels as kern
 from tlax.losses import mmd_losses
 
 
-@pytest.fixture
-def x64():
-  with jax.enable_x64(True):
-    yield
-
-
 def _data(ns=7, nt=9, d=5, seed=0, shift=0.4):
   rng = np.random.default_rng(seed)
   xs = rng.normal(size=(ns, d))

@@ -9,12 +9,6 @@ from jax.test_util import check_grads
 from tlax import losses
 
 
-@pytest.fixture
-def x64():
-  with jax.enable_x64(True):
-    yield
-
-
 def _data(ns=9, nt=7, d=4, seed=0):
   rng = np.random.default_rng(seed)
   xs = rng.normal(size=(ns, d))

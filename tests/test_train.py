@@ -47,9 +47,11 @@ def _opt_config(**kw):
     ("sgd", lambda lr: optax.sgd(lr, momentum=0.9)),
     ("adam", lambda lr: optax.adam(lr)),
     ("adamw", lambda lr: optax.adamw(lr, weight_decay=0.01)),
+    ("lamb", lambda lr: optax.lamb(lr, weight_decay=0.01)),
 ])
 def test_optimizer_matches_optax_times_lr(name, reference):
-  config = _opt_config(name=name, weight_decay=0.01 if name == "adamw" else 0.0)
+  config = _opt_config(name=name, weight_decay=0.01 if name in ("adamw", "lamb")
+                       else 0.0)
   params = {"w": jnp.arange(6.0).reshape(2, 3), "b": jnp.ones(3)}
   tx, ref = train.make_optimizer(config, params), reference(0.05)
   s, r = tx.init(params), ref.init(params)
@@ -207,7 +209,8 @@ def test_train_step_is_vmappable_over_hparams():
 RESULT_KEYS = {"method", "source", "target", "seed", "steps",
                "target_accuracy", "per_class_accuracy", "source_val_accuracy",
                "selected", "wall_time_s", "config", "tlax_version",
-               "jax_version", "device", "target_mean_class_accuracy"}
+               "jax_version", "device", "target_mean_class_accuracy",
+               "selected_dev"}
 
 
 @pytest.fixture(scope="module")
@@ -228,6 +231,15 @@ def test_quick_run_writes_result_metrics_and_checkpoints(finished_run):
   assert len(result["per_class_accuracy"]) == 10
   assert result["selected"]["criterion"] == "source_val_accuracy"
   assert result["selected"]["step"] in (5, 10)
+  # importance-weighted (DEV) validation recorded at every evaluation.
+  assert result["selected_dev"]["criterion"] == "dev_risk"
+  assert result["selected_dev"]["step"] in (5, 10)
+  evals = [r for r in train.read_metrics(workdir / "metrics.jsonl")
+           if r["type"] == "eval"]
+  assert all(np.isfinite(r["dev_risk"]) and 0 <= r["iw_error"]
+             for r in evals)
+  best = min(evals, key=lambda r: (r["dev_risk"], -r["step"]))
+  assert result["selected_dev"]["step"] == best["step"]
   assert result["config"]["channels"] == 3  # resolved from config.auto
   records = train.read_metrics(workdir / "metrics.jsonl")
   assert [(r["type"], r["step"]) for r in records] == [

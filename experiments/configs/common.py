@@ -58,6 +58,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.data_dir = config_dict.placeholder(str)  # None: $TLAX_DATA_DIR
   c.domain_options = ml_collections.ConfigDict()
   c.source_val_fraction = 0.1
+  # Also record the importance-weighted (DEV) validation risk at every
+  # evaluation and the step it selects (tlax/train/selection.py).
+  c.iw_validation = True
   c.target_labeled_per_class = 0
 
   # Model and method.

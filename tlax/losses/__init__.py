@@ -15,6 +15,8 @@ Modules:
                cdan_multilinear, entropy_weights.
   distance     proxy_a_distance.
   dynamic      dynamic distribution alignment with fixed or learned mu.
+  separation   scale_invariant_mse, difference_loss (DSN);
+               domain_confusion_loss, soft_label_loss (SDT).
 """
 
 from tlax.losses.adversarial import cdan_multilinear
@@ -45,6 +47,10 @@ from tlax.losses.mmd_losses import mk_mmd
 from tlax.losses.mmd_losses import mmd
 from tlax.losses.moments import cmd
 from tlax.losses.moments import coral
+from tlax.losses.separation import difference_loss
+from tlax.losses.separation import domain_confusion_loss
+from tlax.losses.separation import scale_invariant_mse
+from tlax.losses.separation import soft_label_loss
 
 __all__ = [
     "DynamicMuEstimator",
@@ -56,6 +62,8 @@ __all__ = [
     "cmd",
     "coral",
     "dann_domain_loss",
+    "difference_loss",
+    "domain_confusion_loss",
     "dynamic_distribution_alignment",
     "dynamic_mmd",
     "dynamic_mu_estimator",
@@ -75,4 +83,6 @@ __all__ = [
     "pairwise_sq_distances",
     "polynomial_kernel",
     "proxy_a_distance",
+    "scale_invariant_mse",
+    "soft_label_loss",
 ]

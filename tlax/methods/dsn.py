@@ -40,23 +40,6 @@ from tlax.methods.base import Method
 from tlax.methods.base import register
 
 
-def _scale_invariant_mse(x, x_hat):
-  """Eigen et al.'s scale-invariant MSE, averaged over examples."""
-  d = (x - x_hat).reshape(x.shape[0], -1)
-  k = d.shape[1]
-  return jnp.mean(jnp.sum(d * d, -1) / k - jnp.square(jnp.sum(d, -1)) / k**2)
-
-
-def _difference_loss(shared, private):
-  """Soft subspace orthogonality of DSN (released-code normalisation)."""
-  def prep(h):
-    h = h - jnp.mean(h, axis=0, keepdims=True)
-    norm = jnp.sqrt(jnp.sum(h * h, axis=1, keepdims=True) + 1e-12)
-    return h / norm
-  corr = prep(shared).T @ prep(private)
-  return jnp.mean(jnp.square(corr))
-
-
 @register
 class DSN(Method):
   """Shared/private encoders, shared decoder, difference + DANN similarity."""
@@ -109,9 +92,9 @@ class DSN(Method):
     hp_s = private.apply({"params": params["private_source"]}, xs)
     hp_t = private.apply({"params": params["private_target"]}, xt)
     dec = lambda h: decoder.apply({"params": params["decoder"]}, h)
-    recon = (_scale_invariant_mse(xs, dec(hc_s + hp_s))
-             + _scale_invariant_mse(xt, dec(hc_t + hp_t)))
-    diff = _difference_loss(hc_s, hp_s) + _difference_loss(hc_t, hp_t)
+    recon = (losses.scale_invariant_mse(xs, dec(hc_s + hp_s))
+             + losses.scale_invariant_mse(xt, dec(hc_t + hp_t)))
+    diff = losses.difference_loss(hc_s, hp_s) + losses.difference_loss(hc_t, hp_t)
     coeff = networks.dann_ramp(step, self.ctx.total_steps, self.grl_gamma)
     h = losses.gradient_reversal(jnp.concatenate([hc_s, hc_t], 0), coeff)
     d = self.disc.apply({"params": params["discriminator"]}, h, train=True,

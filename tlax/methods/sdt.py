@@ -40,25 +40,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from tlax import losses
 from tlax.methods import networks
 from tlax.methods.base import Method
 from tlax.methods.base import register
-
-
-def _soft_label_loss(logits, labels, soft_labels, temperature, mask=None):
-  """``-sum_k l^(y)_k log softmax(z / tau)_k``, averaged (masked) over rows."""
-  targets = soft_labels[labels]
-  ce = optax.softmax_cross_entropy(logits / temperature, targets)
-  if mask is None:
-    return jnp.mean(ce)
-  mask = mask.astype(ce.dtype)
-  return jnp.sum(mask * ce) / jnp.maximum(jnp.sum(mask), 1.0)
-
-
-def _confusion_loss(domain_logits):
-  """Cross-entropy of the domain prediction with the uniform distribution."""
-  logq = jax.nn.log_softmax(domain_logits, axis=-1)
-  return -jnp.mean(jnp.mean(logq, axis=-1))
 
 
 @register
@@ -126,17 +111,17 @@ class SDT(Method):
     conf_logits = self.disc.apply(
         {"params": jax.lax.stop_gradient(d_params)}, z, train=True,
         rngs={"dropout": rng_disc})
-    conf_loss = _confusion_loss(conf_logits)
+    conf_loss = losses.domain_confusion_loss(conf_logits)
 
     tau = hparams["temperature"]
     state = self._update_soft_labels(state, out["s"][0], batch["ys"], tau)
     soft = jax.lax.stop_gradient(state["soft_labels"])
     if "tl" in out:
-      soft_loss = _soft_label_loss(out["tl"][0], batch["ytl"], soft, tau)
+      soft_loss = losses.soft_label_loss(out["tl"][0], batch["ytl"], soft, tau)
     elif self.soft_label_target == "pseudo":
       lt = out["t"][0]
       probs = jax.nn.softmax(jax.lax.stop_gradient(lt), -1)
-      soft_loss = _soft_label_loss(
+      soft_loss = losses.soft_label_loss(
           lt, jnp.argmax(probs, -1), soft, tau,
           mask=jnp.max(probs, -1) >= self.pseudo_threshold)
     else:

@@ -26,7 +26,7 @@ from typing import Any, Callable
 import jax.numpy as jnp
 import optax
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
+OPTIMIZERS = ("sgd", "adam", "adamw", "lamb")
 SCHEDULES = ("constant", "cosine", "dann")
 
 
@@ -65,7 +65,14 @@ def make_optimizer(config, params: Any = None) -> optax.GradientTransformation:
     if clip_norm < 0:
       raise ValueError(f"optimizer.clip_norm must be >= 0, got {clip_norm}.")
     parts.append(optax.clip_by_global_norm(float(clip_norm)))
-  if opt.name == "sgd":
+  if opt.name == "lamb":
+    # LAMB (You et al., ICLR 2020) for large batches: optax.lamb at a
+    # learning rate of 1 ends with scale(-1) itself; weight_decay is its
+    # decoupled decay, applied before the trust ratio.
+    parts.append(optax.lamb(
+        1.0, b1=float(opt.get("b1", 0.9)), b2=float(opt.get("b2", 0.999)),
+        eps=float(opt.get("eps", 1e-6)), weight_decay=weight_decay))
+  elif opt.name == "sgd":
     if weight_decay:
       parts.append(optax.add_decayed_weights(weight_decay))
     momentum = float(opt.get("momentum") or 0.0)
@@ -82,7 +89,8 @@ def make_optimizer(config, params: Any = None) -> optax.GradientTransformation:
                                      eps=float(opt.get("eps", 1e-8))))
     if opt.name == "adamw" and weight_decay:
       parts.append(optax.add_decayed_weights(weight_decay))
-  parts.append(optax.scale(-1.0))
+  if opt.name != "lamb":
+    parts.append(optax.scale(-1.0))
   tx = optax.chain(*parts)
   # Fine-tuning rules (issue 6, tlax/train/finetune.py): per-path freezing
   # and learning-rate multipliers from config.finetune, via optax.partition.

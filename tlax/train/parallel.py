@@ -178,24 +178,8 @@ def with_axis_name(model, axis_name: str | None = AXIS):
 
 def make_optimizer(config, params: PyTree = None
                    ) -> optax.GradientTransformation:
-  """:func:`tlax.train.make_optimizer` plus ``lamb`` (for a learning rate of 1).
-
-  ``optax.lamb(1.0)`` ends with ``scale(-1)``, so like the trainer's
-  optimisers its update is the descent direction the step multiplies by
-  ``hparams["lr"] * schedule(step)``; ``optimizer.weight_decay`` is LAMB's
-  decoupled decay, applied before the trust ratio (as in optax).
-  """
-  opt = config.optimizer
-  if opt.name == "lamb":
-    parts = []
-    clip = opt.get("clip_norm") or 0.0
-    if clip:
-      parts.append(optax.clip_by_global_norm(float(clip)))
-    parts.append(optax.lamb(
-        1.0, b1=float(opt.get("b1", 0.9)), b2=float(opt.get("b2", 0.999)),
-        eps=float(opt.get("eps", 1e-6)),
-        weight_decay=float(opt.get("weight_decay") or 0.0)))
-    return optax.chain(*parts)
+  """The trainer's :func:`tlax.train.optim.make_optimizer` (which has
+  ``lamb`` for large data-parallel batches)."""
   from tlax.train import optim  # pylint: disable=g-import-not-at-top
   return optim.make_optimizer(config, params)
 

@@ -44,6 +44,7 @@ import tqdm
 
 import tlax
 from tlax.train import checkpoint as ckpt_lib
+from tlax.train import selection
 from tlax.train.evaluate import evaluate
 from tlax.train.metrics_log import MetricsLog
 from tlax.train.metrics_log import write_atomic
@@ -65,7 +66,7 @@ REQUIRED_FIELDS = ("model.name", "steps", "batch_size", "optimizer.name",
 # ``auto`` (the per-collection defaults table) is not compared itself: the
 # values it resolves to are.
 NON_RESULT_FIELDS = ("progress", "stop_after_step", "data_dir", "auto",
-                     "plots")
+                     "plots", "iw_validation")
 MODEL_BY_KIND = {"features": "mlp", "image": "lenet"}
 
 
@@ -274,15 +275,19 @@ def _device_name() -> str:
   return f"{d.platform}:{getattr(d, 'device_kind', '')}".rstrip(":")
 
 
-def _selected(evals: list[dict]) -> dict | None:
-  """Label-free model selection: the evaluation with the best source-val
-  accuracy (the latest one among ties). Never selects by target accuracy."""
-  scored = [r for r in evals if r.get("source_val_accuracy") is not None]
+def _selected(evals: list[dict], criterion: str = "source_val_accuracy"
+              ) -> dict | None:
+  """Label-free model selection: the evaluation that is best by
+  ``criterion`` (highest ``source_val_accuracy``, or lowest ``dev_risk``,
+  see :mod:`tlax.train.selection`; the latest one among ties). Never
+  selects by target accuracy."""
+  scored = [r for r in evals if r.get(criterion) is not None]
   if not scored:
     return None
-  best = max(scored, key=lambda r: (r["source_val_accuracy"], r["step"]))
-  return {"criterion": "source_val_accuracy", "step": best["step"],
-          "source_val_accuracy": best["source_val_accuracy"],
+  sign = -1.0 if criterion == "dev_risk" else 1.0
+  best = max(scored, key=lambda r: (sign * r[criterion], r["step"]))
+  return {"criterion": criterion, "step": best["step"],
+          criterion: best[criterion],
           "target_accuracy": best["target_accuracy"],
           "target_mean_class_accuracy": best.get("target_mean_class_accuracy")}
 
@@ -305,7 +310,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     (percent, at the final step), ``target_mean_class_accuracy``,
     ``per_class_accuracy``, ``source_val_accuracy``, ``selected`` (the
     evaluated step with the best source-validation accuracy and its target
-    accuracy), ``wall_time_s``, ``config``, ``tlax_version``,
+    accuracy), ``selected_dev`` (the same for the lowest importance-weighted
+    validation risk, :mod:`tlax.train.selection`; with
+    ``config.iw_validation``, default on), ``wall_time_s``, ``config``, ``tlax_version``,
     ``jax_version``, ``device``.
 
   Raises:
@@ -369,6 +376,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   def elapsed():
     return elapsed_before + time.time() - t0
 
+  use_iw = (bool(config.get("iw_validation", True)) and len(task.xs_val) > 1
+            and len(task.xt) > 1)
+  iw_fns = selection.make_fns(method, None, None) if use_iw else None
+
   def run_eval(st, step):
     tgt = evaluate(method, st.params, st.state, task.xt_test, task.yt_test,
                    config.eval_batch_size, task.num_classes)
@@ -377,8 +388,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     record = {"type": "eval", "step": step,
               "target_accuracy": tgt["accuracy"],
               "target_mean_class_accuracy": tgt["mean_class_accuracy"],
-              "source_val_accuracy": src["accuracy"],
-              "elapsed": elapsed()}
+              "source_val_accuracy": src["accuracy"]}
+    if use_iw:
+      iw = selection.importance_weighted_validation(
+          method, st.params, st.state, task.xs_val, task.ys_val, task.xt,
+          batch_size=config.eval_batch_size, seed=int(config.seed),
+          fns=iw_fns)
+      record.update(dev_risk=iw["dev_risk"], iw_error=iw["iw_error"])
+    record["elapsed"] = elapsed()
     log.write(record)
     return record, tgt, src
 
@@ -464,6 +481,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       "per_class_accuracy": tgt["per_class_accuracy"],
       "source_val_accuracy": src_acc,
       "selected": _selected(log.of_type("eval")),
+      "selected_dev": _selected(log.of_type("eval"), "dev_risk"),
       "num_target_test": tgt["num_examples"],
       "transductive": bool(getattr(task, "transductive", False)),
       "wall_time_s": elapsed(),

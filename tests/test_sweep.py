@@ -1,0 +1,59 @@
+"""The sweep's tables (experiments/sweep.py) from fake results."""
+
+import numpy as np
+import pytest
+
+from experiments import sweep
+
+GROUPS = [("office_caltech10", [("office_caltech10/amazon",
+                                 "office_caltech10/webcam"),
+                                ("office_caltech10/dslr",
+                                 "office_caltech10/caltech")])]
+
+
+def _results():
+  out = {}
+  for m, base in (("source_only", 40.0), ("dann", 50.0)):
+    for i, (s, t) in enumerate(GROUPS[0][1]):
+      for seed in (0, 1, 2):
+        acc = base + 10 * i + seed
+        out[(m, s, t, seed)] = {
+            "target_accuracy": acc,
+            "selected": {"target_accuracy": acc - 1},
+            "selected_dev": ({"target_accuracy": acc - 2}
+                             if m == "dann" else None)}
+  return out
+
+
+def test_task_layout_means_stds_and_averages():
+  text = sweep.make_table(_results(), GROUPS, ["source_only", "dann"],
+                          [0, 1, 2])
+  rows = [l for l in text.splitlines() if l.startswith("| ")]
+  assert rows[0].split(" | ")[1:4] == ["source_only final",
+                                       "source_only src-val selected",
+                                       "source_only DEV selected"]
+  aw = rows[1].strip("| ").split(" | ")
+  assert aw[0] == "amazon → webcam"
+  assert aw[1] == "41.0 ± 1.0" and aw[2] == "40.0 ± 1.0"
+  assert aw[3] == "-"            # no DEV record for source_only
+  assert aw[6] == "49.0 ± 1.0"   # dann DEV selected
+  avg = rows[-1].strip("| ").split(" | ")
+  # per-seed averages of the two tasks: 45, 46, 47 -> 46.0 ± 1.0
+  assert avg[1] == "**46.0 ± 1.0**"
+
+
+def test_method_layout():
+  text = sweep.make_method_table(_results(), GROUPS, ["source_only", "dann"],
+                                 [0, 1, 2], columns=("final", "dev"))
+  assert "### office_caltech10: final" in text
+  assert "### office_caltech10: DEV selected" in text
+  final = text.split("### office_caltech10: DEV selected")[0]
+  rows = [l for l in final.splitlines() if l.startswith("| ")]
+  assert rows[0] == "| method | amazon → webcam | dslr → caltech | average |"
+  assert rows[2].strip("| ").split(" | ") == [
+      "dann", "51.0 ± 1.0", "61.0 ± 1.0", "**56.0 ± 1.0**"]
+
+
+def test_unknown_column():
+  with pytest.raises(ValueError, match="Unknown columns"):
+    sweep.make_table(_results(), GROUPS, ["dann"], [0], columns=("best",))
