@@ -3,7 +3,7 @@ r"""Speed of the closed-form methods: tlax vs a plain NumPy/SciPy reference.
 COMMAND (the one behind docs/shallow_results.md, "Speed"):
 
   TLAX_DATA_DIR=/work/shared/data python -m experiments.bench_shallow \
-    --methods=jda --kernel=primal
+    --methods=jda,meda --kernel=primal
 
   (``--kernel=linear`` benchmarks the kernel (dual) form; ``--tasks=CA,DW``
   (or ``'C->A,D->W'``, quoted) runs a subset; ``--skip_reference`` times
