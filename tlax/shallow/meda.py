@@ -403,7 +403,7 @@ class MEDA:
   def __init__(self, dim: int = 20, p: int = 10, lam: float = 10.0,
                eta: float = 0.1, rho: float = 1.0, T: int = 10,
                kernel: str = "rbf", mu=None, solver: str = "woodbury",
-               bucket: int = 512):
+               bucket: int = 512, dtype: str = "float64"):
     if kernel not in KERNELS:
       raise ValueError(f"MEDA: kernel must be one of {KERNELS}, got "
                        f"{kernel!r}.")
@@ -418,6 +418,10 @@ class MEDA:
         int(dim), int(p), float(lam), float(eta), float(rho), int(T))
     self.kernel, self.mu, self.solver, self.bucket = kernel, mu, solver, int(
         bucket)
+    if dtype not in ("float64", "float32"):
+      raise ValueError(f"MEDA: dtype must be 'float64' or 'float32', got "
+                       f"{dtype!r}.")
+    self.dtype = dtype
 
   def fit(self, xs, ys, xt):
     xs, ys, xt, self.classes_ = base.check_inputs(xs, ys, xt, name="MEDA")
@@ -435,7 +439,7 @@ class MEDA:
     ys_pad = np.pad(ys, (0, n_all - ns))
     with jax.enable_x64(True):
       out = _meda_core(
-          jnp.asarray(z), jnp.asarray(ns, jnp.int32),
+          jnp.asarray(z, self.dtype), jnp.asarray(ns, jnp.int32),
           jnp.asarray(nt, jnp.int32), jnp.asarray(ys_pad, jnp.int32),
           self.lam, self.eta, self.rho,
           0.0 if self.mu is None else float(self.mu),
