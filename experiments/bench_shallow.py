@@ -134,8 +134,23 @@ def reference_jda(xs, ys, xt, *, k=30, lam=1.0, T=10, kernel="primal"):
   return classes[yt_pseudo]
 
 
+def reference_lapgraph(x, p):
+  """MATLAB ``lapgraph``: cosine kNN graph (``p`` neighbours and the sample
+  itself, cosine weights, max-symmetrised), ``I - D^-1/2 W D^-1/2`` dense."""
+  n = len(x)
+  xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+  sim = xn @ xn.T
+  nbr = np.argsort(-sim, axis=1, kind="stable")[:, :p + 1]
+  w = np.zeros((n, n))
+  rows = np.repeat(np.arange(n), p + 1)
+  w[rows, nbr.ravel()] = sim[rows, nbr.ravel()]
+  w = np.maximum(w, w.T)
+  dinv = np.sqrt(1.0 / w.sum(0))
+  return np.eye(n) - dinv[:, None] * w * dinv[None, :]
+
+
 def reference_meda(xs, ys, xt, *, dim=20, p=10, lam=10.0, eta=0.1, rho=1.0,
-                   T=10):
+                   T=10, svm_tol=1e-3, history=False):
   """MEDA as the MATLAB reference code solves it, in NumPy/SciPy/libsvm.
 
   ``GFK_Map``: PCA bases from SVDs, the source basis completed by
@@ -147,10 +162,12 @@ def reference_meda(xs, ys, xt, *, dim=20, p=10, lam=10.0, eta=0.1, rho=1.0,
   (``SVC(kernel="linear", C=1)``: ridge ``1/n``, bias unpenalised) on the
   ``D``-dimensional GFK features, forms the MMD matrix densely (Python loop
   over classes) and solves ``((E + lam M + rho L) K + eta I) beta = E Y``
-  with ``np.linalg.solve``. Same settings as ``tlax.shallow.meda.MEDA()``.
+  with ``np.linalg.solve``. Same settings as ``tlax.shallow.meda.MEDA()``;
+  ``svm_tol`` is libsvm's stopping tolerance (tests use a tight one).
 
   Returns:
-    target labels after the last iteration (values of ``ys``).
+    target labels after the last iteration (values of ``ys``); with
+    ``history=True`` the list of ``(mu, labels)`` of every iteration.
   """
   from sklearn.svm import SVC  # pylint: disable=g-import-not-at-top
   classes, ys = np.unique(ys, return_inverse=True)
@@ -179,15 +196,7 @@ def reference_meda(xs, ys, xt, *, dim=20, p=10, lam=10.0, eta=0.1, rho=1.0,
   n = ns + nt
   x = np.concatenate([zs, zt])
   x = x / np.linalg.norm(x, axis=1, keepdims=True)
-  # Graph Laplacian: cosine kNN (itself included), max-symmetrised.
-  sim = x @ x.T
-  nbr = np.argsort(-sim, axis=1, kind="stable")[:, :p + 1]
-  w = np.zeros((n, n))
-  rows = np.repeat(np.arange(n), p + 1)
-  w[rows, nbr.ravel()] = sim[rows, nbr.ravel()]
-  w = np.maximum(w, w.T)
-  dw = np.diag(np.sqrt(1.0 / w.sum(0)))
-  lap = np.eye(n) - dw @ w @ dw
+  lap = reference_lapgraph(x, p)
   sq = (x ** 2).sum(1)
   sigma2 = np.sum(np.sqrt(sq)) / n
   kmat = np.exp(-(sq[:, None] + sq[None, :] - 2 * x @ x.T) / (2 * sigma2))
@@ -200,9 +209,11 @@ def reference_meda(xs, ys, xt, *, dim=20, p=10, lam=10.0, eta=0.1, rho=1.0,
       return 2.0
     xx = np.concatenate([a, b])
     yv = np.concatenate([np.ones(len(a)), 2 * np.ones(len(b))])
-    err = np.mean(SVC(kernel="linear", C=1.0).fit(xx, yv).predict(xx) != yv)
+    err = np.mean(SVC(kernel="linear", C=1.0, tol=svm_tol).fit(xx, yv)
+                  .predict(xx) != yv)
     return 2.0 * (1.0 - 2.0 * err)
 
+  steps = []
   for _ in range(T):
     adist_c = np.mean([adist(zs[ys == c], zt[cls == c])
                        for c in range(num_classes)])
@@ -222,7 +233,8 @@ def reference_meda(xs, ys, xt, *, dim=20, p=10, lam=10.0, eta=0.1, rho=1.0,
     beta = np.linalg.solve((e + lam * m + rho * lap) @ kmat + eta * np.eye(n),
                            e @ yy)
     cls = np.argmax(kmat @ beta, axis=1)[ns:]
-  return classes[cls]
+    steps.append((mu, classes[cls]))
+  return steps if history else classes[cls]
 
 
 # ------------------------------------------------------------- registry --

@@ -136,55 +136,27 @@ COLUMNS = {
 }
 
 
-def make_table(results, groups, methods, seeds,
-               columns=("final", "src_val", "dev")) -> str:
-  """Markdown tables (one per group) of ``results[(method, src, tgt, seed)]``.
-
-  ``columns``: keys of :data:`COLUMNS`, the target accuracy at the final
-  step and at the steps the label-free criteria select.
-  """
+def _check_columns(columns) -> None:
   unknown = [c for c in columns if c not in COLUMNS]
   if unknown:
     raise ValueError(f"Unknown columns {unknown}; known: {sorted(COLUMNS)}.")
-  lines = []
-  for group, tasks in groups:
-    lines.append(f"### {group}\n")
-    header = ["task"]
-    for m in methods:
-      prefix = f"{m} " if len(methods) > 1 else ""
-      header += [f"{prefix}{COLUMNS[c][0]}" for c in columns]
-    lines.append("| " + " | ".join(header) + " |")
-    lines.append("|" + "---|" * len(header))
-    per_seed = {(m, key, s): [] for m in methods for key in columns
-                for s in seeds}
-    for source, target in tasks:
-      name = (f"{short(source)} → {short(target)}" if group != "default"
-              else f"{source} → {target}")
-      row = [name]
-      for m in methods:
-        for key in columns:
-          vals = []
-          for s in seeds:
-            r = results.get((m, source, target, s))
-            v = COLUMNS[key][1](r) if r else None
-            vals.append(v)
-            per_seed[(m, key, s)].append(v)
-          row.append(_fmt(vals))
-      lines.append("| " + " | ".join(row) + " |")
-    if len(tasks) > 1:
-      row = ["**average**"]
-      for m in methods:
-        for key in columns:
-          cols = [per_seed[(m, key, s)] for s in seeds]  # seeds x tasks
-          if any(v is None for col in cols for v in col):
-            row.append("-")
-            continue
-          mat = np.array(cols, dtype=np.float64)
-          std = mat.mean(axis=1).std(ddof=1) if len(seeds) > 1 else 0.0
-          row.append(f"**{mat.mean():.1f} ± {std:.1f}**")
-      lines.append("| " + " | ".join(row) + " |")
-    lines.append("")
-  return "\n".join(lines)
+
+
+def _cells(results, method, tasks, seeds, key):
+  """``(one "mean ± std" cell per task, the average cell)`` of a method.
+
+  The average is the mean over tasks and seeds, ± the std over seeds of the
+  per-seed average over tasks ("-" unless every run is there).
+  """
+  get = COLUMNS[key][1]
+  mat = [[get(r) if (r := results.get((method, src, tgt, s))) else None
+          for src, tgt in tasks] for s in seeds]          # seeds x tasks
+  cells = [_fmt([row[j] for row in mat]) for j in range(len(tasks))]
+  if any(v is None for row in mat for v in row):
+    return cells, "-"
+  mat = np.array(mat, dtype=np.float64)
+  std = mat.mean(axis=1).std(ddof=1) if len(seeds) > 1 else 0.0
+  return cells, f"**{mat.mean():.1f} ± {std:.1f}**"
 
 
 def _task_label(group, source, target, compact=False):
@@ -192,6 +164,37 @@ def _task_label(group, source, target, compact=False):
     return f"{source} → {target}"
   s, t = short(source), short(target)
   return f"{s[0].upper()}→{t[0].upper()}" if compact else f"{s} → {t}"
+
+
+def _md_row(cells) -> str:
+  return "| " + " | ".join(cells) + " |"
+
+
+def make_table(results, groups, methods, seeds,
+               columns=("final", "src_val", "dev")) -> str:
+  """Markdown tables (one per group) of ``results[(method, src, tgt, seed)]``:
+  a row per task (and the average), columns per method.
+
+  ``columns``: keys of :data:`COLUMNS`, the target accuracy at the final
+  step and at the steps the label-free criteria select.
+  """
+  _check_columns(columns)
+  lines = []
+  for group, tasks in groups:
+    header = ["task"]
+    for m in methods:
+      prefix = f"{m} " if len(methods) > 1 else ""
+      header += [f"{prefix}{COLUMNS[c][0]}" for c in columns]
+    cols = [_cells(results, m, tasks, seeds, key) for m in methods
+            for key in columns]
+    lines += [f"### {group}\n", _md_row(header), "|" + "---|" * len(header)]
+    for j, (source, target) in enumerate(tasks):
+      lines.append(_md_row([_task_label(group, source, target)]
+                           + [cells[j] for cells, _ in cols]))
+    if len(tasks) > 1:
+      lines.append(_md_row(["**average**"] + [avg for _, avg in cols]))
+    lines.append("")
+  return "\n".join(lines)
 
 
 def make_method_table(results, groups, methods, seeds,
@@ -203,37 +206,20 @@ def make_method_table(results, groups, methods, seeds,
   Task names are shortened to initials (``A→W``) when the group has more
   than four tasks.
   """
+  _check_columns(columns)
   lines = []
   for group, tasks in groups:
     compact = len(tasks) > 4
     for key in columns:
-      label = COLUMNS[key][0]
-      lines.append(f"### {group}: {label}\n")
       header = ["method"] + [_task_label(group, s, t, compact)
                              for s, t in tasks]
       if len(tasks) > 1:
         header.append("average")
-      lines.append("| " + " | ".join(header) + " |")
-      lines.append("|---|" + "---:|" * (len(header) - 1))
+      lines += [f"### {group}: {COLUMNS[key][0]}\n", _md_row(header),
+                "|---|" + "---:|" * (len(header) - 1)]
       for m in methods:
-        row = [m]
-        per_seed = {s: [] for s in seeds}
-        for source, target in tasks:
-          vals = []
-          for s in seeds:
-            r = results.get((m, source, target, s))
-            v = COLUMNS[key][1](r) if r else None
-            vals.append(v)
-            per_seed[s].append(v)
-          row.append(_fmt(vals))
-        if len(tasks) > 1:
-          if any(v is None for s in seeds for v in per_seed[s]):
-            row.append("-")
-          else:
-            mat = np.array([per_seed[s] for s in seeds], dtype=np.float64)
-            std = mat.mean(axis=1).std(ddof=1) if len(seeds) > 1 else 0.0
-            row.append(f"**{mat.mean():.1f} ± {std:.1f}**")
-        lines.append("| " + " | ".join(row) + " |")
+        cells, avg = _cells(results, m, tasks, seeds, key)
+        lines.append(_md_row([m] + cells + ([avg] if len(tasks) > 1 else [])))
       lines.append("")
   return "\n".join(lines)
 

@@ -6,6 +6,7 @@ import pytest
 import scipy.linalg
 from sklearn.svm import SVC
 
+from experiments import bench_shallow
 from tlax.shallow import base
 from tlax.shallow import gfk as gfk_lib
 from tlax.shallow import meda as meda_lib
@@ -150,19 +151,6 @@ def test_linear_svm_multiclass_and_proxy_a_distance():
 # ----------------------------------------------------------------- Laplacian
 
 
-def _lapgraph_numpy(x, k):
-  """MATLAB lapgraph (KNN, Cosine metric and weights, self-connected)."""
-  xn = x / np.linalg.norm(x, axis=1, keepdims=True)
-  sim = xn @ xn.T
-  idx = np.argsort(-sim, axis=1, kind="stable")[:, :k + 1]
-  w = np.zeros_like(sim)
-  rows = np.repeat(np.arange(len(x)), k + 1)
-  w[rows, idx.ravel()] = sim[rows, idx.ravel()]
-  w = np.maximum(w, w.T)
-  dinv = np.sqrt(1.0 / w.sum(0))
-  return np.eye(len(x)) - dinv[:, None] * w * dinv[None, :]
-
-
 def test_laplacian_matches_lapgraph():
   rng = np.random.default_rng(5)
   x = rng.normal(size=(50, 6))
@@ -175,69 +163,12 @@ def test_laplacian_matches_lapgraph():
     deg = np.asarray(meda_lib._graph_apply(idx, a, np.ones((50, 1))))[:, 0]
     dinv = 1.0 / np.sqrt(deg)
     lb = np.asarray(meda_lib.laplacian_apply(idx, a, dinv, b))
-  ref = _lapgraph_numpy(x, 4)
+  ref = bench_shallow.reference_lapgraph(x, 4)
   np.testing.assert_allclose(lap, ref, atol=1e-12)
   np.testing.assert_allclose(lb, ref @ b, atol=1e-12)
 
 
 # ---------------------------------------------------------------------- MEDA
-
-
-def _meda_numpy(xs, ys, xt, dim, p, lam, eta, rho, n_iter):
-  """Plain NumPy/SciPy/libsvm MEDA, transcribing the MATLAB reference."""
-  ps = np.linalg.svd(xs - xs.mean(0), full_matrices=False)[2].T
-  pt = np.linalg.svd(xt - xt.mean(0), full_matrices=False)[2].T[:, :dim]
-  q = np.hstack([ps, scipy.linalg.null_space(ps.T)])
-  qpt = q.T @ pt
-  u1, gam, vt = np.linalg.svd(qpt[:dim])
-  a2w = qpt[dim:] @ vt.T
-  v2 = -a2w / np.linalg.norm(a2w, axis=0)
-  theta = np.arccos(np.clip(gam, -1, 1))
-  b1 = 0.5 * (1 + np.sin(2 * theta) / 2 / theta)
-  b2 = 0.5 * (-1 + np.cos(2 * theta)) / 2 / theta
-  b4 = 0.5 * (1 - np.sin(2 * theta) / 2 / theta)
-  basis = np.hstack([q[:, :dim] @ u1, q[:, dim:] @ v2])
-  g = basis @ np.block([[np.diag(b1), np.diag(b2)],
-                        [np.diag(b2), np.diag(b4)]]) @ basis.T
-  sq = np.real(scipy.linalg.sqrtm(g))
-  zs, zt = xs @ sq, xt @ sq
-  n, m, n_cls = len(xs), len(xt), ys.max() + 1
-  x = np.vstack([zs, zt])
-  x = x / np.linalg.norm(x, axis=1, keepdims=True)
-  lap = _lapgraph_numpy(x, p)
-  sqn = (x ** 2).sum(1)
-  kmat = np.exp(-(sqn[:, None] + sqn[None] - 2 * x @ x.T) / 2.0)
-  e = np.diag(np.r_[np.ones(n), np.zeros(m)])
-  yy = np.vstack([np.eye(n_cls)[ys], np.zeros((m, n_cls))])
-  cls = ys[np.argmin(((x[n:, None] - x[None, :n]) ** 2).sum(-1), 1)]
-
-  def adist(a, b):
-    if len(b) == 0:
-      return 2.0
-    xx = np.vstack([a, b])
-    yv = np.r_[-np.ones(len(a)), np.ones(len(b))]
-    clf = SVC(kernel="linear", C=1.0, tol=1e-8).fit(xx, yv)
-    return 2 * (1 - 2 * np.mean(clf.predict(xx) != yv))
-
-  history = []
-  for _ in range(n_iter):
-    adc = np.mean([adist(zs[ys == c], zt[cls == c]) for c in range(n_cls)])
-    mu = adc / (adc + adist(zs, zt))
-    mu = 1.0 if mu > 1 else (0.0 if mu <= 1e-3 else mu)
-    e0 = np.r_[np.ones(n) / n, -np.ones(m) / m]
-    mmd = np.outer(e0, e0) * n_cls * (1 - mu)
-    for c in range(n_cls):
-      ec = np.zeros(n + m)
-      ec[:n][ys == c] = 1 / np.sum(ys == c)
-      if np.any(cls == c):
-        ec[n:][cls == c] = -1 / np.sum(cls == c)
-      mmd += mu * np.outer(ec, ec)
-    mmd /= np.linalg.norm(mmd, "fro")
-    beta = np.linalg.solve((e + lam * mmd + rho * lap) @ kmat
-                           + eta * np.eye(n + m), e @ yy)
-    cls = np.argmax(kmat @ beta, 1)[n:]
-    history.append((mu, cls))
-  return history
 
 
 def _shifted_problem(seed, n=78, dim=12, n_cls=3, shift=1.5):
@@ -255,8 +186,9 @@ def _shifted_problem(seed, n=78, dim=12, n_cls=3, shift=1.5):
 def test_meda_matches_numpy_reference_and_beats_1nn():
   xs, ys, xt, yt = _shifted_problem(0)
   est = meda_lib.MEDA(dim=3, p=5, T=4, bucket=0).fit(xs, ys, xt)
-  ref = _meda_numpy(xs, ys, xt, dim=3, p=5, lam=10.0, eta=0.1, rho=1.0,
-                    n_iter=4)
+  ref = bench_shallow.reference_meda(xs, ys, xt, dim=3, p=5, lam=10.0,
+                                     eta=0.1, rho=1.0, T=4, svm_tol=1e-8,
+                                     history=True)
   for t, (mu, cls) in enumerate(ref):
     assert est.mu_[t] == pytest.approx(mu, abs=1e-9)
     np.testing.assert_array_equal(est.labels_history_[t], cls)

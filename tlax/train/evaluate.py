@@ -38,25 +38,38 @@ def make_predict_fn(method):
   return predict
 
 
-def predict_labels(method, params, state, x, *, batch_size: int = 256
-                   ) -> np.ndarray:
-  """Predicted labels of ``x`` (host array), in batches of ``batch_size``."""
+def batched_apply(fn, x, batch_size: int = 256):
+  """``fn`` over host array ``x`` in batches of ``batch_size``.
+
+  The last batch is zero-padded, so a jitted ``fn`` compiles once per input
+  shape. ``fn`` returns an array or a tuple of arrays (leading axis = batch);
+  the result has the same structure, cut back to ``len(x)`` rows.
+  """
   x = np.asarray(x)
-  n = x.shape[0]
   if batch_size < 1:
     raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
-  predict = make_predict_fn(method)
-  out = []
-  for start in range(0, n, batch_size):
+  outs = []
+  for start in range(0, x.shape[0], batch_size):
     xb = x[start:start + batch_size]
     m = xb.shape[0]
     if m < batch_size:  # pad to keep one compiled shape
       pad = np.zeros((batch_size - m,) + x.shape[1:], x.dtype)
       xb = np.concatenate([xb, pad], axis=0)
-    out.append(np.asarray(predict(params, state, xb))[:m])
-  if not out:
-    return np.zeros((0,), np.int32)
-  return np.concatenate(out, axis=0)
+    out = fn(xb)
+    single = not isinstance(out, (tuple, list))
+    outs.append([np.asarray(o)[:m] for o in ((out,) if single else out)])
+  if not outs:
+    return None
+  parts = [np.concatenate(p, axis=0) for p in zip(*outs)]
+  return parts[0] if single else tuple(parts)
+
+
+def predict_labels(method, params, state, x, *, batch_size: int = 256
+                   ) -> np.ndarray:
+  """Predicted labels of ``x`` (host array), in batches of ``batch_size``."""
+  predict = make_predict_fn(method)
+  out = batched_apply(lambda xb: predict(params, state, xb), x, batch_size)
+  return np.zeros((0,), np.int32) if out is None else out
 
 
 def classification_metrics(pred, y, num_classes: int | None = None) -> dict:

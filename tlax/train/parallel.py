@@ -19,8 +19,8 @@ or any ``tfds/<name>`` domain) with synchronous data parallelism:
   computed over the global batch; for any other collection the updated
   state is averaged with ``lax.pmean`` after the step (the flax ImageNet
   example's habit), so the replicas never drift;
-* the optimiser is any of tlax's (``sgd``, ``adam``, ``adamw``) plus
-  ``lamb`` (You et al., 2020) for large batches.
+* the optimiser is any of the trainer's (``sgd``, ``adam``, ``adamw``,
+  ``lamb``: You et al., 2020, for large batches).
 
 Multi-host: with ``config.distributed`` set, :func:`maybe_initialize_distributed`
 calls ``jax.distributed.initialize()`` (its arguments from the environment or
@@ -60,6 +60,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from tlax.train import optim
+from tlax.train.optim import make_optimizer  # re-exported: has lamb
 from tlax.train.state import TrainState
 
 PyTree = Any
@@ -174,14 +176,6 @@ def with_axis_name(model, axis_name: str | None = AXIS):
   if "bn_axis_name" in fields:
     return model.clone(bn_axis_name=axis_name)
   return model
-
-
-def make_optimizer(config, params: PyTree = None
-                   ) -> optax.GradientTransformation:
-  """The trainer's :func:`tlax.train.optim.make_optimizer` (which has
-  ``lamb`` for large data-parallel batches)."""
-  from tlax.train import optim  # pylint: disable=g-import-not-at-top
-  return optim.make_optimizer(config, params)
 
 
 # --------------------------------------------------------------------------
@@ -355,7 +349,6 @@ def resolve_pretrain_config(config):
       config.eval_every = max(1, int(config.steps) // 5)
     if config.get("checkpoint_every") is None:
       config.checkpoint_every = config.eval_every
-  from tlax.train import optim  # pylint: disable=g-import-not-at-top
   optim.make_schedule(config)
   make_optimizer(config)
   return config
@@ -390,7 +383,6 @@ def pretrain_and_evaluate(config, workdir: str | os.PathLike) -> dict:
   import tlax
   from tlax import methods, models
   from tlax.train import checkpoint as ckpt_lib
-  from tlax.train import optim
   from tlax.train import state as state_lib
   from tlax.train import trainer
   from tlax.train.evaluate import evaluate

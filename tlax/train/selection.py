@@ -26,6 +26,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from tlax.train.evaluate import batched_apply
+from tlax.viz.embedding import subsample
+
 
 
 def dev_risk(losses, weights) -> tuple[float, float]:
@@ -55,19 +58,6 @@ def dev_risk(losses, weights) -> tuple[float, float]:
   return float(np.mean(wl) + eta * np.mean(weights) - eta), float(eta)
 
 
-def _batched(fn, x, batch_size):
-  """``fn`` over fixed-size (padded) batches of host array ``x``."""
-  out = []
-  for i in range(0, len(x), batch_size):
-    xb = x[i:i + batch_size]
-    m = len(xb)
-    if m < batch_size:
-      xb = np.concatenate([xb, np.zeros((batch_size - m,) + x.shape[1:],
-                                        x.dtype)])
-    out.append(np.asarray(fn(xb))[:m])
-  return np.concatenate(out)
-
-
 def importance_weighted_validation(method, params, state, xs_val, ys_val, xt,
                                    *, layer: str = "embedding",
                                    batch_size: int = 256,
@@ -84,8 +74,8 @@ def importance_weighted_validation(method, params, state, xs_val, ys_val, xt,
     batch_size: evaluation batch size (one compiled shape).
     max_target: subsample of ``xt`` for the domain classifier.
     seed: of that subsample.
-    fns: optional ``(features_fn, logits_fn)`` jitted pair to reuse (see
-      :func:`make_fns`).
+    fns: optional jitted ``(params, state, x) -> (logits, features)`` to
+      reuse across calls (see :func:`make_fns`).
 
   Returns:
     ``{"dev_risk", "iw_error", "eta", "weights_max"}``: the DEV estimate of
@@ -97,16 +87,13 @@ def importance_weighted_validation(method, params, state, xs_val, ys_val, xt,
     raise ValueError("importance_weighted_validation: need >= 2 source-val "
                      f"and >= 2 target examples; got {len(xs_val)} and "
                      f"{len(xt)} (set source_val_fraction > 0).")
-  feat_fn, logit_fn = fns or make_fns(method, params, state, layer)
+  fn = fns or make_fns(method, layer)
   xs_val = np.asarray(xs_val, np.float32)
   xt = np.asarray(xt, np.float32)
-  if len(xt) > max_target:
-    keep = np.random.RandomState(seed).choice(len(xt), max_target,
-                                              replace=False)
-    xt = xt[np.sort(keep)]
-  fs = _batched(lambda x: feat_fn(params, state, x), xs_val, batch_size)
-  ft = _batched(lambda x: feat_fn(params, state, x), xt, batch_size)
-  logits = _batched(lambda x: logit_fn(params, state, x), xs_val, batch_size)
+  xt = xt[subsample(len(xt), max_target, seed)]
+  run = lambda x: fn(params, state, x)
+  logits, fs = batched_apply(run, xs_val, batch_size)
+  _, ft = batched_apply(run, xt, batch_size)
   fs, ft = fs.reshape(len(fs), -1), ft.reshape(len(ft), -1)
   w = domain_classifier_weights(fs, ft)
   z = logits.astype(np.float64)
@@ -120,10 +107,9 @@ def importance_weighted_validation(method, params, state, xs_val, ys_val, xt,
           "eta": eta, "weights_max": float(w.max())}
 
 
-def make_fns(method, params, state, layer: str = "embedding"):
-  """Jitted ``(features_fn, logits_fn)`` taking ``(params, state, x)``."""
-  del params, state
+def make_fns(method, layer: str = "embedding"):
+  """Jitted ``(params, state, x) -> (logits, features[layer])``: one program
+  (XLA shares the forward pass of the two outputs)."""
   import jax  # pylint: disable=g-import-not-at-top
-  feat = jax.jit(lambda p, s, x: method.features(p, s, x)[layer])
-  logit = jax.jit(method.predict)
-  return feat, logit
+  return jax.jit(lambda p, s, x: (method.predict(p, s, x),
+                                  method.features(p, s, x)[layer]))

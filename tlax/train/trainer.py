@@ -378,7 +378,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
 
   use_iw = (bool(config.get("iw_validation", True)) and len(task.xs_val) > 1
             and len(task.xt) > 1)
-  iw_fns = selection.make_fns(method, None, None) if use_iw else None
+  iw_fns = selection.make_fns(method) if use_iw else None
 
   def run_eval(st, step):
     tgt = evaluate(method, st.params, st.state, task.xt_test, task.yt_test,

@@ -134,12 +134,11 @@ def run_features(method, params, state, task, *, layer: str = "embedding",
   labels only colour the plot). At most ``max_points`` of each.
   """
   import jax  # pylint: disable=g-import-not-at-top
+  from tlax.train.evaluate import batched_apply  # pylint: disable=g-import-not-at-top
   feats = jax.jit(lambda x: method.features(params, state, x)[layer])
 
   def run(x):
-    out = [np.asarray(feats(x[i:i + batch_size]))
-           for i in range(0, len(x), batch_size)]
-    return np.concatenate(out).reshape(len(x), -1)
+    return batched_apply(feats, x, batch_size).reshape(len(x), -1)
 
   i_s = subsample(len(task.xs), max_points, seed)
   i_t = subsample(len(task.xt_test), max_points, seed + 1)
