@@ -74,7 +74,7 @@ def _huber_hinge_d2(m, h):
 
 def newton_fit_segments(xa, y, cw, seg, theta0, first_level=0, *,
                         h_levels=DEFAULT_H_LEVELS, max_steps=30, tol=1e-12,
-                        zone_chunk=_ZONE_CHUNK):
+                        zone_chunk=_ZONE_CHUNK, level_tol=None):
   """Independent SVMs on the segments of one row set, solved together.
 
   Row ``i`` belongs to problem ``seg[i]``; problem ``s`` minimises
@@ -97,6 +97,9 @@ def newton_fit_segments(xa, y, cw, seg, theta0, first_level=0, *,
     max_steps: static, Newton steps at most per level.
     tol: static; a problem's level ends when its Newton decrement is below
       ``tol * (1 + objective)`` or no step decreases the objective.
+    level_tol: static; if set, the tolerance of every level but the last
+      (the continuation only needs a start near the next level's optimum;
+      the last level is solved to ``tol``).
     zone_chunk: static, rows per chunk of the curvature accumulation.
 
   Returns:
@@ -236,9 +239,11 @@ def newton_fit_segments(xa, y, cw, seg, theta0, first_level=0, *,
       theta_try = theta + t[:, None] * delta
       improved = (j1 < j0) & ~done
       theta_new = jnp.where(improved[:, None], theta_try, theta)
-      done = done | ~improved | (decrement <= tol * (1.0 + jnp.abs(j0)))
+      done = done | ~improved | (decrement <= tol_l * (1.0 + jnp.abs(j0)))
       return theta_new, k + 1, done, hess_zone, s_cur
 
+    tol_l = tol if level_tol is None else jnp.where(
+        level == len(h_levels) - 1, tol, level_tol)
     skip = jnp.broadcast_to(level < first_level, (n_seg,))
     s0 = cw * _huber_hinge_d2(margins(theta), h)
     theta, k, _, _, _ = jax.lax.while_loop(
