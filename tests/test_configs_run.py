@@ -41,3 +41,17 @@ def test_quick_config_runs_two_steps(name, tmp_path):
   assert np.isfinite(result["selected_dev"]["dev_risk"])
   with open(tmp_path / "result.json") as f:
     assert json.load(f)["method"] == name
+
+
+def test_config_argument_sets_hyperparameters():
+  coral = importlib.import_module("experiments.configs.coral")
+  assert coral.get_config()["method"]["lambda"] == 1.0
+  config = coral.get_config("quick, lambda=0.1")
+  assert config.method["lambda"] == pytest.approx(0.1) and config.steps == 10
+  with pytest.raises(ValueError, match="valid: 'quick'.*lambda"):
+    coral.get_config("lamda=0.1")
+  with pytest.raises(ValueError, match="not a number"):
+    coral.get_config("lambda=small")
+  with pytest.raises(ValueError, match="Unknown config argument 'fast'"):
+    importlib.import_module("experiments.configs.source_only").get_config(
+        "fast")

@@ -22,7 +22,7 @@ from experiments.configs import common
 
 
 def get_config(arg: str | None = None):
-  """The cdan config; ``arg="quick"`` shrinks it for tests."""
+  """The cdan config; ``arg``: :func:`common.apply_arg` ("quick": tests)."""
   config = common.base_config()
   config.method.name = "cdan"
   config.method["lambda"] = 1.0
@@ -32,8 +32,5 @@ def get_config(arg: str | None = None):
   config.method.grl_gamma = 10.0
   config.method.randomized = 'auto'
   config.method.randomized_dim = 1024
-  if arg == "quick":
-    common.make_quick(config)
-  elif arg:
-    raise ValueError(f"Unknown config argument {arg!r}; valid: 'quick'.")
+  common.apply_arg(config, arg)
   return config

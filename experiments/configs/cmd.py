@@ -20,7 +20,7 @@ from experiments.configs import common
 
 
 def get_config(arg: str | None = None):
-  """The cmd config; ``arg="quick"`` shrinks it for tests."""
+  """The cmd config; ``arg``: :func:`common.apply_arg` ("quick": tests)."""
   config = common.base_config()
   config.method.name = "cmd"
   config.method["lambda"] = 1.0
@@ -29,8 +29,5 @@ def get_config(arg: str | None = None):
   config.method.bounds = (0.0, 1.0)
   config.method.warmup = False
   config.method.squash = "sigmoid"
-  if arg == "quick":
-    common.make_quick(config)
-  elif arg:
-    raise ValueError(f"Unknown config argument {arg!r}; valid: 'quick'.")
+  common.apply_arg(config, arg)
   return config

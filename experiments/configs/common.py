@@ -102,6 +102,41 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
+def apply_arg(c: ml_collections.ConfigDict, arg: str | None
+              ) -> ml_collections.ConfigDict:
+  """Applies a method config's argument (``--config=<file>:<arg>``).
+
+  ``arg`` is a comma-separated list of ``quick`` (:func:`make_quick`) and
+  ``<hparam>=<number>`` items that set ``c.method.<hparam>``, for
+  hyperparameters that are not valid flag paths (``lambda`` is a Python
+  keyword, so ``--config.method.lambda=...`` cannot be parsed), e.g.
+  ``experiments/configs/coral.py:lambda=0.1``.
+  """
+  for item in (arg or "").split(","):
+    item = item.strip()
+    if not item:
+      continue
+    if item == "quick":
+      make_quick(c)
+      continue
+    key, sep, value = item.partition("=")
+    key = key.strip()
+    if not sep or key not in c.method:
+      known = sorted(k for k in c.method.keys()
+                     if isinstance(c.method[k], (int, float))
+                     and not isinstance(c.method[k], bool))
+      raise ValueError(
+          f"Unknown config argument {item!r}; valid: 'quick' or "
+          f"'<hparam>=<number>' for a numeric method field "
+          f"({', '.join(known) or 'none'}).")
+    try:
+      c.method[key] = float(value)
+    except ValueError:
+      raise ValueError(f"Config argument {item!r}: {value!r} is not a "
+                       "number.") from None
+  return c
+
+
 def make_quick(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Shrinks a config to a ten-step run of a small MLP (tests, notebooks)."""
   c.quick = True

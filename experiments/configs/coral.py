@@ -20,14 +20,11 @@ from experiments.configs import common
 
 
 def get_config(arg: str | None = None):
-  """The coral config; ``arg="quick"`` shrinks it for tests."""
+  """The coral config; ``arg``: :func:`common.apply_arg` ("quick": tests)."""
   config = common.base_config()
   config.method.name = "coral"
   config.method["lambda"] = 1.0
   config.method.layers = ('logits',)
   config.method.warmup = False
-  if arg == "quick":
-    common.make_quick(config)
-  elif arg:
-    raise ValueError(f"Unknown config argument {arg!r}; valid: 'quick'.")
+  common.apply_arg(config, arg)
   return config

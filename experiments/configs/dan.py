@@ -21,7 +21,7 @@ from experiments.configs import common
 
 
 def get_config(arg: str | None = None):
-  """The dan config; ``arg="quick"`` shrinks it for tests."""
+  """The dan config; ``arg``: :func:`common.apply_arg` ("quick": tests)."""
   config = common.base_config()
   config.method.name = "dan"
   config.method["lambda"] = 1.0
@@ -29,8 +29,5 @@ def get_config(arg: str | None = None):
   config.method.sigmas = 'mean:5'
   config.method.estimator = 'unbiased'
   config.method.warmup = False
-  if arg == "quick":
-    common.make_quick(config)
-  elif arg:
-    raise ValueError(f"Unknown config argument {arg!r}; valid: 'quick'.")
+  common.apply_arg(config, arg)
   return config

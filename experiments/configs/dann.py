@@ -23,7 +23,7 @@ from experiments.configs import common
 
 
 def get_config(arg: str | None = None):
-  """The dann config; ``arg="quick"`` shrinks it for tests."""
+  """The dann config; ``arg``: :func:`common.apply_arg` ("quick": tests)."""
   config = common.base_config()
   config.method.name = "dann"
   config.method["lambda"] = 1.0
@@ -31,8 +31,5 @@ def get_config(arg: str | None = None):
   config.method.disc_hidden = (1024, 1024)
   config.method.disc_dropout = 0.5
   config.method.grl_gamma = 10.0
-  if arg == "quick":
-    common.make_quick(config)
-  elif arg:
-    raise ValueError(f"Unknown config argument {arg!r}; valid: 'quick'.")
+  common.apply_arg(config, arg)
   return config

@@ -21,7 +21,7 @@ from experiments.configs import common
 
 
 def get_config(arg: str | None = None):
-  """The ddan config; ``arg="quick"`` shrinks it for tests."""
+  """The ddan config; ``arg``: :func:`common.apply_arg` ("quick": tests)."""
   config = common.base_config()
   config.method.name = "ddan"
   config.method["lambda"] = 1.0
@@ -31,8 +31,5 @@ def get_config(arg: str | None = None):
   config.method.mu_learning_rate = 0.05
   config.method.mu_ema_decay = 0.9
   config.method.mu_class_reduction = 'mean'
-  if arg == "quick":
-    common.make_quick(config)
-  elif arg:
-    raise ValueError(f"Unknown config argument {arg!r}; valid: 'quick'.")
+  common.apply_arg(config, arg)
   return config

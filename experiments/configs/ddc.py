@@ -20,15 +20,12 @@ from experiments.configs import common
 
 
 def get_config(arg: str | None = None):
-  """The ddc config; ``arg="quick"`` shrinks it for tests."""
+  """The ddc config; ``arg``: :func:`common.apply_arg` ("quick": tests)."""
   config = common.base_config()
   config.method.name = "ddc"
   config.method["lambda"] = 0.25
   config.method.layers = ('embedding',)
   config.method.warmup = False
   config.method.estimator = "unbiased"
-  if arg == "quick":
-    common.make_quick(config)
-  elif arg:
-    raise ValueError(f"Unknown config argument {arg!r}; valid: 'quick'.")
+  common.apply_arg(config, arg)
   return config

@@ -21,15 +21,12 @@ from experiments.configs import common
 
 
 def get_config(arg: str | None = None):
-  """The jan config; ``arg="quick"`` shrinks it for tests."""
+  """The jan config; ``arg``: :func:`common.apply_arg` ("quick": tests)."""
   config = common.base_config()
   config.method.name = "jan"
   config.method["lambda"] = 1.0
   config.method.layers = ('embedding', 'softmax')
   config.method.estimator = 'unbiased'
   config.method.warmup = True
-  if arg == "quick":
-    common.make_quick(config)
-  elif arg:
-    raise ValueError(f"Unknown config argument {arg!r}; valid: 'quick'.")
+  common.apply_arg(config, arg)
   return config

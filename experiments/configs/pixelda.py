@@ -25,7 +25,7 @@ from experiments.configs import common
 
 
 def get_config(arg: str | None = None):
-  """The pixelda config; ``arg="quick"`` shrinks it for tests."""
+  """The pixelda config; ``arg``: :func:`common.apply_arg` ("quick": tests)."""
   config = common.base_config()
   config.method.name = "pixelda"
   config.method["lambda"] = 1.0
@@ -36,8 +36,5 @@ def get_config(arg: str | None = None):
   config.method.critic_features = (32, 64, 128)
   config.method.critic_hidden = (512, 512)
   config.method.critic_dropout = 0.1
-  if arg == "quick":
-    common.make_quick(config)
-  elif arg:
-    raise ValueError(f"Unknown config argument {arg!r}; valid: 'quick'.")
+  common.apply_arg(config, arg)
   return config

@@ -22,7 +22,7 @@ from experiments.configs import common
 
 
 def get_config(arg: str | None = None):
-  """The sdt config; ``arg="quick"`` shrinks it for tests."""
+  """The sdt config; ``arg``: :func:`common.apply_arg` ("quick": tests)."""
   config = common.base_config()
   config.method.name = "sdt"
   config.method["lambda"] = 0.01
@@ -34,8 +34,5 @@ def get_config(arg: str | None = None):
   config.method.soft_label_momentum = 0.9
   config.method.soft_label_target = 'labelled'
   config.method.pseudo_threshold = 0.9
-  if arg == "quick":
-    common.make_quick(config)
-  elif arg:
-    raise ValueError(f"Unknown config argument {arg!r}; valid: 'quick'.")
+  common.apply_arg(config, arg)
   return config

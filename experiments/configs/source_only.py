@@ -21,11 +21,8 @@ from experiments.configs import common
 
 
 def get_config(arg: str | None = None):
-  """The source-only config; ``arg="quick"`` shrinks it for tests."""
+  """The source-only config; ``arg``: :func:`common.apply_arg`."""
   config = common.base_config()
   config.method.name = "source_only"
-  if arg == "quick":
-    common.make_quick(config)
-  elif arg:
-    raise ValueError(f"Unknown config argument {arg!r}; valid: 'quick'.")
+  common.apply_arg(config, arg)
   return config
