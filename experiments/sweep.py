@@ -65,6 +65,10 @@ _LAYOUT = flags.DEFINE_enum(
     "layout", "tasks", ["tasks", "methods"],
     "tasks: a row per task, columns per method; methods: a row per method, a "
     "column per task (one table per column key).")
+_TABLE_ONLY = flags.DEFINE_bool(
+    "table_only", False,
+    "Train nothing: build the table from the runs that have finished "
+    "(result.json), '-' for the others.")
 _COLUMNS = flags.DEFINE_list(
     "columns", ["final", "src_val", "dev"],
     "Table columns per method: final (last step), src_val (selected by "
@@ -248,6 +252,12 @@ def main(argv):
       config.source, config.target, config.seed = source, target, seed
     workdir = os.path.join(_ROOT.value, method, task_dir(source, target),
                            str(seed))
+    if _TABLE_ONLY.value:
+      path = os.path.join(workdir, "result.json")
+      if os.path.exists(path):
+        with open(path) as f:
+          results[(method, source, target, seed)] = json.load(f)
+      continue
     try:
       results[(method, source, target, seed)] = train.train_and_evaluate(
           config, workdir)
@@ -268,7 +278,7 @@ def main(argv):
       f"tlax/train/selection.py), mean ± std over seeds "
       f"{', '.join(map(str, seeds))} (ddof=1).\n\n"
       f"Rebuilt with:\n\n```\n{command}\n```\n\n"
-      f"({len(results)} runs, {wall / 60:.1f} min of training wall time in "
+      f"({len(results)} of {len(runs)} runs finished, {wall / 60:.1f} min of training wall time in "
       f"total, on {', '.join(devices) or '?'}; jax {jax.__version__}; "
       f"{datetime.date.today().isoformat()}. Settings of each run: "
       f"`config` in its `result.json` under `{_ROOT.value}/`.)\n\n")

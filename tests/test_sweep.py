@@ -1,5 +1,7 @@
 """The sweep's tables (experiments/sweep.py) from fake results."""
 
+import pathlib
+
 import numpy as np
 import pytest
 
@@ -57,3 +59,29 @@ def test_method_layout():
 def test_unknown_column():
   with pytest.raises(ValueError, match="Unknown columns"):
     sweep.make_table(_results(), GROUPS, ["dann"], [0], columns=("best",))
+
+
+def test_table_only_reads_finished_runs_and_trains_nothing(tmp_path):
+  import json  # pylint: disable=g-import-not-at-top
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from absl.testing import flagsaver  # pylint: disable=g-import-not-at-top
+  source, target = GROUPS[0][1][0]
+  run = tmp_path / "runs" / "source_only" / sweep.task_dir(source, target)
+  (run / "0").mkdir(parents=True)
+  (run / "0" / "result.json").write_text(json.dumps(
+      {"target_accuracy": 42.0, "selected": {"target_accuracy": 41.0},
+       "selected_dev": None, "device": "cpu", "wall_time_s": 1.0}))
+  out = tmp_path / "table.md"
+  with flagsaver.flagsaver():
+    flags.FLAGS.unparse_flags()
+    config = (pathlib.Path(__file__).resolve().parents[1] / "experiments" /
+              "configs" / "source_only.py")
+    flags.FLAGS(["sweep", f"--config={config}",
+                 f"--tasks={source}:{target}", "--seeds=0,1",
+                 f"--root={tmp_path / 'runs'}", f"--out={out}",
+                 "--table_only"])
+    sweep.main(["sweep"])
+  text = out.read_text()
+  assert "1 of 2 runs finished" in text
+  assert "| 42.0 | 41.0 | - |" in text
+  assert not (run / "1").exists()   # the missing seed was not trained
