@@ -37,11 +37,11 @@ import numpy as np
 
 from experiments import sweep
 
-_METHOD = flags.DEFINE_string("method", None, "Method name (run folder).",
-                              required=True)
+# Checked in main() rather than required=True: a required flag would fail
+# the parsing of any other tool (or test) that imports this module.
+_METHOD = flags.DEFINE_string("method", None, "Method name (run folder).")
 _CANDIDATES = flags.DEFINE_list(
-    "candidates", None, "value:root pairs, one per candidate value.",
-    required=True)
+    "candidates", None, "value:root pairs, one per candidate value.")
 _HPARAM = flags.DEFINE_string("hparam", "lambda", "Name of the hyperparameter "
                               "(for the table only).")
 # --tasks, --seeds and --out are experiments/sweep.py's flags (same meaning;
@@ -122,6 +122,8 @@ def make_table(method, hparam, choices, groups, values) -> str:
 
 def main(argv):
   del argv
+  if not _METHOD.value or not _CANDIDATES.value:
+    raise app.UsageError("--method and --candidates are required.")
   candidates = []
   for spec in _CANDIDATES.value:
     value, sep, root = spec.partition(":")
