@@ -1,4 +1,4 @@
-"""Model selection without target labels.
+r"""Model selection without target labels.
 
 Two label-free criteria are recorded at every evaluation:
 
