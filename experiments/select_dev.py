@@ -33,7 +33,6 @@ import os
 
 from absl import app
 from absl import flags
-import numpy as np
 
 from experiments import sweep
 
@@ -94,27 +93,27 @@ def run(method, candidates, groups, seeds):
 
 
 def make_table(method, hparam, choices, groups, values) -> str:
+  """One row per task (mean ± std over seeds) and the group average, as
+  :func:`experiments.sweep._cells` computes them for the sweep tables."""
   lines = [f"| task | final | DEV selected | {hparam} chosen (DEV selected) |",
            "|---|---:|---:|---|"]
   for group, tasks in groups:
-    per_seed_final, per_seed_dev = [], []
-    for source, target in tasks:
-      runs = choices[(source, target)]
-      finals = [c["final"][1] for c in runs]
-      devs = [c["dev"][2] for c in runs]
-      per_seed_final.append(finals)
-      per_seed_dev.append(devs)
-      counts = collections.Counter(c["dev"][0] for c in runs)
+    n_seeds = len(choices[tasks[0]])
+    # The chosen runs' accuracies as sweep results: one "method" per column.
+    results = {(col, src, tgt, i): {"target_accuracy": c[col][-1]}
+               for src, tgt in tasks
+               for i, c in enumerate(choices[(src, tgt)])
+               for col in ("final", "dev")}
+    cols = [sweep._cells(results, col, tasks, range(n_seeds), "final")  # pylint: disable=protected-access
+            for col in ("final", "dev")]
+    for j, (source, target) in enumerate(tasks):
+      counts = collections.Counter(c["dev"][0]
+                                   for c in choices[(source, target)])
       chosen = ", ".join(f"{v} x{counts[v]}" for v in values if counts[v])
       lines.append(f"| {sweep._task_label(group, source, target)} | "  # pylint: disable=protected-access
-                   f"{sweep._fmt(finals)} | {sweep._fmt(devs)} | {chosen} |")  # pylint: disable=protected-access
+                   f"{cols[0][0][j]} | {cols[1][0][j]} | {chosen} |")
     if len(tasks) > 1:
-      def avg(table):
-        means = np.mean(np.asarray(table), axis=0)  # per-seed average
-        return (f"{np.mean(np.mean(np.asarray(table), axis=1)):.1f} ± "
-                f"{np.std(means, ddof=1):.1f}")
-      lines.append(f"| **average** | {avg(per_seed_final)} | "
-                   f"{avg(per_seed_dev)} | |")
+      lines.append(f"| **average** | {cols[0][1]} | {cols[1][1]} | |")
   header = (f"{method}: {hparam} in {{{', '.join(values)}}} chosen per run "
             "by the DEV risk (no target labels)\n\n")
   return header + "\n".join(lines) + "\n"

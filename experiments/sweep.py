@@ -278,8 +278,8 @@ def main(argv):
       f"tlax/train/selection.py), mean ± std over seeds "
       f"{', '.join(map(str, seeds))} (ddof=1).\n\n"
       f"Rebuilt with:\n\n```\n{command}\n```\n\n"
-      f"({len(results)} of {len(runs)} runs finished, {wall / 60:.1f} min of training wall time in "
-      f"total, on {', '.join(devices) or '?'}; jax {jax.__version__}; "
+      f"({len(results)} of {len(runs)} runs finished, {wall / 60:.1f} min "
+      f"of training wall time in total, on {', '.join(devices) or '?'}; jax {jax.__version__}; "
       f"{datetime.date.today().isoformat()}. Settings of each run: "
       f"`config` in its `result.json` under `{_ROOT.value}/`.)\n\n")
   if _LAYOUT.value == "methods":
