@@ -60,7 +60,28 @@ def _data(image_size, channels, seed=0):
 # ----------------------------------------------------------------------------
 # tlax
 # ----------------------------------------------------------------------------
-def tlax_step_fn(method_name, data, total_steps, conv_impl="auto"):
+# The two LeNets: tlax model kwargs, the DANN feature layer, and the PyTorch
+# layer sizes (conv widths, padding, fc widths after the flatten).
+NETS = {
+    # DANN paper (Ganin et al. 2016, Fig. 4), tlax's default LeNet: SAME
+    # convolutions 32 / 48, fc 100-100, domain classifier on the flat conv
+    # features.
+    "dann": {"kwargs": {}, "feature": "auto", "convs": (32, 48), "pad": 2,
+             "hidden": (100, 100), "bottleneck": None},
+    # Transfer-Learning-Library's LeNet for 28x28 digits (the network of the
+    # issue's scale figures): VALID convolutions 20 / 50, an 800-d flat
+    # feature, a 256-d bottleneck read by the domain classifier. The same
+    # 1024-1024-1 domain classifier with dropout as "dann" (TLL's has
+    # BatchNorm instead of dropout).
+    "tll": {"kwargs": {"conv_features": (20, 50), "padding": "VALID",
+                       "hidden": (), "bottleneck": 256},
+            "feature": "bottleneck", "convs": (20, 50), "pad": 0,
+            "hidden": (), "bottleneck": 256},
+}
+
+
+def tlax_step_fn(method_name, data, total_steps, conv_impl="auto",
+                 net="dann"):
   """``(run(n) -> seconds per step list)`` for the trainer's jitted step."""
   import jax  # pylint: disable=g-import-not-at-top
   import importlib  # pylint: disable=g-import-not-at-top
@@ -72,7 +93,9 @@ def tlax_step_fn(method_name, data, total_steps, conv_impl="auto"):
   config = importlib.import_module(
       f"experiments.configs.{method_name}").get_config()
   config.model.name = "lenet"
-  config.model.kwargs = {"conv_impl": conv_impl}
+  config.model.kwargs = {"conv_impl": conv_impl, **NETS[net]["kwargs"]}
+  if method_name == "dann":
+    config.method.feature_layer = NETS[net]["feature"]
   config.steps = total_steps
   config.optimizer.name = "sgd"
   config.optimizer.lr = LR
@@ -106,31 +129,48 @@ def tlax_step_fn(method_name, data, total_steps, conv_impl="auto"):
 # ----------------------------------------------------------------------------
 # PyTorch eager
 # ----------------------------------------------------------------------------
-def torch_step_fn(method_name, data, total_steps, threads=0):
+def torch_step_fn(method_name, data, total_steps, threads=0, net="dann"):
   import torch  # pylint: disable=g-import-not-at-top
   from torch import nn  # pylint: disable=g-import-not-at-top
 
   torch.set_num_threads(threads or os.cpu_count() or 1)
   torch.manual_seed(0)
   size, channels = data["xs"].shape[1], data["xs"].shape[3]
+  spec = NETS[net]
 
   class LeNet(nn.Module):
 
     def __init__(self):
       super().__init__()
+      c1, c2 = spec["convs"]
+      pad = spec["pad"]
       self.features = nn.Sequential(
-          nn.Conv2d(channels, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-          nn.Conv2d(32, 48, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+          nn.Conv2d(channels, c1, 5, padding=pad), nn.ReLU(), nn.MaxPool2d(2),
+          nn.Conv2d(c1, c2, 5, padding=pad), nn.ReLU(), nn.MaxPool2d(2),
           nn.Flatten())
-      flat = 48 * (size // 4) ** 2
-      self.classifier = nn.Sequential(
-          nn.Linear(flat, 100), nn.ReLU(), nn.Linear(100, 100), nn.ReLU(),
-          nn.Linear(100, NUM_CLASSES))
-      self.flat = flat
+      side = size
+      for _ in range(2):
+        side = (side + 2 * pad - 4) // 2
+      width = c2 * side * side
+      layers = []
+      for h in spec["hidden"]:
+        layers += [nn.Linear(width, h), nn.ReLU()]
+        width = h
+      self.trunk = nn.Sequential(*layers)
+      self.bottleneck = None
+      if spec["bottleneck"]:
+        self.bottleneck = nn.Sequential(
+            nn.Linear(width, spec["bottleneck"]), nn.ReLU())
+        width = spec["bottleneck"]
+      self.head = nn.Linear(width, NUM_CLASSES)
+      self.flat = width if spec["bottleneck"] else c2 * side * side
 
     def forward(self, x):
       f = self.features(x)
-      return self.classifier(f), f
+      h = self.trunk(f)
+      if self.bottleneck is not None:
+        h = f = self.bottleneck(h)
+      return self.head(h), f
 
   class GradReverse(torch.autograd.Function):
 
@@ -143,11 +183,11 @@ def torch_step_fn(method_name, data, total_steps, threads=0):
     def backward(ctx, g):
       return -ctx.lam * g, None
 
-  net = LeNet()
-  modules = [net]
+  model = LeNet()
+  modules = [model]
   disc = None
   if method_name == "dann":
-    disc = nn.Sequential(nn.Linear(net.flat, 1024), nn.ReLU(), nn.Dropout(0.5),
+    disc = nn.Sequential(nn.Linear(model.flat, 1024), nn.ReLU(), nn.Dropout(0.5),
                          nn.Linear(1024, 1024), nn.ReLU(), nn.Dropout(0.5),
                          nn.Linear(1024, 1))
     modules.append(disc)
@@ -168,11 +208,11 @@ def torch_step_fn(method_name, data, total_steps, threads=0):
       g["lr"] = LR / (1 + 10 * p) ** 0.75
     opt.zero_grad(set_to_none=True)
     if disc is None:
-      logits, _ = net(xs)
+      logits, _ = model(xs)
       loss = ce(logits, ys)
     else:
       lam = 2.0 / (1.0 + np.exp(-10 * p)) - 1.0
-      logits, f = net(torch.cat([xs, xt]))
+      logits, f = model(torch.cat([xs, xt]))
       loss = ce(logits[:BATCH], ys) + bce(
           disc(GradReverse.apply(f, lam))[:, 0], dom)
     loss.backward()
@@ -201,6 +241,9 @@ def main(argv=None):
   p.add_argument("--rounds", type=int, default=5)
   p.add_argument("--conv_impl", default="auto",
                  help="tlax Conv implementation: auto | im2col | xla")
+  p.add_argument("--net", default="dann", choices=sorted(NETS),
+                 help="dann: the DANN paper's LeNet (tlax's default); tll: "
+                 "Transfer-Learning-Library's 28x28 LeNet + bottleneck 256")
   p.add_argument("--frameworks", default="tlax,torch")
   p.add_argument("--torch_threads", type=int, default=0,
                  help="torch.set_num_threads (0: all cores)")
@@ -215,10 +258,11 @@ def main(argv=None):
   for name in args.methods.split(","):
     runners = {}
     if "tlax" in frameworks:
-      runners["tlax"] = tlax_step_fn(name, data, total, args.conv_impl)
+      runners["tlax"] = tlax_step_fn(name, data, total, args.conv_impl,
+                                      args.net)
     if "torch" in frameworks:
       runners["torch"] = torch_step_fn(name, data, total,
-                                       args.torch_threads)
+                                       args.torch_threads, args.net)
     for fw, run in runners.items():
       run(args.warmup)  # compile / warm caches
     per_round = {fw: [] for fw in runners}
@@ -231,7 +275,7 @@ def main(argv=None):
 
   device = jax.devices()[0]
   header = (f"device: {device.platform} ({getattr(device, 'device_kind', '')})"
-            f", {os.cpu_count()} CPU cores visible; LeNet "
+            f", {os.cpu_count()} CPU cores visible; LeNet ({args.net}) "
             f"{args.image_size}x{args.image_size}x{args.channels}, batch "
             f"{BATCH} + {BATCH}, SGD momentum {MOMENTUM}; tlax conv "
             f"{args.conv_impl}; torch threads "

@@ -296,3 +296,43 @@ def test_ddc_default_is_the_unbiased_linear_mmd():
   assert float(metrics["align_loss"]) == pytest.approx(
       float(losses.mmd(fs, ft, kernel="linear", estimator="unbiased")),
       rel=1e-5)
+
+
+@pytest.mark.parametrize("name,ramped", (("dann", True), ("cdan", True),
+                                         ("jan", True), ("coral", False), ("sdt", False),
+                                         ("dsn", True)))
+def test_align_start_holds_alignment_off_then_ramps(name, ramped):
+  """``align_start`` = s: the alignment weight is 0 for steps < s, then the
+  ramp over the remaining steps (or 1 for unramped methods); the default
+  s = 0 is the plain schedule."""
+  total, start = 20, 8
+  m0 = make_method(name, total_steps=total)
+  m = make_method(name, total_steps=total, align_start=start)
+  batch = make_batch()
+  params, state = m.init(jax.random.key(0), batch)
+  f = loss_and_grad(m)
+  f0 = loss_and_grad(m0)
+  hp = hparams_of(m)
+  scale = float(hp.get("gamma", hp.get("lambda", 1.0)))
+
+  def weight(fn, step):
+    (_, (met, _)), _ = fn(params, state, batch, jax.random.key(1),
+                          jnp.int32(step), hp)
+    return float(met["align_weight"]) / scale
+
+  for step in (0, 3, start - 1):
+    assert weight(f, step) == 0.0
+  for step in (start, 12, total):
+    p = (step - start) / (total - start)
+    want = 2 / (1 + np.exp(-10 * p)) - 1 if ramped else 1.0
+    assert weight(f, step) == pytest.approx(want, abs=1e-6)
+  p0 = 5 / total
+  want0 = 2 / (1 + np.exp(-10 * p0)) - 1 if ramped else 1.0
+  assert weight(f0, 5) == pytest.approx(want0, abs=1e-6)
+
+
+@pytest.mark.parametrize("bad", (-1, 20, 2.5, True))
+def test_align_start_rejects_bad_values(bad):
+  m = make_method("dann", total_steps=20, align_start=bad)
+  with pytest.raises(ValueError, match="align_start"):
+    networks.alignment_schedule(m, 0)

@@ -281,7 +281,9 @@ def test_conv_matches_flax_conv(case):
   x = jax.random.normal(KEY, (2, *spatial, cin))
   ref = nn.Conv(cout, (k, k), strides=s, padding=pad)
   ours = {"ours": layers.Conv(cout, k, strides=s, padding=pad, impl="im2col",
-                              weight_grad=weight_grad)}
+                              weight_grad=weight_grad),
+          "patches": layers.Conv(cout, k, strides=s, padding=pad,
+                                 impl="patches")}
   variables = ref.init(KEY1, x)
   mine = ours["ours"].init(KEY1, x)
   assert jax.tree.map(jnp.shape, mine) == jax.tree.map(jnp.shape, variables)
@@ -314,6 +316,11 @@ def test_conv_check_grads_float64(case):
     check_grads(f, (x, w), order=1, modes=("rev",), eps=1e-4)
     ref = jax.jit(lambda x, w: layers.conv2d(x, w, (s, s), pad, impl="xla"))
     np.testing.assert_allclose(f(x, w), ref(x, w), rtol=1e-12, atol=1e-12)
+    # "patches" is differentiable in both modes (no custom VJP).
+    p = jax.jit(lambda x, w: layers.conv2d(x, w, (s, s), pad,
+                                           impl="patches"))
+    check_grads(p, (x, w), order=2, modes=("fwd", "rev"), eps=1e-4)
+    np.testing.assert_allclose(p(x, w), ref(x, w), rtol=1e-12, atol=1e-12)
 
 
 def test_conv_impls_vmap_and_errors():
@@ -326,8 +333,16 @@ def test_conv_impls_vmap_and_errors():
   g_im2col = jax.vmap(jax.grad(lambda w: loss(w, "im2col")))(ws)
   g_xla = jax.vmap(jax.grad(lambda w: loss(w, "xla")))(ws)
   np.testing.assert_allclose(g_im2col, g_xla, rtol=1e-4, atol=1e-4)
+  g_patches = jax.vmap(jax.grad(lambda w: loss(w, "patches")))(ws)
+  np.testing.assert_allclose(g_patches, g_xla, rtol=1e-4, atol=1e-4)
   assert layers.resolve_impl("xla") == "xla"
-  assert layers.resolve_impl("auto") in ("xla", "im2col")
+  assert layers.resolve_impl("patches") == "patches"
+  # On the CPU, "auto" takes the patch matrix only while it is small.
+  assert jax.default_backend() == "cpu"
+  limit = layers.PATCHES_MAX_PER_IMAGE
+  assert layers.resolve_impl("auto", limit) == layers.CPU_IMPL
+  if layers.CPU_IMPL == "patches":
+    assert layers.resolve_impl("auto", limit + 1) == "xla"
   with pytest.raises(ValueError, match="impl"):
     layers.resolve_impl("cudnn")
   with pytest.raises(ValueError, match="NHWC"):

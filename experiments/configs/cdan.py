@@ -32,5 +32,6 @@ def get_config(arg: str | None = None):
   config.method.grl_gamma = 10.0
   config.method.randomized = 'auto'
   config.method.randomized_dim = 1024
+  config.method.align_start = 0  # steps without alignment (tlax option)
   common.apply_arg(config, arg)
   return config

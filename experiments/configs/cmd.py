@@ -29,5 +29,6 @@ def get_config(arg: str | None = None):
   config.method.bounds = (0.0, 1.0)
   config.method.warmup = False
   config.method.squash = "sigmoid"
+  config.method.align_start = 0  # steps without alignment (tlax option)
   common.apply_arg(config, arg)
   return config

@@ -26,5 +26,6 @@ def get_config(arg: str | None = None):
   config.method["lambda"] = 1.0
   config.method.layers = ('logits',)
   config.method.warmup = False
+  config.method.align_start = 0  # steps without alignment (tlax option)
   common.apply_arg(config, arg)
   return config

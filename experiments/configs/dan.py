@@ -29,5 +29,6 @@ def get_config(arg: str | None = None):
   config.method.sigmas = 'mean:5'
   config.method.estimator = 'unbiased'
   config.method.warmup = False
+  config.method.align_start = 0  # steps without alignment (tlax option)
   common.apply_arg(config, arg)
   return config

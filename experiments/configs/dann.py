@@ -31,5 +31,6 @@ def get_config(arg: str | None = None):
   config.method.disc_hidden = (1024, 1024)
   config.method.disc_dropout = 0.5
   config.method.grl_gamma = 10.0
+  config.method.align_start = 0  # steps without alignment (tlax option)
   common.apply_arg(config, arg)
   return config

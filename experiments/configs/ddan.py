@@ -31,5 +31,6 @@ def get_config(arg: str | None = None):
   config.method.mu_learning_rate = 0.05
   config.method.mu_ema_decay = 0.9
   config.method.mu_class_reduction = 'mean'
+  config.method.align_start = 0  # steps without alignment (tlax option)
   common.apply_arg(config, arg)
   return config

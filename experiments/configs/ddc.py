@@ -27,5 +27,6 @@ def get_config(arg: str | None = None):
   config.method.layers = ('embedding',)
   config.method.warmup = False
   config.method.estimator = "unbiased"
+  config.method.align_start = 0  # steps without alignment (tlax option)
   common.apply_arg(config, arg)
   return config

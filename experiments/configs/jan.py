@@ -28,5 +28,6 @@ def get_config(arg: str | None = None):
   config.method.layers = ('embedding', 'softmax')
   config.method.estimator = 'unbiased'
   config.method.warmup = True
+  config.method.align_start = 0  # steps without alignment (tlax option)
   common.apply_arg(config, arg)
   return config

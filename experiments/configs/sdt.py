@@ -34,5 +34,6 @@ def get_config(arg: str | None = None):
   config.method.soft_label_momentum = 0.9
   config.method.soft_label_target = 'labelled'
   config.method.pseudo_threshold = 0.9
+  config.method.align_start = 0  # steps without alignment (tlax option)
   common.apply_arg(config, arg)
   return config

@@ -23,6 +23,9 @@ Defaults from the JMLR paper:
 * ``D``: ``T -> 1024 -> 1024 -> 1`` with ReLU and dropout 0.5 (sec. 5.2.2,
   the Office architecture; the paper's MNIST domain classifier is ``T -> 100
   -> 1``: set ``config.method.disc_hidden = (100,)``);
+* ``config.method.align_start`` (not in the paper, default 0): no reversal
+  for that many steps, the ramp over the rest
+  (:func:`tlax.methods.networks.alignment_schedule`);
 * the learning-rate annealing ``mu_p = 0.01 / (1 + 10 p)^0.75`` with SGD
   momentum 0.9 is the trainer's ``optimizer.schedule = "dann"``.
 
@@ -87,8 +90,8 @@ class DANN(Method):
     return {}
 
   def grl_coefficient(self, step, hparams):
-    return hparams["lambda"] * networks.dann_ramp(step, self.ctx.total_steps,
-                                                  self.grl_gamma)
+    return hparams["lambda"] * networks.alignment_schedule(
+        self, step, gamma=self.grl_gamma)
 
   # ----- the objective --------------------------------------------------
   def loss(self, params, state, batch, rng, step, hparams):

@@ -9,7 +9,9 @@ named layers ``T`` (``config.method.layers``: model feature names, or
 ``"logits"`` / ``"softmax"``); DAN, JAN, Deep CORAL, CMD and DDAN subclass it
 and only say what ``R`` is. ``w(p)`` is 1, or DANN's ramp ``2 / (1 +
 exp(-10 p)) - 1`` with ``p = step / steps`` when ``config.method.warmup`` is
-true (JAN and DDAN use it).
+true (JAN and DDAN use it). ``config.method.align_start`` (steps, default 0)
+holds ``w`` at 0 for that many steps and starts the ramp after them
+(:func:`tlax.methods.networks.alignment_schedule`).
 
 DDC (Tzeng et al., "Deep Domain Confusion: Maximizing for Domain
 Invariance", arXiv:1412.3474, 2014): ``R`` is the linear-kernel MMD
@@ -72,10 +74,8 @@ class DiscrepancyMethod(Method):
     raise NotImplementedError
 
   def align_weight(self, step, hparams):
-    w = hparams["lambda"]
-    if self.warmup:
-      w = w * networks.dann_ramp(step, self.ctx.total_steps)
-    return w
+    return hparams["lambda"] * networks.alignment_schedule(
+        self, step, ramp=self.warmup)
 
   def loss(self, params, state, batch, rng, step, hparams):
     out, state = networks.forward_domains(self, params, state, batch, rng)

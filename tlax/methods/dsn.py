@@ -95,7 +95,7 @@ class DSN(Method):
     recon = (losses.scale_invariant_mse(xs, dec(hc_s + hp_s))
              + losses.scale_invariant_mse(xt, dec(hc_t + hp_t)))
     diff = losses.difference_loss(hc_s, hp_s) + losses.difference_loss(hc_t, hp_t)
-    coeff = networks.dann_ramp(step, self.ctx.total_steps, self.grl_gamma)
+    coeff = networks.alignment_schedule(self, step, gamma=self.grl_gamma)
     h = losses.gradient_reversal(jnp.concatenate([hc_s, hc_t], 0), coeff)
     d = self.disc.apply({"params": params["discriminator"]}, h, train=True,
                         rngs={"dropout": rng_disc})

@@ -272,6 +272,50 @@ def dann_ramp(step, total_steps, gamma: float = 10.0) -> Array:
   return losses.grl_lambda_schedule(progress(step, total_steps), gamma)
 
 
+def align_start(method) -> int:
+  """``config.method.align_start``: steps before any alignment (default 0)."""
+  start = _as_int(method_option(method, "align_start", 0), "align_start")
+  total = int(method.ctx.total_steps)
+  if start < 0 or (start > 0 and start >= total):
+    raise ValueError(f"config.method.align_start must be in [0, steps) = "
+                     f"[0, {total}), got {start}.")
+  return start
+
+
+def _as_int(value, name: str) -> int:
+  if isinstance(value, bool) or int(value) != value:
+    raise ValueError(f"config.method.{name} must be an integer, got "
+                     f"{value!r}.")
+  return int(value)
+
+
+def alignment_schedule(method, step, *, ramp: bool = True,
+                       gamma: float = 10.0) -> Array:
+  """The alignment weight's factor at ``step``, in [0, 1].
+
+  0 for the first ``config.method.align_start`` steps (source training
+  only), then DANN's ramp ``2 / (1 + exp(-gamma p)) - 1`` (``ramp``) or 1,
+  with ``p`` the progress over the remaining steps,
+  ``(step - start) / (steps - start)``. With ``align_start = 0`` (the
+  default) this is :func:`dann_ramp` (or 1).
+
+  Why a start: from scratch on SynDigits the source classifier sits on its
+  chance plateau for a few hundred steps; an alignment term active then
+  reaches a constant-feature solution and the classifier never leaves the
+  plateau (docs/results_digits_more.md).
+  """
+  start = align_start(method)
+  total = int(method.ctx.total_steps)
+  s = jnp.asarray(step, jnp.float32) - start
+  if ramp:
+    from tlax import losses  # pylint: disable=g-import-not-at-top
+    value = losses.grl_lambda_schedule(
+        jnp.clip(s / max(total - start, 1), 0.0, 1.0), gamma)
+  else:
+    value = jnp.ones((), jnp.float32)
+  return jnp.where(s >= 0, value, 0.0)
+
+
 def method_option(method, key: str, default):
   """A static option ``config.method.<key>`` (``default`` when unset)."""
   cfg = method.config.get("method", None) if method.config is not None else None

@@ -91,7 +91,6 @@ class SDT(Method):
     return {**state, "soft_labels": new, "soft_label_seen": seen}
 
   def loss(self, params, state, batch, rng, step, hparams):
-    del step
     rng_model, rng_disc = jax.random.split(rng)
     out, state = networks.forward_domains(self, params, state, batch,
                                           rng_model)
@@ -127,11 +126,14 @@ class SDT(Method):
     else:
       soft_loss = jnp.zeros((), jnp.float32)
 
-    loss = (cls_loss + disc_loss + hparams["lambda"] * conf_loss
+    # config.method.align_start: confusion term off for the first steps.
+    weight = hparams["lambda"] * networks.alignment_schedule(self, step,
+                                                             ramp=False)
+    loss = (cls_loss + disc_loss + weight * conf_loss
             + hparams["nu"] * soft_loss)
     metrics.update(
         loss=loss, align_loss=conf_loss, disc_loss=disc_loss,
-        soft_label_loss=soft_loss, align_weight=hparams["lambda"],
+        soft_label_loss=soft_loss, align_weight=weight,
         domain_acc=jnp.mean((jnp.argmax(d_logits, -1) == domain)
                             .astype(jnp.float32)))
     return loss, (metrics, state)

@@ -1,8 +1,8 @@
 """Layers shared by the tlax models: :class:`Conv` and :func:`max_pool`.
 
 :class:`Conv` is a drop-in for :class:`flax.linen.Conv` (2-D, NHWC, same
-parameters ``kernel`` (HWIO) and ``bias``) whose backward pass can be
-computed as im2col + matmul instead of XLA's convolution gradients.
+parameters ``kernel`` (HWIO) and ``bias``) that can compute the convolution,
+or its backward pass, as im2col + matmul instead of XLA's convolution.
 
 Why (issue 4): XLA:CPU was reported to compute the *input* gradient of a 5x5
 convolution (a correlation of the output gradient with the spatially
@@ -15,26 +15,32 @@ kernel, i.e. matmuls.
 
 * ``"xla"``: plain ``lax.conv_general_dilated`` and its built-in gradients
   (what ``nn.Conv`` does);
-* ``"im2col"``: the :func:`conv2d_im2col_grad` custom VJP: input gradient by
-  im2col + matmul, and the weight gradient by im2col + matmul as well
-  (``weight_grad="im2col"``) or by XLA's conv weight gradient
-  (``weight_grad="xla"``);
-* ``"auto"`` (default): :data:`CPU_IMPL` when ``jax.default_backend() ==
-  "cpu"`` at trace time, else ``"xla"``.
+* ``"patches"``: :func:`conv2d_patches`, the forward pass as one matmul of
+  the im2col patch matrix (the ``kh * kw`` shifted windows concatenated
+  along channels), gradients by JAX's autodiff (matmuls, and pads for the
+  input);
+* ``"im2col"``: the :func:`conv2d_im2col_grad` custom VJP: XLA's forward,
+  input gradient by im2col + matmul, and the weight gradient by im2col +
+  matmul as well (``weight_grad="im2col"``) or by XLA's conv weight
+  gradient (``weight_grad="xla"``);
+* ``"auto"`` (default): ``"xla"`` off the CPU; on the CPU :data:`CPU_IMPL`
+  (``"patches"``) for convolutions whose patch matrix has at most
+  :data:`PATCHES_MAX_PER_IMAGE` entries per image, ``"xla"`` above.
 
-Measured (``experiments/bench_conv.py``, jax 0.10.2, XLA:CPU, 2 shared
-cores): the im2col gradients were *slower* than XLA's for every shape tlax
+Measured (jax 0.10.2, XLA:CPU, 2 shared cores; docs/results_deep_da.md,
+"Speed"): the im2col *gradients* were slower than XLA's for every shape tlax
 uses (LeNet step 63 ms with XLA's vs 241 ms (im2col dx) and 403 ms (dx and
-dw); ResNet-8/20 steps x0.3-0.9), and XLA's input gradient of a 5x5 conv
-cost about the same as its forward pass. Even the bare patch-matrix matmul
-was slower than XLA's whole input gradient, and concatenating the patch
-matrix was slower still, hence the tap-by-tap sum below. What did make the
-LeNet step slow was max-pooling's gradient (``select_and_scatter``), which
-:func:`max_pool` avoids (225 -> 63 ms, 3.6x). So
-``CPU_IMPL = "xla"``; the im2col path stays, tested, for CPUs/jaxlibs where
-it wins: flip :data:`CPU_IMPL` or pass ``impl="im2col"``.
+dw), ``experiments/bench_conv.py``). The whole convolution as a patch-matrix
+matmul (``"patches"``) is faster where the patch matrix is small: the
+source-only step of Transfer-Learning-Library's LeNet (28x28, convs 20 / 50
+VALID, batch 64) takes 11.3 ms against 21.0 ms with ``"xla"``
+(``experiments/bench_train_step.py --net=tll``). For the DANN paper's conv2
+(14x14, 32 -> 48, 157k patch entries per image) XLA's own convolution stays
+faster, hence the per-image limit. What did make the LeNet step slow was
+max-pooling's gradient (``select_and_scatter``), which :func:`max_pool`
+avoids (225 -> 63 ms, 3.6x).
 
-Both give the same values to float32 rounding. The custom VJP is
+All give the same values to float32 rounding. The ``"im2col"`` custom VJP is
 reverse-mode only: ``jax.jvp`` / ``jax.jacfwd`` through an ``"im2col"``
 convolution raise.
 """
@@ -53,18 +59,34 @@ Array = jax.Array
 PaddingLike = Union[str, int, Sequence[Union[int, tuple[int, int]]]]
 
 _DIMS = ("NHWC", "HWIO", "NHWC")
-IMPLS = ("auto", "xla", "im2col")
-# What impl="auto" uses on the CPU backend: the faster one measured by
-# experiments/bench_conv.py (see the module docstring).
-CPU_IMPL = "xla"
+IMPLS = ("auto", "xla", "im2col", "patches")
+# What impl="auto" uses on the CPU backend (measured with
+# experiments/bench_train_step.py, see the module docstring): "patches"
+# where one image's patch matrix has at most PATCHES_MAX_PER_IMAGE entries,
+# "xla" above.
+CPU_IMPL = "patches"
+PATCHES_MAX_PER_IMAGE = 1 << 16
 
 
-def resolve_impl(impl: str) -> str:
-  """``"auto"`` -> :data:`CPU_IMPL` on the CPU backend, ``"xla"`` elsewhere."""
+def resolve_impl(impl: str, patch_elements_per_image: int | None = None
+                 ) -> str:
+  """The implementation ``impl`` stands for.
+
+  ``"auto"`` is ``"xla"`` off the CPU backend. On the CPU it is
+  :data:`CPU_IMPL`, except that ``"patches"`` falls back to ``"xla"`` when
+  one image's patch matrix (``patch_elements_per_image`` entries: output
+  pixels times ``kh * kw * cin``) is larger than
+  :data:`PATCHES_MAX_PER_IMAGE`.
+  """
   if impl not in IMPLS:
     raise ValueError(f"Unknown conv impl {impl!r}; expected one of {IMPLS}.")
   if impl == "auto":
-    return CPU_IMPL if jax.default_backend() == "cpu" else "xla"
+    if jax.default_backend() != "cpu":
+      return "xla"
+    if (CPU_IMPL == "patches" and patch_elements_per_image is not None
+        and patch_elements_per_image > PATCHES_MAX_PER_IMAGE):
+      return "xla"
+    return CPU_IMPL
   return impl
 
 
@@ -202,14 +224,46 @@ def _bwd(strides, padding, weight_grad, res, g):
 conv2d_im2col_grad.defvjp(_fwd, _bwd)
 
 
+def _out_size(n: int, k: int, s: int, pad: tuple[int, int]) -> int:
+  return (n + pad[0] + pad[1] - k) // s + 1
+
+
+def conv2d_patches(x: Array, w: Array, strides: tuple[int, int],
+                   padding: tuple[tuple[int, int], ...]) -> Array:
+  """NHWC/HWIO 2-D convolution as one matmul of the im2col patch matrix.
+
+  The patch matrix is the ``kh * kw`` shifted windows of the padded input
+  concatenated along channels (order ``(i, j, cin)``, the row order of the
+  HWIO kernel reshaped to ``(kh * kw * cin, cout)``). Its gradients are
+  JAX's own: a matmul for the kernel, and for the input a matmul followed by
+  the sum of the windows' transposes (pads), all fusible elementwise work.
+  """
+  kh, kw = w.shape[:2]
+  sh, sw = strides
+  oh = _out_size(x.shape[1], kh, sh, padding[0])
+  ow = _out_size(x.shape[2], kw, sw, padding[1])
+  xp = jnp.pad(x, ((0, 0), padding[0], padding[1], (0, 0)))
+  cols = [t for _, _, t in _taps(xp, kh, kw, oh, ow, sh, sw)]
+  patches = cols[0] if len(cols) == 1 else jnp.concatenate(cols, axis=-1)
+  y = jnp.dot(patches.reshape(-1, patches.shape[-1]),
+              w.reshape(-1, w.shape[-1]))
+  return y.reshape(x.shape[0], oh, ow, w.shape[-1])
+
+
 def conv2d(x: Array, w: Array, strides: Sequence[int] = (1, 1),
            padding: PaddingLike = "SAME", *, impl: str = "auto",
            weight_grad: str = "im2col") -> Array:
-  """2-D NHWC convolution with a selectable gradient implementation."""
+  """2-D NHWC convolution with a selectable implementation (module doc)."""
   strides = tuple(int(s) for s in strides)
   pads = explicit_padding(padding, x.shape[1:3], w.shape[:2], strides)
-  if resolve_impl(impl) == "xla":
+  kh, kw, cin = w.shape[:3]
+  per_image = (_out_size(x.shape[1], kh, strides[0], pads[0])
+               * _out_size(x.shape[2], kw, strides[1], pads[1]) * kh * kw * cin)
+  impl = resolve_impl(impl, per_image)
+  if impl == "xla":
     return _conv(x, w, strides, pads)
+  if impl == "patches":
+    return conv2d_patches(x, w, strides, pads)
   return conv2d_im2col_grad(x, w, strides, pads, weight_grad)
 
 
@@ -239,7 +293,7 @@ class Conv(nn.Module):
     use_bias: add a bias.
     dtype: computation dtype (None: promoted from input and params).
     param_dtype: parameter dtype (float32).
-    impl: ``"auto"`` | ``"im2col"`` | ``"xla"``.
+    impl: ``"auto"`` | ``"patches"`` | ``"im2col"`` | ``"xla"``.
     weight_grad: for ``"im2col"``: ``"im2col"`` or ``"xla"``.
   """
   features: int
