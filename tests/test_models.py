@@ -339,7 +339,7 @@ def test_conv_impls_vmap_and_errors():
   assert layers.resolve_impl("patches") == "patches"
   # On the CPU, "auto" takes the patch matrix only while it is small.
   assert jax.default_backend() == "cpu"
-  limit = layers.PATCHES_MAX_PER_IMAGE
+  limit = layers.PATCHES_MAX_ELEMENTS
   assert layers.resolve_impl("auto", limit) == layers.CPU_IMPL
   if layers.CPU_IMPL == "patches":
     assert layers.resolve_impl("auto", limit + 1) == "xla"

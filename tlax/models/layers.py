@@ -24,8 +24,8 @@ kernel, i.e. matmuls.
   matmul as well (``weight_grad="im2col"``) or by XLA's conv weight
   gradient (``weight_grad="xla"``);
 * ``"auto"`` (default): ``"xla"`` off the CPU; on the CPU :data:`CPU_IMPL`
-  (``"patches"``) for convolutions whose patch matrix has at most
-  :data:`PATCHES_MAX_PER_IMAGE` entries per image, ``"xla"`` above.
+  (``"patches"``) for convolutions whose patch matrix (the whole batch's)
+  has at most :data:`PATCHES_MAX_ELEMENTS` entries, ``"xla"`` above.
 
 Measured (jax 0.10.2, XLA:CPU, 2 shared cores; docs/results_deep_da.md,
 "Speed"): the im2col *gradients* were slower than XLA's for every shape tlax
@@ -34,9 +34,11 @@ dw), ``experiments/bench_conv.py``). The whole convolution as a patch-matrix
 matmul (``"patches"``) is faster where the patch matrix is small: the
 source-only step of Transfer-Learning-Library's LeNet (28x28, convs 20 / 50
 VALID, batch 64) takes 11.3 ms against 21.0 ms with ``"xla"``
-(``experiments/bench_train_step.py --net=tll``). For the DANN paper's conv2
-(14x14, 32 -> 48, 157k patch entries per image) XLA's own convolution stays
-faster, hence the per-image limit. What did make the LeNet step slow was
+(``experiments/bench_train_step.py --net=tll``). Above about 8 MiB of
+patch matrix the time grows faster than the batch (the same network's
+source-only step at batch 128: 40 ms), and XLA's own convolution is as
+fast or faster (DANN's LeNet at 16x16, DANN step at batch 64 + 64: 55 ms
+with "patches" on both convolutions, 38 ms with "xla"), hence the limit. What did make the LeNet step slow was
 max-pooling's gradient (``select_and_scatter``), which :func:`max_pool`
 avoids (225 -> 63 ms, 3.6x).
 
@@ -62,29 +64,27 @@ _DIMS = ("NHWC", "HWIO", "NHWC")
 IMPLS = ("auto", "xla", "im2col", "patches")
 # What impl="auto" uses on the CPU backend (measured with
 # experiments/bench_train_step.py, see the module docstring): "patches"
-# where one image's patch matrix has at most PATCHES_MAX_PER_IMAGE entries,
-# "xla" above.
+# where the batch's patch matrix has at most PATCHES_MAX_ELEMENTS entries
+# (8 MiB of float32), "xla" above.
 CPU_IMPL = "patches"
-PATCHES_MAX_PER_IMAGE = 1 << 16
+PATCHES_MAX_ELEMENTS = 1 << 21
 
 
-def resolve_impl(impl: str, patch_elements_per_image: int | None = None
-                 ) -> str:
+def resolve_impl(impl: str, patch_elements: int | None = None) -> str:
   """The implementation ``impl`` stands for.
 
   ``"auto"`` is ``"xla"`` off the CPU backend. On the CPU it is
   :data:`CPU_IMPL`, except that ``"patches"`` falls back to ``"xla"`` when
-  one image's patch matrix (``patch_elements_per_image`` entries: output
-  pixels times ``kh * kw * cin``) is larger than
-  :data:`PATCHES_MAX_PER_IMAGE`.
+  the patch matrix (``patch_elements`` entries: batch times output pixels
+  times ``kh * kw * cin``) is larger than :data:`PATCHES_MAX_ELEMENTS`.
   """
   if impl not in IMPLS:
     raise ValueError(f"Unknown conv impl {impl!r}; expected one of {IMPLS}.")
   if impl == "auto":
     if jax.default_backend() != "cpu":
       return "xla"
-    if (CPU_IMPL == "patches" and patch_elements_per_image is not None
-        and patch_elements_per_image > PATCHES_MAX_PER_IMAGE):
+    if (CPU_IMPL == "patches" and patch_elements is not None
+        and patch_elements > PATCHES_MAX_ELEMENTS):
       return "xla"
     return CPU_IMPL
   return impl
@@ -257,9 +257,10 @@ def conv2d(x: Array, w: Array, strides: Sequence[int] = (1, 1),
   strides = tuple(int(s) for s in strides)
   pads = explicit_padding(padding, x.shape[1:3], w.shape[:2], strides)
   kh, kw, cin = w.shape[:3]
-  per_image = (_out_size(x.shape[1], kh, strides[0], pads[0])
-               * _out_size(x.shape[2], kw, strides[1], pads[1]) * kh * kw * cin)
-  impl = resolve_impl(impl, per_image)
+  patch_elements = (x.shape[0] * kh * kw * cin
+                    * _out_size(x.shape[1], kh, strides[0], pads[0])
+                    * _out_size(x.shape[2], kw, strides[1], pads[1]))
+  impl = resolve_impl(impl, patch_elements)
   if impl == "xla":
     return _conv(x, w, strides, pads)
   if impl == "patches":
