@@ -1,7 +1,9 @@
 r"""Training steps per second: tlax vs a PyTorch eager implementation.
 
-The same step in both: the DANN paper's LeNet (conv 5x5 32 -> pool -> conv
-5x5 48 -> pool -> fc 100 -> fc 100 -> fc 10, SAME padding), a batch of 64
+The same step in both: a LeNet (``--net``: ``dann``, the DANN paper's conv
+5x5 32 -> pool -> conv 5x5 48 -> pool -> fc 100 -> fc 100 -> fc 10, SAME
+padding, tlax's default; ``tll``, Transfer-Learning-Library's 28x28 LeNet,
+VALID convs 20 / 50 -> bottleneck 256 -> fc 10), a batch of 64
 source + 64 target digits, SGD with momentum 0.9, weight decay 5e-4 and the
 DANN learning-rate annealing. Two steps:
 
@@ -9,7 +11,8 @@ DANN learning-rate annealing. Two steps:
   not used);
 * ``dann``: one forward of the 128 images, cross-entropy on the source half,
   gradient reversal with DANN's lambda schedule into a 1024-1024-1 domain
-  classifier (ReLU, dropout 0.5) on the flattened conv features.
+  classifier (ReLU, dropout 0.5) on the flattened conv features (``dann``)
+  or the bottleneck (``tll``).
 
 tlax runs :func:`tlax.train.make_train_step` (the trainer's jitted step, with
 the method objects of :mod:`tlax.methods` and the trainer's optimiser);
@@ -25,7 +28,8 @@ torch is imported only here, never by tlax; install the CPU wheel with
 ``pip install torch==2.13.0`` (see the README).
 
 COMMAND:
-  python experiments/bench_train_step.py --image_size=28 --rounds=5
+  python experiments/bench_train_step.py --net=tll --image_size=28 --rounds=5
+  python experiments/bench_train_step.py --net=dann --image_size=16 --rounds=5
 
 Figures measured so far: docs/results_deep_da.md ("Speed").
 """
