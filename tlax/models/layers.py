@@ -33,14 +33,14 @@ uses (LeNet step 63 ms with XLA's vs 241 ms (im2col dx) and 403 ms (dx and
 dw), ``experiments/bench_conv.py``). The whole convolution as a patch-matrix
 matmul (``"patches"``) is faster where the patch matrix is small: the
 source-only step of Transfer-Learning-Library's LeNet (28x28, convs 20 / 50
-VALID, batch 64) takes 11.3 ms against 21.0 ms with ``"xla"``
-(``experiments/bench_train_step.py --net=tll``). Above about 8 MiB of
-patch matrix the time grows faster than the batch (the same network's
-source-only step at batch 128: 40 ms), and XLA's own convolution is as
-fast or faster (DANN's LeNet at 16x16, DANN step at batch 64 + 64: 55 ms
-with "patches" on both convolutions, 38 ms with "xla"), hence the limit. What did make the LeNet step slow was
-max-pooling's gradient (``select_and_scatter``), which :func:`max_pool`
-avoids (225 -> 63 ms, 3.6x).
+VALID, batch 64) takes 13.4 ms against 24.8 ms with ``"xla"``
+(``experiments/bench_train_step.py --net=tll``). Above about 8 MiB of patch
+matrix the step time grows faster than the batch (the same step at batch
+128: 38-44 ms) and XLA's own convolution is as fast or faster (DANN's LeNet
+at 16x16, DANN step at batch 64 + 64: 55 ms with ``"patches"`` on both
+convolutions, 38 ms with ``"xla"``), hence the limit. What did make the
+LeNet step slow was max-pooling's gradient (``select_and_scatter``), which
+:func:`max_pool` avoids (225 -> 63 ms, 3.6x).
 
 All give the same values to float32 rounding. The ``"im2col"`` custom VJP is
 reverse-mode only: ``jax.jvp`` / ``jax.jacfwd`` through an ``"im2col"``
