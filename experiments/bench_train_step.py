@@ -244,7 +244,7 @@ def main(argv=None):
   p.add_argument("--warmup", type=int, default=10)
   p.add_argument("--rounds", type=int, default=5)
   p.add_argument("--conv_impl", default="auto",
-                 help="tlax Conv implementation: auto | im2col | xla")
+                 help="tlax Conv implementation: auto | patches | im2col | xla")
   p.add_argument("--net", default="dann", choices=sorted(NETS),
                  help="dann: the DANN paper's LeNet (tlax's default); tll: "
                  "Transfer-Learning-Library's 28x28 LeNet + bottleneck 256")
