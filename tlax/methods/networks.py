@@ -302,18 +302,13 @@ def alignment_schedule(method, step, *, ramp: bool = True,
   Why a start: from scratch on SynDigits the source classifier sits on its
   chance plateau for a few hundred steps; an alignment term active then
   reaches a constant-feature solution and the classifier never leaves the
-  plateau (docs/results_digits_more.md).
+  plateau (docs/results_deep_da.md, SynDigits).
   """
   start = align_start(method)
-  total = int(method.ctx.total_steps)
   s = jnp.asarray(step, jnp.float32) - start
-  if ramp:
-    from tlax import losses  # pylint: disable=g-import-not-at-top
-    value = losses.grl_lambda_schedule(
-        jnp.clip(s / max(total - start, 1), 0.0, 1.0), gamma)
-  else:
-    value = jnp.ones((), jnp.float32)
-  return jnp.where(s >= 0, value, 0.0)
+  if ramp:  # progress() clips s < 0 to p = 0, where the ramp is 0
+    return dann_ramp(s, int(method.ctx.total_steps) - start, gamma)
+  return (s >= 0).astype(jnp.float32)
 
 
 def method_option(method, key: str, default):
