@@ -275,6 +275,18 @@ def test_config_mismatch_on_resume_lists_the_keys(finished_run, tmp_path):
     assert result[key] == finished_run[1][key]
 
 
+def test_config_diff_accepts_keys_added_later_at_their_neutral_value():
+  old = {"method": {"name": "dann", "lambda": 1.0}}  # made before align_start
+  new = {"method": {"name": "dann", "lambda": 1.0, "align_start": 0}}
+  assert train.config_diff(new, old) == []
+  assert train.config_diff(old, new) == []
+  delayed = {"method": {"name": "dann", "lambda": 1.0, "align_start": 600}}
+  assert train.config_diff(delayed, old) == [
+      "  method.align_start: requested 600, workdir has '<absent>'"]
+  # Other absent keys still count.
+  assert train.config_diff({"method": {"name": "dann", "extra": 0}}, old)
+
+
 @methods.register
 class _NaNAfterSeven(methods.Method):
   """Test method: the loss becomes NaN from the eighth update on."""

@@ -68,6 +68,13 @@ REQUIRED_FIELDS = ("model.name", "steps", "batch_size", "optimizer.name",
 NON_RESULT_FIELDS = ("progress", "stop_after_step", "data_dir", "auto",
                      "plots", "iw_validation")
 MODEL_BY_KIND = {"features": "mlp", "image": "lenet"}
+# Config keys added after runs were made, each with the value that does what
+# runs made before the key existed did. A workdir whose config lacks one of
+# them matches a request holding that value (and the other way round), so
+# finished runs stay valid when a config grows an option.
+KEYS_ADDED_LATER = {
+    "method.align_start": 0,  # session 4: alignment weight held at 0 for N steps
+}
 
 
 class ConfigMismatchError(ValueError):
@@ -129,6 +136,9 @@ def config_diff(requested: Mapping[str, Any], saved: Mapping[str, Any], *,
       continue
     va, vb = a.get(key, "<absent>"), b.get(key, "<absent>")
     if partial and va in (None, "auto"):
+      continue
+    if key in KEYS_ADDED_LATER and "<absent>" in (va, vb) and (
+        KEYS_ADDED_LATER[key] in (va, vb)):
       continue
     if va != vb:
       lines.append(f"  {key}: requested {va!r}, workdir has {vb!r}")
