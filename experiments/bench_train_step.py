@@ -9,7 +9,8 @@ DANN learning-rate annealing. Two steps:
 
 * ``source_only``: cross-entropy on the 64 source images (the target batch is
   not used);
-* ``dann``: one forward of the 128 images, cross-entropy on the source half,
+* ``dann``: the 128 images through the network (one call, or one per
+  domain: ``--forward`` / ``--torch_forward``), cross-entropy on the source,
   gradient reversal with DANN's lambda schedule into a 1024-1024-1 domain
   classifier (ReLU, dropout 0.5) on the flattened conv features (``dann``)
   or the bottleneck (``tll``).
@@ -85,10 +86,15 @@ NETS = {
 
 
 def tlax_step_fn(method_name, data, total_steps, conv_impl="auto",
-                 net="dann"):
-  """``(run(n) -> seconds per step list)`` for the trainer's jitted step."""
+                 net="dann", forward="auto"):
+  """``(run(n) -> seconds per step list)`` for the trainer's jitted step.
+
+  ``forward``: :data:`tlax.methods.networks.FORWARD_MODE` while the step is
+  traced (how the two domains go through the network).
+  """
   import jax  # pylint: disable=g-import-not-at-top
   import importlib  # pylint: disable=g-import-not-at-top
+  from tlax.methods import networks  # pylint: disable=g-import-not-at-top
   from tlax.train import make_schedule  # pylint: disable=g-import-not-at-top
   from tlax.train import make_train_step  # pylint: disable=g-import-not-at-top
   from tlax.train.state import create_train_state  # pylint: disable=g-import-not-at-top
@@ -115,6 +121,12 @@ def tlax_step_fn(method_name, data, total_steps, conv_impl="auto",
   state, tx = create_train_state(config, method, batch)
   step = make_train_step(method, tx, make_schedule(config))
   holder = {"state": state}
+  saved_mode, networks.FORWARD_MODE = networks.FORWARD_MODE, forward
+  try:  # trace and compile with that mode
+    state, _ = step(state, batch)
+  finally:
+    networks.FORWARD_MODE = saved_mode
+  holder["state"] = state
 
   def run(n):
     times = []
@@ -133,7 +145,8 @@ def tlax_step_fn(method_name, data, total_steps, conv_impl="auto",
 # ----------------------------------------------------------------------------
 # PyTorch eager
 # ----------------------------------------------------------------------------
-def torch_step_fn(method_name, data, total_steps, threads=0, net="dann"):
+def torch_step_fn(method_name, data, total_steps, threads=0, net="dann",
+                  forward="concat"):
   import torch  # pylint: disable=g-import-not-at-top
   from torch import nn  # pylint: disable=g-import-not-at-top
 
@@ -216,7 +229,11 @@ def torch_step_fn(method_name, data, total_steps, threads=0, net="dann"):
       loss = ce(logits, ys)
     else:
       lam = 2.0 / (1.0 + np.exp(-10 * p)) - 1.0
-      logits, f = model(torch.cat([xs, xt]))
+      if forward == "split":  # one forward per domain, as tlax's "split"
+        (logits, fs), (_, ft) = model(xs), model(xt)
+        f = torch.cat([fs, ft])
+      else:
+        logits, f = model(torch.cat([xs, xt]))
       loss = ce(logits[:BATCH], ys) + bce(
           disc(GradReverse.apply(f, lam))[:, 0], dom)
     loss.backward()
@@ -248,6 +265,14 @@ def main(argv=None):
   p.add_argument("--net", default="dann", choices=sorted(NETS),
                  help="dann: the DANN paper's LeNet (tlax's default); tll: "
                  "Transfer-Learning-Library's 28x28 LeNet + bottleneck 256")
+  p.add_argument("--forward", default="auto",
+                 choices=("auto", "concat", "split"),
+                 help="tlax: source and target through the network in one "
+                 "call (concat) or one call each (split); auto: split on the "
+                 "CPU for networks without BatchNorm")
+  p.add_argument("--torch_forward", default="concat",
+                 choices=("concat", "split"),
+                 help="the same choice for the PyTorch step")
   p.add_argument("--frameworks", default="tlax,torch")
   p.add_argument("--torch_threads", type=int, default=0,
                  help="torch.set_num_threads (0: all cores)")
@@ -263,10 +288,11 @@ def main(argv=None):
     runners = {}
     if "tlax" in frameworks:
       runners["tlax"] = tlax_step_fn(name, data, total, args.conv_impl,
-                                      args.net)
+                                      args.net, args.forward)
     if "torch" in frameworks:
       runners["torch"] = torch_step_fn(name, data, total,
-                                       args.torch_threads, args.net)
+                                       args.torch_threads, args.net,
+                                       args.torch_forward)
     for fw, run in runners.items():
       run(args.warmup)  # compile / warm caches
     per_round = {fw: [] for fw in runners}
@@ -282,7 +308,8 @@ def main(argv=None):
             f", {os.cpu_count()} CPU cores visible; LeNet ({args.net}) "
             f"{args.image_size}x{args.image_size}x{args.channels}, batch "
             f"{BATCH} + {BATCH}, SGD momentum {MOMENTUM}; tlax conv "
-            f"{args.conv_impl}; torch threads "
+            f"{args.conv_impl}, forward {args.forward}; torch forward "
+            f"{args.torch_forward}, threads "
             f"{args.torch_threads or os.cpu_count()}; median ms/step over {args.rounds} rounds of "
             f"{args.steps} steps")
   print(header)

@@ -8,6 +8,7 @@ critic) also run once on 8x8 images.
 
 import importlib
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -336,3 +337,73 @@ def test_align_start_rejects_bad_values(bad):
   m = make_method("dann", total_steps=20, align_start=bad)
   with pytest.raises(ValueError, match="align_start"):
     networks.alignment_schedule(m, 0)
+
+
+def _forward_both(m, params, state, batch, mode):
+  def f(p):
+    out, new_state = networks.forward_domains(m, p, state, batch,
+                                              jax.random.key(3), mode=mode)
+    (ls, fs), (lt, ft) = out["s"], out["t"]
+    value = (jnp.sum(jnp.tanh(ls)) + jnp.sum(lt ** 2)
+             + sum(jnp.sum(jnp.sin(v)) for v in ft.values()))
+    return value, (out, new_state)
+  return jax.jit(jax.value_and_grad(f, has_aux=True))(params)
+
+
+def test_forward_domains_split_equals_concat_without_batch_statistics():
+  """Split (one call per domain) and concat give the same outputs and
+  gradients for a network without BatchNorm; ``auto`` is split on the CPU."""
+  model = get_model("lenet", NUM_CLASSES, conv_features=(4, 6), hidden=(8,))
+  m = make_method("dann", model=model)
+  batch = make_batch(shape=(4, 8, 8, 1), labelled=2)
+  params, state = m.init(jax.random.key(0), batch)
+  assert not state["model"]
+  (v1, (o1, _)), g1 = _forward_both(m, params, state, batch, "concat")
+  (v2, (o2, _)), g2 = _forward_both(m, params, state, batch, "split")
+  assert sorted(o1) == sorted(o2) == ["s", "t", "tl"]
+  for key in o1:
+    np.testing.assert_allclose(o1[key][0], o2[key][0], rtol=1e-5, atol=1e-6)
+    for name in o1[key][1]:
+      np.testing.assert_allclose(o1[key][1][name], o2[key][1][name],
+                                 rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(v1, v2, rtol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4,
+                                                       atol=1e-5), g1, g2)
+  assert networks.resolve_forward_mode("auto", state) == (
+      "split" if jax.default_backend() == "cpu" else "concat")
+
+
+class _BatchNormNet(nn.Module):
+  """Dense -> BatchNorm -> ReLU -> head: the smallest model with batch stats."""
+
+  @nn.compact
+  def __call__(self, x, *, train=False):
+    h = nn.Dense(6)(x.reshape(x.shape[0], -1))
+    h = nn.relu(nn.BatchNorm(use_running_average=not train)(h))
+    return nn.Dense(NUM_CLASSES, name="head")(h), {"fc1": h, "embedding": h}
+
+
+def test_forward_domains_keeps_one_call_for_batchnorm_models():
+  """With BatchNorm the joint call is what DAN/DANN do (statistics over both
+  domains); ``auto`` keeps it, and ``split`` really differs."""
+  m = make_method("dann", model=_BatchNormNet())
+  batch = make_batch()
+  batch["xt"] = batch["xt"] * 3.0  # another scale: per-domain stats differ
+  params, state = m.init(jax.random.key(0), batch)
+  assert state["model"]
+  assert networks.resolve_forward_mode("auto", state) == "concat"
+  forward = jax.jit(
+      lambda mode: networks.forward_domains(m, params, state, batch,
+                                            jax.random.key(3), mode=mode),
+      static_argnums=0)
+  auto_out, auto_state = forward("auto")
+  cat_out, cat_state = forward("concat")
+  split_out, _ = forward("split")
+  np.testing.assert_array_equal(auto_out["t"][0], cat_out["t"][0])
+  jax.tree.map(np.testing.assert_array_equal, auto_state, cat_state)
+  assert not np.allclose(split_out["t"][0], cat_out["t"][0], atol=1e-3)
+
+
+def test_forward_domains_unknown_mode_is_named():
+  with pytest.raises(ValueError, match="Unknown forward mode 'both'"):
+    networks.resolve_forward_mode("both", {"model": {}})

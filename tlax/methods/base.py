@@ -130,23 +130,6 @@ class Method:
       logits, feats = self.model.apply(variables, x, train=train, rngs=rngs)
     return logits, feats, state
 
-  def joint_classifier(self, params, state, xs, xt, *, train: bool, rng=None):
-    """Runs source and target through the network in one call.
-
-    One forward on the concatenated batch (so BatchNorm sees both domains, as
-    in DAN/DANN implementations) then splits logits and every feature.
-    Returns ``(logits_s, logits_t, feats_s, feats_t, new_state)``.
-    """
-    ns = xs.shape[0]
-    x = jnp.concatenate([xs, xt], axis=0)
-    logits, feats, state = self.classifier(params, state, x, train=train,
-                                           rng=rng)
-    split = lambda a: (a[:ns], a[ns:])
-    ls, lt = split(logits)
-    fs = {k: v[:ns] for k, v in feats.items()}
-    ft = {k: v[ns:] for k, v in feats.items()}
-    return ls, lt, fs, ft, state
-
   # ----- the objective --------------------------------------------------
   def loss(self, params, state, batch, rng, step, hparams):
     """Source-only: the weighted source classification risk.

@@ -22,7 +22,7 @@ collections (no BatchNorm), so the methods keep only parameters for them.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import flax.linen as nn
 import jax
@@ -205,21 +205,55 @@ class PixelDACritic(nn.Module):
 # ---------------------------------------------------------------------------
 
 
-def forward_domains(method, params, state, batch, rng, *, train: bool = True):
-  """One classifier forward on ``[xs; xt; xtl]``, split back by domain.
+# How forward_domains runs the domains through the classifier: "concat" (one
+# call on [xs; xt; xtl]), "split" (one call per domain), or "auto": "split" on
+# the CPU backend when the model keeps no batch statistics (then both give the
+# same values), "concat" otherwise. Why: on XLA:CPU a LeNet step costs about 3x
+# more at batch 128 than at 64, so two calls of 64 are faster than one of 128
+# (DANN step, DANN's LeNet at 16x16, batch 64 + 64: 23-27 ms split against
+# 35-37 ms joint; experiments/bench_train_step.py --forward). On accelerators
+# one larger call is the faster one.
+FORWARD_MODES = ("auto", "concat", "split")
+FORWARD_MODE = "auto"
 
-  One call on the concatenated batch, so BatchNorm statistics see both
-  domains (as in DAN/DANN implementations). Returns ``(out, new_state)``
-  where ``out`` maps ``"s"``, ``"t"`` and (when the batch has labelled target
-  examples) ``"tl"`` to ``(logits, features)``.
+
+def resolve_forward_mode(mode: str, state) -> str:
+  """``"concat"`` or ``"split"``: what ``mode`` means for this model state."""
+  if mode not in FORWARD_MODES:
+    raise ValueError(f"Unknown forward mode {mode!r}; expected one of "
+                     f"{FORWARD_MODES}.")
+  if mode == "auto":
+    stats = bool(state.get("model")) if isinstance(state, Mapping) else True
+    return "split" if jax.default_backend() == "cpu" and not stats else "concat"
+  return mode
+
+
+def forward_domains(method, params, state, batch, rng, *, train: bool = True,
+                    mode: str | None = None):
+  """The classifier's outputs on ``xs``, ``xt`` (and ``xtl``), by domain.
+
+  With ``mode="concat"`` one call on the concatenated batch, so BatchNorm
+  statistics see both domains (as in DAN/DANN implementations); with
+  ``"split"`` one call per domain (dropout draws from ``fold_in(rng, i)``).
+  ``mode`` defaults to :data:`FORWARD_MODE`, see :func:`resolve_forward_mode`.
+  Returns ``(out, new_state)`` where ``out`` maps ``"s"``, ``"t"`` and (when
+  the batch has labelled target examples) ``"tl"`` to ``(logits, features)``.
   """
   parts = [("s", batch["xs"]), ("t", batch["xt"])]
   if "xtl" in batch and batch["xtl"] is not None and len(batch["xtl"]):
     parts.append(("tl", batch["xtl"]))
+  out = {}
+  if resolve_forward_mode(mode or FORWARD_MODE, state) == "split":
+    for i, (key, p) in enumerate(parts):
+      r = None if rng is None else jax.random.fold_in(rng, i)
+      logits, feats, state = method.classifier(params, state, jnp.asarray(p),
+                                               train=train, rng=r)
+      out[key] = (logits, feats)
+    return out, state
   x = jnp.concatenate([jnp.asarray(p) for _, p in parts], axis=0)
   logits, feats, state = method.classifier(params, state, x, train=train,
                                            rng=rng)
-  out, start = {}, 0
+  start = 0
   for key, p in parts:
     end = start + p.shape[0]
     out[key] = (logits[start:end],
