@@ -123,10 +123,14 @@ def tlax_step_fn(method_name, data, total_steps, conv_impl="auto",
   holder = {"state": state}
   saved_mode, networks.FORWARD_MODE = networks.FORWARD_MODE, forward
   try:  # trace and compile with that mode
+    cost = step.lower(state, batch).compile().cost_analysis()
     state, _ = step(state, batch)
   finally:
     networks.FORWARD_MODE = saved_mode
   holder["state"] = state
+  if isinstance(cost, (list, tuple)):  # older jax: one dict per computation
+    cost = cost[0] if cost else {}
+  flops = float((cost or {}).get("flops", float("nan")))
 
   def run(n):
     times = []
@@ -139,6 +143,7 @@ def tlax_step_fn(method_name, data, total_steps, conv_impl="auto",
     holder["state"] = st
     return times
 
+  run.flops = flops  # XLA's count for one step (cost analysis)
   return run
 
 
@@ -252,6 +257,36 @@ def torch_step_fn(method_name, data, total_steps, threads=0, net="dann",
   return run
 
 
+def matmul_peak(frameworks, n=2048, repeats=10):
+  """GFLOP/s of one ``n x n`` float32 matmul per framework (median).
+
+  The ceiling a step made of matmuls and convolutions can approach on this
+  machine: a step's GF/s over it is the fraction of that ceiling it reaches.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  r = np.random.RandomState(0)
+  a, b = (r.rand(n, n).astype(np.float32) for _ in range(2))
+  calls = {}
+  if "tlax" in frameworks:
+    dot, ja, jb = jax.jit(jnp.dot), jnp.asarray(a), jnp.asarray(b)
+    calls["tlax"] = lambda: dot(ja, jb).block_until_ready()
+  if "torch" in frameworks:
+    import torch  # pylint: disable=g-import-not-at-top
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    calls["torch"] = lambda: ta @ tb
+  peak = {}
+  for fw, call in calls.items():
+    call()
+    times = []
+    for _ in range(repeats):
+      t = time.perf_counter()
+      call()
+      times.append(time.perf_counter() - t)
+    peak[fw] = 2 * n ** 3 / statistics.median(times) / 1e9
+  return peak
+
+
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--image_size", type=int, default=28)
@@ -302,7 +337,10 @@ def main(argv=None):
     results[name] = {fw: {"median_ms": statistics.median(v),
                           "rounds_ms": [round(x, 2) for x in v]}
                      for fw, v in per_round.items()}
+    if "tlax" in runners:
+      results[name]["gflop"] = runners["tlax"].flops / 1e9
 
+  peak = matmul_peak(frameworks)
   device = jax.devices()[0]
   header = (f"device: {device.platform} ({getattr(device, 'device_kind', '')})"
             f", {os.cpu_count()} CPU cores visible; LeNet ({args.net}) "
@@ -314,15 +352,22 @@ def main(argv=None):
             f"{args.steps} steps")
   print(header)
   print(f"{'method':<12} {'tlax ms':>9} {'torch ms':>9} {'tlax st/s':>10} "
-        f"{'torch st/s':>10} {'speed-up':>9}")
+        f"{'torch st/s':>10} {'speed-up':>9} {'GFLOP':>7} {'tlax GF/s':>10} "
+        f"{'torch GF/s':>10}")
   for name, r in results.items():
     t = r.get("tlax", {}).get("median_ms", float("nan"))
     q = r.get("torch", {}).get("median_ms", float("nan"))
+    gf = r.get("gflop", float("nan"))  # the same step: the same count for both
     print(f"{name:<12} {t:9.2f} {q:9.2f} {1e3 / t:10.1f} {1e3 / q:10.1f} "
-          f"{q / t:8.2f}x")
+          f"{q / t:8.2f}x {gf:7.3f} {gf * 1e3 / t:10.1f} {gf * 1e3 / q:10.1f}")
+  print("GFLOP: XLA's cost analysis of tlax's compiled step; GF/s: that "
+        "count over each framework's step time")
+  print("matmul ceiling (2048 x 2048 float32, GF/s): "
+        + ", ".join(f"{fw} {v:.1f}" for fw, v in peak.items()))
   if args.json:
     with open(args.json, "w") as f:
-      json.dump({"header": header, "results": results}, f, indent=1)
+      json.dump({"header": header, "results": results,
+                 "matmul_gflops": peak}, f, indent=1)
   return results
 
 
