@@ -210,9 +210,10 @@ class PixelDACritic(nn.Module):
 # the CPU backend when the model keeps no batch statistics (then both give the
 # same values), "concat" otherwise. Why: on XLA:CPU a LeNet step costs about 3x
 # more at batch 128 than at 64, so two calls of 64 are faster than one of 128
-# (DANN step, DANN's LeNet at 16x16, batch 64 + 64: 23-27 ms split against
-# 35-37 ms joint; experiments/bench_train_step.py --forward). On accelerators
-# one larger call is the faster one.
+# (DANN step, DANN's LeNet at 16x16, batch 64 + 64: 25.0 ms split against
+# 34.5 ms joint, experiments/bench_train_step.py --forward; figures in
+# docs/results_deep_da.md, "Speed"). On accelerators one larger call is the
+# faster one.
 FORWARD_MODES = ("auto", "concat", "split")
 FORWARD_MODE = "auto"
 
