@@ -306,6 +306,16 @@ def test_nan_loss_stops_with_the_step_and_keeps_good_checkpoint(tmp_path):
   assert not (tmp_path / "result.json").exists()
 
 
+def test_nan_loss_before_any_checkpoint_says_so(tmp_path):
+  config = quick_config(**{"method.name": "test_nan_after_7",
+                           "checkpoint_every": 100})
+  with pytest.raises(train.NonFiniteLossError,
+                     match=r"nan at step 8 .*No checkpoint was saved before "
+                     r"it\. .*clip_norm=10"):
+    train.train_and_evaluate(config, tmp_path)
+  assert not (tmp_path / "result.json").exists()
+
+
 def test_unknown_method_names_the_valid_ones(tmp_path):
   with pytest.raises(KeyError, match="Unknown method 'nope'.*source_only"):
     train.train_and_evaluate(quick_config(**{"method.name": "nope"}), tmp_path)

@@ -419,11 +419,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     for (s, _), value in zip(unchecked, losses):
       if not np.isfinite(value):
         last = manager.latest_step()
+        kept = (f"The last good checkpoint is step {last} in {workdir}/"
+                "checkpoints." if last is not None else
+                "No checkpoint was saved before it.")
         raise NonFiniteLossError(
             f"The training loss is {float(value)} at step {s} "
             f"({config.method.name} on {config.source} -> {config.target}). "
-            f"The last good checkpoint is step {last} in {workdir}/"
-            f"checkpoints. Try a lower optimizer.lr or optimizer.clip_norm.")
+            f"{kept} Try a lower optimizer.lr or optimizer.clip_norm "
+            "(e.g. --config.optimizer.clip_norm=10).")
     unchecked.clear()
 
   show = bool(config.get("progress", True)) and sys.stderr.isatty()
