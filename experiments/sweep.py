@@ -122,12 +122,17 @@ def task_dir(source: str, target: str) -> str:
 
 
 def _fmt(values) -> str:
-  values = [v for v in values if v is not None]
-  if not values:
+  """``mean ± std`` of the finished runs; says how many when some are not."""
+  done = [v for v in values if v is not None]
+  if not done:
     return "-"
-  if len(values) == 1:
-    return f"{values[0]:.1f}"
-  return f"{np.mean(values):.1f} ± {np.std(values, ddof=1):.1f}"
+  if len(done) == 1:
+    cell = f"{done[0]:.1f}"
+  else:
+    cell = f"{np.mean(done):.1f} ± {np.std(done, ddof=1):.1f}"
+  if len(done) < len(values):
+    cell += f" ({len(done)} of {len(values)} seeds)"
+  return cell
 
 
 # Columns of the tables: (key, header, how to read it from a result).

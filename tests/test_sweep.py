@@ -56,6 +56,17 @@ def test_method_layout():
       "dann", "51.0 ± 1.0", "61.0 ± 1.0", "**56.0 ± 1.0**"]
 
 
+def test_cells_say_how_many_seeds_when_runs_are_missing():
+  results = _results()
+  del results[("dann", "office_caltech10/amazon", "office_caltech10/webcam", 1)]
+  text = sweep.make_method_table(results, GROUPS, ["dann"], [0, 1, 2],
+                                 columns=("final",))
+  row = [l for l in text.splitlines() if l.startswith("| dann")][0]
+  # seeds 0 and 2: 50, 52; the average needs every run
+  assert row.strip("| ").split(" | ") == [
+      "dann", "51.0 ± 1.4 (2 of 3 seeds)", "61.0 ± 1.0", "-"]
+
+
 def test_unknown_column():
   with pytest.raises(ValueError, match="Unknown columns"):
     sweep.make_table(_results(), GROUPS, ["dann"], [0], columns=("best",))
@@ -83,5 +94,5 @@ def test_table_only_reads_finished_runs_and_trains_nothing(tmp_path):
     sweep.main(["sweep"])
   text = out.read_text()
   assert "1 of 2 runs finished" in text
-  assert "| 42.0 | 41.0 | - |" in text
+  assert "| 42.0 (1 of 2 seeds) | 41.0 (1 of 2 seeds) | - |" in text
   assert not (run / "1").exists()   # the missing seed was not trained
