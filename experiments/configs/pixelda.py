@@ -7,6 +7,12 @@ task weight 1), no content loss, noise in [-1, 1]^10. The paper's generator
 2-core CPU; set gen_features=64, gen_blocks=6,
 critic_features=(64,128,256,512) for the paper's sizes.
 
+The generator's output is unbounded (input plus residual), and a gradient
+spike can blow it up: on the default task one seed of three diverged to NaN
+at step 93. ``--config.optimizer.clip_norm=10`` prevents it (all three seeds
+finish, 50.4 +- 0.3; docs/results_deep_da.md). The tables' runs use no
+clipping, so the default stays 0.
+
 Every value here is a default of :mod:`tlax.methods.pixelda` (see its docstring for
 sources); swept values (``lambda`` and the other ``default_hparams``) become
 float32 scalars in the TrainState.
