@@ -22,7 +22,7 @@ collections (no BatchNorm), so the methods keep only parameters for them.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import flax.linen as nn
 import jax
@@ -224,7 +224,7 @@ def resolve_forward_mode(mode: str, state) -> str:
     raise ValueError(f"Unknown forward mode {mode!r}; expected one of "
                      f"{FORWARD_MODES}.")
   if mode == "auto":
-    stats = bool(state.get("model")) if isinstance(state, Mapping) else True
+    stats = bool(state.get("model"))  # BatchNorm statistics
     return "split" if jax.default_backend() == "cpu" and not stats else "concat"
   return mode
 
