@@ -143,3 +143,54 @@ def test_pretrain_resumes_from_its_checkpoint(pretrained):
                                          workdir)
   assert again["source_test_accuracy"] == first["source_test_accuracy"]
   assert again["source_val_accuracy"] == first["source_val_accuracy"]
+
+
+_SAVE_ON_LAST_DEVICE = r"""
+import sys
+import jax, jax.numpy as jnp
+import orbax.checkpoint as ocp
+device = jax.local_devices()[-1]            # cpu:7 of 8 fake devices
+put = lambda x: jax.device_put(x, device)
+tree = {"params": {"model": {"head": {"kernel": put(jnp.arange(6.0).reshape(2, 3))}}},
+        "state": {"model": {"bn": {"mean": put(jnp.ones(3))}}},
+        "step": put(jnp.array(4))}
+manager = ocp.CheckpointManager(sys.argv[1])
+manager.save(4, args=ocp.args.Composite(state=ocp.args.StandardSave(tree),
+                                        config=ocp.args.JsonSave({})))
+manager.wait_until_finished()
+manager.close()
+"""
+
+
+def test_checkpoint_from_devices_this_process_lacks_loads(tmp_path):
+  """Pretrained on other devices (a GPU, pmap's replicas), fine-tuned here:
+  the trees come back as NumPy arrays. Orbax's own target-free
+  restore puts each array on the saved device and fails."""
+  import os  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  if jax.local_device_count() >= 8:
+    pytest.skip("needs fewer than 8 local devices")
+  directory = tmp_path / "checkpoints"
+  env = {**os.environ, "JAX_PLATFORMS": "cpu",
+         "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+  done = subprocess.run([sys.executable, "-c", _SAVE_ON_LAST_DEVICE,
+                         str(directory)], env=env, capture_output=True,
+                        text=True, timeout=300)
+  assert done.returncode == 0, done.stderr[-3000:]
+
+  manager = ocp.CheckpointManager(directory, options=(
+      ocp.CheckpointManagerOptions(create=False, read_only=True)))
+  with pytest.raises(ValueError):  # what load_checkpoint_trees avoids
+    manager.restore(4, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore()))
+  manager.close()
+
+  trees = finetune.load_checkpoint_trees(str(tmp_path))
+  assert trees["step"] == 4
+  kernel = trees["params"]["model"]["head"]["kernel"]
+  np.testing.assert_array_equal(kernel, np.arange(6.0).reshape(2, 3))
+  np.testing.assert_array_equal(trees["state"]["model"]["bn"]["mean"],
+                                np.ones(3))
+  assert isinstance(kernel, np.ndarray)

@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 from absl import logging
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from tlax.train.state import TrainState
@@ -52,6 +53,32 @@ def restore_config(manager: ocp.CheckpointManager, step: int | None = None
   restored = manager.restore(step, args=ocp.args.Composite(
       config=ocp.args.JsonRestore()))
   return dict(restored.config)
+
+
+def restore_state_numpy(directory: str | os.PathLike, step: int) -> Any:
+  """The state saved at ``step`` as a tree of NumPy arrays, without a target.
+
+  The structure comes from the checkpoint itself, so any model's state
+  loads. NumPy arrays, not device arrays: they can be read whatever devices
+  wrote the checkpoint (a GPU run read on a CPU machine, an array saved from
+  ``cpu:3`` of a multi-device process), and also while a function is being
+  traced. (Orbax's own target-free restore puts each array back on the
+  device it was saved from and fails when that device is not here.)
+  """
+  manager = ocp.CheckpointManager(
+      os.path.abspath(os.fspath(directory)),
+      options=ocp.CheckpointManagerOptions(create=False, read_only=True),
+      item_handlers={"state": ocp.PyTreeCheckpointHandler()})
+  try:
+    meta = manager.item_metadata(step)["state"]
+    meta = getattr(meta, "tree", meta)  # newer orbax wraps the tree
+    as_numpy = jax.tree.map(
+        lambda _: ocp.RestoreArgs(restore_type=np.ndarray), meta)
+    restored = manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.PyTreeRestore(restore_args=as_numpy)))
+  finally:
+    manager.close()
+  return restored.state
 
 
 def restore_checkpoint(manager: ocp.CheckpointManager, target: TrainState,

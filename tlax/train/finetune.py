@@ -377,13 +377,15 @@ def load_checkpoint_trees(path: str, step: int = -1) -> dict[str, PyTree]:
   ``path`` is a run's workdir (holding ``checkpoints/``) or its checkpoint
   folder, as written by :func:`tlax.train.save_checkpoint` (the trainer and
   the pretraining stage). The TrainState is restored *without a target*, so
-  the trees are plain nested dicts of numpy arrays whatever the model; the
-  strict comparison with the target happens in :func:`merge_params`.
+  the trees are plain nested dicts of NumPy arrays whatever the model and
+  whatever devices wrote them; the strict
+  comparison with the target happens in :func:`merge_params`.
 
   Raises:
     FileNotFoundError: no checkpoint there (or not the requested step).
   """
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  from tlax.train import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
   directory = _checkpoint_dir(path)
   if not os.path.isdir(directory):
     raise FileNotFoundError(f"No checkpoint folder at {path}.")
@@ -398,11 +400,11 @@ def load_checkpoint_trees(path: str, step: int = -1) -> dict[str, PyTree]:
     if step not in steps:
       raise FileNotFoundError(f"No checkpoint of step {step} in {directory} "
                               f"(steps: {sorted(steps)}).")
-    restored = manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore()))
+    # Target-free (any model), as NumPy: the pretraining may have run on
+    # other devices (a GPU, pmap's replicas).
+    tree = ckpt_lib.restore_state_numpy(directory, step)
   finally:
     manager.close()
-  tree = restored.state
   return {"params": tree["params"], "state": tree.get("state") or {},
           "step": int(step), "path": os.path.join(directory, str(step))}
 
