@@ -15,6 +15,12 @@ _SHARED = _REPO.parent / "shared" / "data"
 if not os.environ.get("TLAX_DATA_DIR") and _SHARED.is_dir():
   os.environ["TLAX_DATA_DIR"] = str(_SHARED)
 
+# Tests compare float32 results with NumPy references and with each other at
+# float32 tolerances. On GPUs JAX's default matmul/convolution precision is
+# TF32 (about 3 decimal digits), which those comparisons cannot pass; ask for
+# full float32 (no effect on the CPU, where float32 is always exact).
+os.environ.setdefault("JAX_DEFAULT_MATMUL_PRECISION", "highest")
+
 # Keep test runs hermetic: TFDS builds and caches go to a temporary folder.
 os.environ.setdefault("TLAX_CACHE_DIR", str(_REPO / ".pytest_cache" / "tlax"))
 

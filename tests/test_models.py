@@ -337,12 +337,14 @@ def test_conv_impls_vmap_and_errors():
   np.testing.assert_allclose(g_patches, g_xla, rtol=1e-4, atol=1e-4)
   assert layers.resolve_impl("xla") == "xla"
   assert layers.resolve_impl("patches") == "patches"
-  # On the CPU, "auto" takes the patch matrix only while it is small.
-  assert jax.default_backend() == "cpu"
   limit = layers.PATCHES_MAX_ELEMENTS
-  assert layers.resolve_impl("auto", limit) == layers.CPU_IMPL
-  if layers.CPU_IMPL == "patches":
-    assert layers.resolve_impl("auto", limit + 1) == "xla"
+  if jax.default_backend() == "cpu":
+    # On the CPU, "auto" takes the patch matrix only while it is small.
+    assert layers.resolve_impl("auto", limit) == layers.CPU_IMPL
+    if layers.CPU_IMPL == "patches":
+      assert layers.resolve_impl("auto", limit + 1) == "xla"
+  else:  # GPU / TPU: XLA's own convolution (cuDNN) always
+    assert layers.resolve_impl("auto", limit) == "xla"
   with pytest.raises(ValueError, match="impl"):
     layers.resolve_impl("cudnn")
   with pytest.raises(ValueError, match="NHWC"):

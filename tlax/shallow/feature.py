@@ -175,7 +175,11 @@ def eigh_top(a, k: int):
   Rayleigh-Ritz), then the reflectors applied to the ``k`` vectors only.
   About half the time of a full ``eigh`` for ``k << n``, same accuracy
   (tested against ``numpy.linalg.eigh``), and cheap to compile.
-  Small problems (``n < 200`` or ``k > n / 4``) use a full ``eigh``.
+  Small problems (``n < 200`` or ``k > n / 4``) use a full ``eigh``, and
+  so does every problem off the CPU backend: on a GPU the batched
+  tridiagonal solve of the inverse iteration (cuSPARSE) leaves float64
+  eigenvectors only about 1e-7 accurate (measured on an H100), while the
+  GPU's full ``eigh`` is exact to rounding and fast.
 
   Args:
     a: ``(n, n)`` symmetric (the lower triangle is used).
@@ -186,7 +190,8 @@ def eigh_top(a, k: int):
     eigenvectors.
   """
   n = a.shape[0]
-  if n < _TRIDIAGONAL_MIN or 4 * k > n:   # small: a full eigh is as cheap
+  if (n < _TRIDIAGONAL_MIN or 4 * k > n   # small: a full eigh is as cheap
+      or jax.default_backend() != "cpu"):
     w, v = jnp.linalg.eigh(a)
     return w[::-1][:k], v[:, ::-1][:, :k]
   arr, d, e, taus = jax.lax.linalg.tridiagonal(a, lower=True)
