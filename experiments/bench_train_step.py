@@ -25,12 +25,18 @@ over ``--steps`` timed steps after ``--warmup`` steps, each step synchronised
 ``--rounds`` rounds so that a change of machine load hits both, and the
 reported figure is the median over rounds.
 
+On a GPU (JAX's default backend "gpu"), PyTorch runs on ``cuda`` too
+(``--torch_device=auto``); ``--tf32`` sets float32 matmul/convolution
+precision in both frameworks alike, and ``--sync=end`` times queued steps
+(one wait per round) instead of waiting for each.
+
 torch is imported only here, never by tlax; install the CPU wheel with
 ``pip install torch==2.13.0`` (see the README).
 
 COMMAND:
   python experiments/bench_train_step.py --net=tll --image_size=28 --rounds=5
   python experiments/bench_train_step.py --net=dann --image_size=16 --rounds=5
+  (on a GPU add --steps=200 --warmup=20: a step takes under a millisecond)
 
 Figures measured so far: docs/results_deep_da.md ("Speed").
 """
@@ -86,7 +92,7 @@ NETS = {
 
 
 def tlax_step_fn(method_name, data, total_steps, conv_impl="auto",
-                 net="dann", forward="auto"):
+                 net="dann", forward="auto", sync="every"):
   """``(run(n) -> seconds per step list)`` for the trainer's jitted step.
 
   ``forward``: :data:`tlax.methods.networks.FORWARD_MODE` while the step is
@@ -132,8 +138,15 @@ def tlax_step_fn(method_name, data, total_steps, conv_impl="auto",
   flops = float((cost or {}).get("flops", float("nan")))
 
   def run(n):
-    times = []
     st = holder["state"]
+    if sync == "end":  # n steps dispatched, one wait: the mean of the n
+      t = time.perf_counter()
+      for _ in range(n):
+        st, metrics = step(st, batch)
+      jax.block_until_ready(metrics["loss"])
+      holder["state"] = st
+      return [(time.perf_counter() - t) / n]
+    times = []
     for _ in range(n):
       t = time.perf_counter()
       st, metrics = step(st, batch)
@@ -149,8 +162,19 @@ def tlax_step_fn(method_name, data, total_steps, conv_impl="auto",
 # ----------------------------------------------------------------------------
 # PyTorch eager
 # ----------------------------------------------------------------------------
+def torch_device(name="auto"):
+  """``"auto"``: ``"cuda"`` when torch sees a GPU and JAX runs on one, else
+  ``"cpu"`` (the two frameworks always run on the same kind of device)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import torch  # pylint: disable=g-import-not-at-top
+  if name != "auto":
+    return name
+  on_gpu = jax.default_backend() == "gpu"
+  return "cuda" if on_gpu and torch.cuda.is_available() else "cpu"
+
+
 def torch_step_fn(method_name, data, total_steps, threads=0, net="dann",
-                  forward="concat"):
+                  forward="concat", device="cpu", sync="every"):
   import torch  # pylint: disable=g-import-not-at-top
   from torch import nn  # pylint: disable=g-import-not-at-top
 
@@ -204,22 +228,22 @@ def torch_step_fn(method_name, data, total_steps, threads=0, net="dann",
     def backward(ctx, g):
       return -ctx.lam * g, None
 
-  model = LeNet()
+  model = LeNet().to(device)
   modules = [model]
   disc = None
   if method_name == "dann":
     disc = nn.Sequential(nn.Linear(model.flat, 1024), nn.ReLU(), nn.Dropout(0.5),
                          nn.Linear(1024, 1024), nn.ReLU(), nn.Dropout(0.5),
-                         nn.Linear(1024, 1))
+                         nn.Linear(1024, 1)).to(device)
     modules.append(disc)
   params = [p for m in modules for p in m.parameters()]
   opt = torch.optim.SGD(params, lr=LR, momentum=MOMENTUM,
                         weight_decay=WEIGHT_DECAY)
   to_nchw = lambda a: torch.from_numpy(np.ascontiguousarray(
-      a.transpose(0, 3, 1, 2)))
+      a.transpose(0, 3, 1, 2))).to(device)
   xs, xt = to_nchw(data["xs"]), to_nchw(data["xt"])
-  ys = torch.from_numpy(data["ys"].astype(np.int64))
-  dom = torch.cat([torch.ones(BATCH), torch.zeros(BATCH)])
+  ys = torch.from_numpy(data["ys"].astype(np.int64)).to(device)
+  dom = torch.cat([torch.ones(BATCH), torch.zeros(BATCH)]).to(device)
   ce, bce = nn.CrossEntropyLoss(), nn.BCEWithLogitsLoss()
   counter = {"step": 0}
 
@@ -246,17 +270,23 @@ def torch_step_fn(method_name, data, total_steps, threads=0, net="dann",
     return loss
 
   def run(n):
+    if sync == "end":  # n steps queued, one wait: the mean of the n
+      t = time.perf_counter()
+      for _ in range(n):
+        loss = one_step()
+      loss.item()
+      return [(time.perf_counter() - t) / n]
     times = []
     for _ in range(n):
       t = time.perf_counter()
-      one_step().item()
+      one_step().item()  # .item() waits for the step (also on a GPU)
       times.append(time.perf_counter() - t)
     return times
 
   return run
 
 
-def matmul_peak(frameworks, n=2048, repeats=10):
+def matmul_peak(frameworks, n=2048, repeats=10, device="cpu"):
   """GFLOP/s of one ``n x n`` float32 matmul per framework (median).
 
   The ceiling a step made of matmuls and convolutions can approach on this
@@ -272,8 +302,8 @@ def matmul_peak(frameworks, n=2048, repeats=10):
     calls["tlax"] = lambda: dot(ja, jb).block_until_ready()
   if "torch" in frameworks:
     import torch  # pylint: disable=g-import-not-at-top
-    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-    calls["torch"] = lambda: ta @ tb
+    ta, tb = torch.from_numpy(a).to(device), torch.from_numpy(b).to(device)
+    calls["torch"] = lambda: (ta @ tb).sum().item()  # .item(): wait for it
   peak = {}
   for fw, call in calls.items():
     call()
@@ -308,25 +338,45 @@ def main(argv=None):
                  choices=("concat", "split"),
                  help="the same choice for the PyTorch step")
   p.add_argument("--frameworks", default="tlax,torch")
+  p.add_argument("--torch_device", default="auto",
+                 help="cpu | cuda | auto (cuda when JAX runs on a GPU and "
+                 "torch sees one)")
+  p.add_argument("--sync", default="every", choices=("every", "end"),
+                 help="every: wait for each step and time it (median over "
+                 "steps); end: queue --steps steps, wait once, time / steps "
+                 "(throughput with asynchronous dispatch, as a training loop "
+                 "that does not read the loss each step)")
+  p.add_argument("--tf32", default="on", choices=("on", "off"),
+                 help="GPU float32 matmuls and convolutions in both "
+                 "frameworks: on = TF32 (JAX's default; torch's "
+                 "allow_tf32 set True), off = full float32 (JAX precision "
+                 "'highest', torch allow_tf32 False)")
   p.add_argument("--torch_threads", type=int, default=0,
                  help="torch.set_num_threads (0: all cores)")
   p.add_argument("--json", default=None, help="write the results here")
   args = p.parse_args(argv)
 
   import jax  # pylint: disable=g-import-not-at-top
+  if args.tf32 == "off":
+    jax.config.update("jax_default_matmul_precision", "highest")
+  if "torch" in args.frameworks.split(","):
+    import torch  # pylint: disable=g-import-not-at-top
+    torch.backends.cuda.matmul.allow_tf32 = args.tf32 == "on"
+    torch.backends.cudnn.allow_tf32 = args.tf32 == "on"
   data = _data(args.image_size, args.channels)
   frameworks = args.frameworks.split(",")
   total = args.warmup + args.rounds * args.steps
+  tdev = torch_device(args.torch_device) if "torch" in frameworks else "-"
   results = {}
   for name in args.methods.split(","):
     runners = {}
     if "tlax" in frameworks:
       runners["tlax"] = tlax_step_fn(name, data, total, args.conv_impl,
-                                      args.net, args.forward)
+                                      args.net, args.forward, args.sync)
     if "torch" in frameworks:
       runners["torch"] = torch_step_fn(name, data, total,
                                        args.torch_threads, args.net,
-                                       args.torch_forward)
+                                       args.torch_forward, tdev, args.sync)
     for fw, run in runners.items():
       run(args.warmup)  # compile / warm caches
     per_round = {fw: [] for fw in runners}
@@ -339,16 +389,17 @@ def main(argv=None):
     if "tlax" in runners:
       results[name]["gflop"] = runners["tlax"].flops / 1e9
 
-  peak = matmul_peak(frameworks)
+  peak = matmul_peak(frameworks, device=tdev)
   device = jax.devices()[0]
   header = (f"device: {device.platform} ({getattr(device, 'device_kind', '')})"
             f", {os.cpu_count()} CPU cores visible; LeNet ({args.net}) "
             f"{args.image_size}x{args.image_size}x{args.channels}, batch "
             f"{BATCH} + {BATCH}, SGD momentum {MOMENTUM}; tlax conv "
             f"{args.conv_impl}, forward {args.forward}; torch forward "
-            f"{args.torch_forward}, threads "
-            f"{args.torch_threads or os.cpu_count()}; median ms/step over {args.rounds} rounds of "
-            f"{args.steps} steps")
+            f"{args.torch_forward}, device {tdev}, threads "
+            f"{args.torch_threads or os.cpu_count()}; median ms/step over "
+            f"{args.rounds} rounds of {args.steps} steps, sync {args.sync}"
+            + (f", tf32 {args.tf32}" if device.platform == "gpu" else ""))
   print(header)
   print(f"{'method':<12} {'tlax ms':>9} {'torch ms':>9} {'tlax st/s':>10} "
         f"{'torch st/s':>10} {'speed-up':>9} {'GFLOP':>7} {'tlax GF/s':>10} "
