@@ -28,6 +28,7 @@ directions), ``default`` (the embedded default task), or one task written
 
 from __future__ import annotations
 
+import collections
 import copy
 import datetime
 import importlib.util
@@ -233,6 +234,21 @@ def make_method_table(results, groups, methods, seeds,
   return "\n".join(lines)
 
 
+def provenance(results: dict) -> str:
+  """"on <devices>; jax <versions>" of the finished runs (their result.json).
+
+  Runs made on several devices (a sweep resumed on another machine) are
+  counted per device, so a table says which of its numbers came from where.
+  """
+  def counted(key, default):
+    counts = collections.Counter(r.get(key, default) for r in results.values())
+    if len(counts) <= 1:
+      return ", ".join(counts) or "?"
+    return ", ".join(f"{k} ({n} run{'s' if n != 1 else ''})" for k, n in sorted(counts.items()))
+  return (f"on {counted('device', '?')}; "
+          f"jax {counted('jax_version', jax.__version__)}")
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
@@ -273,7 +289,6 @@ def main(argv):
 
   command = "python -m experiments.sweep " + " ".join(
       a for a in sys.argv[1:])
-  devices = sorted({r["device"] for r in results.values()})
   wall = sum(r.get("wall_time_s", 0.0) for r in results.values())
   header = (
       f"# Results: {', '.join(methods)}\n\n"
@@ -284,7 +299,7 @@ def main(argv):
       f"{', '.join(map(str, seeds))} (ddof=1).\n\n"
       f"Rebuilt with:\n\n```\n{command}\n```\n\n"
       f"({len(results)} of {len(runs)} runs finished, {wall / 60:.1f} min "
-      f"of training wall time in total, on {', '.join(devices) or '?'}; jax {jax.__version__}; "
+      f"of training wall time in total, {provenance(results)}; "
       f"{datetime.date.today().isoformat()}. Settings of each run: "
       f"`config` in its `result.json` under `{_ROOT.value}/`.)\n\n")
   if _LAYOUT.value == "methods":

@@ -96,3 +96,13 @@ def test_table_only_reads_finished_runs_and_trains_nothing(tmp_path):
   assert "1 of 2 runs finished" in text
   assert "| 42.0 (1 of 2 seeds) | 41.0 (1 of 2 seeds) | - |" in text
   assert not (run / "1").exists()   # the missing seed was not trained
+
+
+def test_provenance_names_each_device_and_jax_version_of_the_runs():
+  one = {"a": {"device": "cpu:cpu", "jax_version": "0.10.2"},
+         "b": {"device": "cpu:cpu", "jax_version": "0.10.2"}}
+  assert sweep.provenance(one) == "on cpu:cpu; jax 0.10.2"
+  mixed = {**one, "c": {"device": "gpu:H100", "jax_version": "0.11.2"}}
+  assert sweep.provenance(mixed) == (
+      "on cpu:cpu (2 runs), gpu:H100 (1 run); "
+      "jax 0.10.2 (2 runs), 0.11.2 (1 run)")
