@@ -244,7 +244,8 @@ def provenance(results: dict) -> str:
     counts = collections.Counter(r.get(key, default) for r in results.values())
     if len(counts) <= 1:
       return ", ".join(counts) or "?"
-    return ", ".join(f"{k} ({n} run{'s' if n != 1 else ''})" for k, n in sorted(counts.items()))
+    return ", ".join(f"{k} ({n} run{'s' if n != 1 else ''})"
+                     for k, n in sorted(counts.items()))
   return (f"on {counted('device', '?')}; "
           f"jax {counted('jax_version', jax.__version__)}")
 

@@ -378,8 +378,8 @@ def load_checkpoint_trees(path: str, step: int = -1) -> dict[str, PyTree]:
   folder, as written by :func:`tlax.train.save_checkpoint` (the trainer and
   the pretraining stage). The TrainState is restored *without a target*, so
   the trees are plain nested dicts of NumPy arrays whatever the model and
-  whatever devices wrote them; the strict
-  comparison with the target happens in :func:`merge_params`.
+  whatever devices wrote them; the strict comparison with the target
+  happens in :func:`merge_params`.
 
   Raises:
     FileNotFoundError: no checkpoint there (or not the requested step).
