@@ -1,0 +1,37 @@
+"""experiments/bench_train_step.py runs (a smoke run: it times nothing
+that is asserted, it checks the script's steps and its outputs)."""
+
+import json
+
+import pytest
+
+from experiments import bench_train_step as bench
+
+FEW = ["--image_size=16", "--rounds=1", "--steps=2", "--warmup=1"]
+
+
+@pytest.mark.parametrize("sync", ["every", "end"])
+def test_tlax_steps_run_and_report(tmp_path, sync, capsys):
+  out = tmp_path / "r.json"
+  results = bench.main(FEW + ["--frameworks=tlax", f"--sync={sync}",
+                              f"--json={out}"])
+  assert sorted(results) == ["dann", "source_only"]
+  for r in results.values():
+    assert r["tlax"]["median_ms"] > 0 and len(r["tlax"]["rounds_ms"]) == 1
+    assert r["gflop"] > 0
+  # DANN's step does strictly more work than source-only's.
+  assert results["dann"]["gflop"] > results["source_only"]["gflop"]
+  saved = json.loads(out.read_text())
+  assert f"sync {sync}" in saved["header"]
+  assert "tlax" in saved["matmul_gflops"]
+  assert "speed-up" in capsys.readouterr().out
+
+
+def test_torch_comparator_runs_on_this_device():
+  pytest.importorskip("torch")
+  results = bench.main(FEW + ["--methods=dann", "--torch_device=auto"])
+  assert results["dann"]["torch"]["median_ms"] > 0
+  import jax  # pylint: disable=g-import-not-at-top
+  if jax.default_backend() == "cpu":  # both frameworks on the same kind
+    assert bench.torch_device("auto") == "cpu"
+  assert bench.torch_device("cuda") == "cuda"  # an explicit choice is kept
