@@ -68,6 +68,28 @@ def _data(image_size, channels, seed=0):
           "xt": r.rand(*shape).astype(np.float32)}
 
 
+def time_steps(one_step, wait, n, sync):
+  """Seconds per step of ``n`` calls of ``one_step()`` (a list).
+
+  ``wait(out)`` blocks until the step that returned ``out`` is done.
+  ``sync="every"``: each step waited for and timed (one entry per step);
+  ``"end"``: the ``n`` steps queued and waited for once (one entry, the
+  mean: throughput with asynchronous dispatch).
+  """
+  if sync == "end":
+    t = time.perf_counter()
+    for _ in range(n):
+      out = one_step()
+    wait(out)
+    return [(time.perf_counter() - t) / n]
+  times = []
+  for _ in range(n):
+    t = time.perf_counter()
+    wait(one_step())
+    times.append(time.perf_counter() - t)
+  return times
+
+
 # ----------------------------------------------------------------------------
 # tlax
 # ----------------------------------------------------------------------------
@@ -137,23 +159,12 @@ def tlax_step_fn(method_name, data, total_steps, conv_impl="auto",
     cost = cost[0] if cost else {}
   flops = float((cost or {}).get("flops", float("nan")))
 
+  def one_step():
+    holder["state"], metrics = step(holder["state"], batch)
+    return metrics["loss"]
+
   def run(n):
-    st = holder["state"]
-    if sync == "end":  # n steps dispatched, one wait: the mean of the n
-      t = time.perf_counter()
-      for _ in range(n):
-        st, metrics = step(st, batch)
-      jax.block_until_ready(metrics["loss"])
-      holder["state"] = st
-      return [(time.perf_counter() - t) / n]
-    times = []
-    for _ in range(n):
-      t = time.perf_counter()
-      st, metrics = step(st, batch)
-      jax.block_until_ready(metrics["loss"])
-      times.append(time.perf_counter() - t)
-    holder["state"] = st
-    return times
+    return time_steps(one_step, jax.block_until_ready, n, sync)
 
   run.flops = flops  # XLA's count for one step (cost analysis)
   return run
@@ -269,19 +280,8 @@ def torch_step_fn(method_name, data, total_steps, threads=0, net="dann",
     counter["step"] += 1
     return loss
 
-  def run(n):
-    if sync == "end":  # n steps queued, one wait: the mean of the n
-      t = time.perf_counter()
-      for _ in range(n):
-        loss = one_step()
-      loss.item()
-      return [(time.perf_counter() - t) / n]
-    times = []
-    for _ in range(n):
-      t = time.perf_counter()
-      one_step().item()  # .item() waits for the step (also on a GPU)
-      times.append(time.perf_counter() - t)
-    return times
+  def run(n):  # .item() waits for the step (also on a GPU)
+    return time_steps(one_step, lambda loss: loss.item(), n, sync)
 
   return run
 
@@ -303,15 +303,13 @@ def matmul_peak(frameworks, n=2048, repeats=10, device="cpu"):
   if "torch" in frameworks:
     import torch  # pylint: disable=g-import-not-at-top
     ta, tb = torch.from_numpy(a).to(device), torch.from_numpy(b).to(device)
-    calls["torch"] = lambda: (ta @ tb).sum().item()  # .item(): wait for it
+    wait = (torch.cuda.synchronize if device.startswith("cuda")
+            else lambda: None)
+    calls["torch"] = lambda: (ta @ tb, wait())
   peak = {}
   for fw, call in calls.items():
-    call()
-    times = []
-    for _ in range(repeats):
-      t = time.perf_counter()
-      call()
-      times.append(time.perf_counter() - t)
+    call()  # each call waits for its product
+    times = time_steps(call, lambda _: None, repeats, "every")
     peak[fw] = 2 * n ** 3 / statistics.median(times) / 1e9
   return peak
 
@@ -357,14 +355,14 @@ def main(argv=None):
   args = p.parse_args(argv)
 
   import jax  # pylint: disable=g-import-not-at-top
+  frameworks = args.frameworks.split(",")
   if args.tf32 == "off":
     jax.config.update("jax_default_matmul_precision", "highest")
-  if "torch" in args.frameworks.split(","):
+  if "torch" in frameworks:
     import torch  # pylint: disable=g-import-not-at-top
     torch.backends.cuda.matmul.allow_tf32 = args.tf32 == "on"
     torch.backends.cudnn.allow_tf32 = args.tf32 == "on"
   data = _data(args.image_size, args.channels)
-  frameworks = args.frameworks.split(",")
   total = args.warmup + args.rounds * args.steps
   tdev = torch_device(args.torch_device) if "torch" in frameworks else "-"
   results = {}

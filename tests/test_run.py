@@ -35,13 +35,13 @@ def _run_cli(workdir, *flags):
 
 def _final_state(workdir):
   """The TrainState of the last checkpoint of a finished run."""
-  directory = pathlib.Path(workdir) / "checkpoints"
-  manager = train.checkpoint_manager(directory)
-  step = manager.latest_step()
-  manager.close()
-  # The CLI runs on the CPU (JAX_PLATFORMS above); this reads its arrays
-  # whatever this process's device is.
-  return ckpt_lib.restore_state_numpy(directory, step)
+  manager = ckpt_lib.read_only_manager(pathlib.Path(workdir) / "checkpoints")
+  try:
+    # The CLI runs on the CPU (JAX_PLATFORMS above); this reads its arrays
+    # whatever this process's device is.
+    return ckpt_lib.restore_state_numpy(manager, manager.latest_step())
+  finally:
+    manager.close()
 
 
 def test_killed_run_resumes_exactly(tmp_path):

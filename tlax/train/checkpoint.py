@@ -55,29 +55,32 @@ def restore_config(manager: ocp.CheckpointManager, step: int | None = None
   return dict(restored.config)
 
 
-def restore_state_numpy(directory: str | os.PathLike, step: int) -> Any:
-  """The state saved at ``step`` as a tree of NumPy arrays, without a target.
-
-  The structure comes from the checkpoint itself, so any model's state
-  loads. NumPy arrays, not device arrays: they can be read whatever devices
-  wrote the checkpoint (a GPU run read on a CPU machine, an array saved from
-  ``cpu:3`` of a multi-device process), and also while a function is being
-  traced. (Orbax's own target-free restore puts each array back on the
-  device it was saved from and fails when that device is not here.)
-  """
-  manager = ocp.CheckpointManager(
+def read_only_manager(directory: str | os.PathLike) -> ocp.CheckpointManager:
+  """A read-only manager of a checkpoint folder that knows the ``state``
+  item's handler (so :func:`restore_state_numpy` can read its metadata)."""
+  return ocp.CheckpointManager(
       os.path.abspath(os.fspath(directory)),
       options=ocp.CheckpointManagerOptions(create=False, read_only=True),
       item_handlers={"state": ocp.PyTreeCheckpointHandler()})
-  try:
-    meta = manager.item_metadata(step)["state"]
-    meta = getattr(meta, "tree", meta)  # newer orbax wraps the tree
-    as_numpy = jax.tree.map(
-        lambda _: ocp.RestoreArgs(restore_type=np.ndarray), meta)
-    restored = manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.PyTreeRestore(restore_args=as_numpy)))
-  finally:
-    manager.close()
+
+
+def restore_state_numpy(manager: ocp.CheckpointManager, step: int) -> Any:
+  """The state saved at ``step`` as a tree of NumPy arrays, without a target.
+
+  ``manager``: from :func:`read_only_manager`. The structure comes from the
+  checkpoint itself, so any model's state loads. NumPy arrays, not device
+  arrays: they can be read whatever devices wrote the checkpoint (a GPU run
+  read on a CPU machine, an array saved from ``cpu:3`` of a multi-device
+  process), and also while a function is being traced. (Orbax's own
+  target-free restore puts each array back on the device it was saved from
+  and fails when that device is not here.)
+  """
+  meta = manager.item_metadata(step)["state"]
+  meta = getattr(meta, "tree", meta)  # newer orbax wraps the tree
+  as_numpy = jax.tree.map(
+      lambda _: ocp.RestoreArgs(restore_type=np.ndarray), meta)
+  restored = manager.restore(step, args=ocp.args.Composite(
+      state=ocp.args.PyTreeRestore(restore_args=as_numpy)))
   return restored.state
 
 

@@ -384,14 +384,11 @@ def load_checkpoint_trees(path: str, step: int = -1) -> dict[str, PyTree]:
   Raises:
     FileNotFoundError: no checkpoint there (or not the requested step).
   """
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
   from tlax.train import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
   directory = _checkpoint_dir(path)
   if not os.path.isdir(directory):
     raise FileNotFoundError(f"No checkpoint folder at {path}.")
-  manager = ocp.CheckpointManager(
-      directory, options=ocp.CheckpointManagerOptions(
-          create=False, read_only=True))
+  manager = ckpt_lib.read_only_manager(directory)
   try:
     steps = manager.all_steps()
     if not steps:
@@ -402,7 +399,7 @@ def load_checkpoint_trees(path: str, step: int = -1) -> dict[str, PyTree]:
                               f"(steps: {sorted(steps)}).")
     # Target-free (any model), as NumPy: the pretraining may have run on
     # other devices (a GPU, pmap's replicas).
-    tree = ckpt_lib.restore_state_numpy(directory, step)
+    tree = ckpt_lib.restore_state_numpy(manager, step)
   finally:
     manager.close()
   return {"params": tree["params"], "state": tree.get("state") or {},
