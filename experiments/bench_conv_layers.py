@@ -1,14 +1,19 @@
 r"""Per-layer CPU timings behind docs/results_deep_da.md ("Speed").
 
-The two 5x5 SAME convolutions of the DANN LeNet at batch 128 (conv1: 28x28,
-1 -> 32; conv2: 14x14, 32 -> 48) and its 2352-1024-1024-1 domain
-discriminator, forward and forward + gradients, in XLA (jax.jit) and in
-PyTorch eager (oneDNN), median milliseconds over 20 calls after a warm-up.
+The 5x5 convolutions of the two LeNets (``--batch``, default 128): the DANN
+LeNet's SAME convolutions at 28x28 (conv1: 28x28, 1 -> 32; conv2: 14x14,
+32 -> 48) and at 16x16 (conv1: 16x16, 1 -> 32; conv2: 8x8, 32 -> 48), TLL's
+VALID conv2 (12x12, 20 -> 50), and the DANN LeNet's 2352-1024-1024-1 domain
+discriminator; forward and forward + gradients, in XLA (jax.jit; plain
+``lax.conv_general_dilated``, and with ``--impls`` tlax's
+``layers.conv2d`` implementations, forward + both gradients) and in PyTorch
+eager (oneDNN), median milliseconds over 20 calls after a warm-up.
 Run it with ``XLA_FLAGS`` set to compare XLA:CPU options (e.g.
 ``--xla_cpu_use_onednn=true``), or with ``--threads 1`` for one thread each.
 
 COMMAND:
   python experiments/bench_conv_layers.py
+  python experiments/bench_conv_layers.py --batch 64
   XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1" \
     python experiments/bench_conv_layers.py --threads 1
 
@@ -18,11 +23,15 @@ torch is imported only here (``pip install torch==2.13.0``, the CPU build).
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 BATCH = 128
 
@@ -37,43 +46,61 @@ def _median_ms(fn, n=20):
   return 1000 * float(np.median(times))
 
 
-def _conv(x, w):
+def _conv(x, w, padding="SAME"):
   return jax.lax.conv_general_dilated(
-      x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+      x, w, (1, 1), padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--threads", type=int, default=2, help="PyTorch threads")
+  p.add_argument("--batch", type=int, default=BATCH)
+  p.add_argument("--impls", default="patches,winograd",
+                 help="tlax layers.conv2d implementations to time too")
   args = p.parse_args(argv)
+  from tlax.models import layers  # pylint: disable=g-import-not-at-top
+  impls = [i for i in args.impls.split(",") if i]
+  batch = args.batch
   import torch  # pylint: disable=g-import-not-at-top
   torch.set_num_threads(args.threads)
   rng = np.random.RandomState(0)
-  print(f"batch {BATCH}; jax {jax.__version__}, torch {torch.__version__} "
+  print(f"batch {batch}; jax {jax.__version__}, torch {torch.__version__} "
         f"({args.threads} threads); median ms")
-  print("layer                      XLA fwd  XLA fwd+grads  torch fwd  "
-        "torch fwd+grads")
-  for size, cin, cout in ((28, 1, 32), (14, 32, 48)):
-    x = jnp.asarray(rng.rand(BATCH, size, size, cin).astype(np.float32))
+  print("layer                           XLA fwd  XLA fwd+grads  torch fwd  "
+        "torch fwd+grads  " + "  ".join(f"{i} fwd+grads" for i in impls))
+  for size, cin, cout, pad in ((28, 1, 32, 2), (14, 32, 48, 2),
+                               (16, 1, 32, 2), (8, 32, 48, 2),
+                               (12, 20, 50, 0)):
+    x = jnp.asarray(rng.rand(batch, size, size, cin).astype(np.float32))
     w = jnp.asarray(rng.rand(5, 5, cin, cout).astype(np.float32) * 0.1)
-    fwd = jax.jit(_conv)
-    both = jax.jit(jax.grad(lambda a, b: jnp.sum(_conv(a, b) ** 2),
-                            argnums=(0, 1)))
-    tx = torch.rand(BATCH, cin, size, size, requires_grad=True)
+    padding = "SAME" if pad else "VALID"
+    fwd = jax.jit(lambda a, b, padding=padding: _conv(a, b, padding))
+    both = jax.jit(jax.grad(
+        lambda a, b, padding=padding: jnp.sum(_conv(a, b, padding) ** 2),
+        argnums=(0, 1)))
+    tx = torch.rand(batch, cin, size, size, requires_grad=True)
     tw = torch.rand(cout, cin, 5, 5, requires_grad=True)
 
-    def t_fwd():
+    def t_fwd(tx=tx, tw=tw, pad=pad):
       with torch.no_grad():
-        torch.nn.functional.conv2d(tx, tw, padding=2)
+        torch.nn.functional.conv2d(tx, tw, padding=pad)
 
-    def t_both():
-      (torch.nn.functional.conv2d(tx, tw, padding=2) ** 2).sum().backward()
+    def t_both(tx=tx, tw=tw, pad=pad):
+      (torch.nn.functional.conv2d(tx, tw, padding=pad) ** 2).sum().backward()
 
-    print(f"conv {size}x{size}, {cin:2d} -> {cout:2d}      "
+    ours = []
+    for impl in impls:
+      g = jax.jit(jax.grad(
+          lambda a, b, impl=impl, padding=padding: jnp.sum(
+              layers.conv2d(a, b, (1, 1), padding, impl=impl) ** 2),
+          argnums=(0, 1)))
+      ours.append(f"{_median_ms(lambda g=g: g(x, w)):{len(impl) + 10}.2f}")
+    print(f"conv {size}x{size}, {cin:2d} -> {cout:2d} {padding:5s}      "
           f"{_median_ms(lambda: fwd(x, w)):7.2f}  "
           f"{_median_ms(lambda: both(x, w)):13.2f}  "
-          f"{_median_ms(t_fwd):9.2f}  {_median_ms(t_both):15.2f}")
-  x = jnp.asarray(rng.rand(BATCH, 2352).astype(np.float32))
+          f"{_median_ms(t_fwd):9.2f}  {_median_ms(t_both):15.2f}  "
+          + "  ".join(ours))
+  x = jnp.asarray(rng.rand(batch, 2352).astype(np.float32))
   ws = tuple(jnp.asarray(rng.rand(*s).astype(np.float32) * 0.01)
              for s in ((2352, 1024), (1024, 1024), (1024, 1)))
 

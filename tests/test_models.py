@@ -323,6 +323,74 @@ def test_conv_check_grads_float64(case):
     np.testing.assert_allclose(p(x, w), ref(x, w), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("m,r", [(4, 5), (4, 3), (2, 5), (4, 1), (3, 2)])
+def test_winograd_matrices_compute_correlation(m, r):
+  at, g, bt = layers.winograd_matrices(m, r)
+  assert at.shape == (m, m + r - 1) and g.shape == (m + r - 1, r)
+  rng = np.random.RandomState(m * 10 + r)
+  d, k = rng.randn(m + r - 1), rng.randn(r)
+  want = np.array([sum(k[j] * d[i + j] for j in range(r)) for i in range(m)])
+  np.testing.assert_allclose(at @ ((g @ k) * (bt @ d)), want, atol=1e-12)
+  with pytest.raises(ValueError, match="Winograd"):
+    layers.winograd_matrices(4, 6)
+
+
+WINOGRAD_CASES = [  # (spatial, cin, cout, kernel, padding)
+    ((16, 16), 1, 8, (5, 5), "SAME"),
+    ((9, 7), 3, 4, (5, 5), "VALID"),
+    ((8, 8), 4, 6, (3, 3), "SAME"),
+    ((7, 6), 2, 3, (3, 2), "VALID"),
+    ((7, 7), 2, 3, (3, 3), ((2, 0), (1, 3))),
+    ((5, 5), 2, 3, (5, 5), "SAME"),  # one output tile, cut to 5x5
+    ((12, 12), 20, 50, (5, 5), "VALID"),  # TLL LeNet's conv2
+]
+
+
+@pytest.mark.parametrize("case", WINOGRAD_CASES, ids=str)
+def test_conv_winograd_matches_xla(case):
+  spatial, cin, cout, k, pad = case
+  x = jax.random.normal(KEY, (2, *spatial, cin))
+  w = jax.random.normal(KEY1, (*k, cin, cout)) / np.sqrt(k[0] * k[1] * cin)
+
+  @jax.jit
+  def run(x, w):
+    out = {}
+    for impl in ("winograd", "xla"):
+      f = lambda x, w, impl=impl: layers.conv2d(x, w, (1, 1), pad, impl=impl)
+      out[impl] = (f(x, w), jax.grad(lambda x, w: jnp.sum(jnp.sin(f(x, w))),
+                                     argnums=(0, 1))(x, w))
+    return out
+
+  out = run(x, w)
+  assert out["winograd"][0].shape == out["xla"][0].shape
+  # Float32 rounding grows with the transforms (entries up to 2^4 for 5x5);
+  # an off-by-one tile or a wrong matrix would be off by O(1).
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(
+      a, b, rtol=0, atol=2e-4 * float(jnp.abs(b).max())),
+               out["winograd"], out["xla"])
+
+
+def test_conv_winograd_float64_grads_and_errors():
+  with _x64():
+    x = jax.random.normal(KEY, (1, 7, 6, 3), jnp.float64)
+    w = jax.random.normal(KEY1, (5, 3, 3, 2), jnp.float64)
+    f = jax.jit(lambda x, w: layers.conv2d(x, w, (1, 1), "SAME",
+                                           impl="winograd"))
+    ref = layers.conv2d(x, w, (1, 1), "SAME", impl="xla")
+    np.testing.assert_allclose(f(x, w), ref, rtol=1e-11, atol=1e-11)
+    check_grads(f, (x, w), order=2, modes=("fwd", "rev"), eps=1e-4)
+  x = jnp.zeros((1, 8, 8, 8))
+  with pytest.raises(ValueError, match="strides"):
+    layers.conv2d(x, jnp.zeros((3, 3, 8, 4)), (2, 2), "SAME",
+                  impl="winograd")
+  with pytest.raises(ValueError, match="kernels up to"):
+    layers.conv2d(x, jnp.zeros((7, 7, 8, 4)), (1, 1), "SAME",
+                  impl="winograd")
+  with pytest.raises(ValueError, match="no output"):
+    layers.conv2d(jnp.zeros((1, 3, 3, 8)), jnp.zeros((5, 5, 8, 4)), (1, 1),
+                  "VALID", impl="winograd")
+
+
 def test_conv_impls_vmap_and_errors():
   x = jax.random.normal(KEY, (2, 6, 6, 3))
   ws = jax.random.normal(KEY, (4, 3, 3, 3, 5))  # a stack of 4 kernels
@@ -335,6 +403,9 @@ def test_conv_impls_vmap_and_errors():
   np.testing.assert_allclose(g_im2col, g_xla, rtol=1e-4, atol=1e-4)
   g_patches = jax.vmap(jax.grad(lambda w: loss(w, "patches")))(ws)
   np.testing.assert_allclose(g_patches, g_xla, rtol=1e-4, atol=1e-4)
+  g_winograd = jax.vmap(jax.grad(lambda w: loss(w, "winograd")))(ws)
+  np.testing.assert_allclose(g_winograd, g_xla, rtol=0,
+                             atol=2e-5 * float(jnp.abs(g_xla).max()))
   assert layers.resolve_impl("xla") == "xla"
   assert layers.resolve_impl("patches") == "patches"
   limit = layers.PATCHES_MAX_ELEMENTS
@@ -343,8 +414,11 @@ def test_conv_impls_vmap_and_errors():
     assert layers.resolve_impl("auto", limit) == layers.CPU_IMPL
     if layers.CPU_IMPL == "patches":
       assert layers.resolve_impl("auto", limit + 1) == "xla"
+    assert layers.resolve_impl("auto", limit + 1, winograd_ok=True) == (
+        "winograd")
   else:  # GPU / TPU: XLA's own convolution (cuDNN) always
     assert layers.resolve_impl("auto", limit) == "xla"
+    assert layers.resolve_impl("auto", limit, winograd_ok=True) == "xla"
   with pytest.raises(ValueError, match="impl"):
     layers.resolve_impl("cudnn")
   with pytest.raises(ValueError, match="NHWC"):
