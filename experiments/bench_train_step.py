@@ -23,7 +23,11 @@ arrays/tensors (no data loading in either). Each measurement is the median
 over ``--steps`` timed steps after ``--warmup`` steps, each step synchronised
 (``block_until_ready`` / eager PyTorch); the two frameworks alternate for
 ``--rounds`` rounds so that a change of machine load hits both, and the
-reported figure is the median over rounds.
+reported figure is the median over rounds. With ``--isolate`` every round
+of every framework runs in a fresh process (same alternation): on a 2-core
+CPU the two frameworks' thread pools in one process slowed each other
+down (tlax's DANN step at 16x16: some rounds 20 ms, others 31 ms, in one
+process; 20.0 ms in every round alone).
 
 On a GPU (JAX's default backend "gpu"), PyTorch runs on ``cuda`` too
 (``--torch_device=auto``); ``--tf32`` sets float32 matmul/convolution
@@ -36,6 +40,7 @@ torch is imported only here, never by tlax; install the CPU wheel with
 COMMAND:
   python experiments/bench_train_step.py --net=tll --image_size=28 --rounds=5
   python experiments/bench_train_step.py --net=dann --image_size=16 --rounds=5
+  python experiments/bench_train_step.py --net=dann --image_size=16 --rounds=5 --isolate
   (on a GPU add --steps=200 --warmup=20: a step takes under a millisecond)
 
 Figures measured so far: docs/results_deep_da.md ("Speed").
@@ -352,7 +357,16 @@ def main(argv=None):
   p.add_argument("--torch_threads", type=int, default=0,
                  help="torch.set_num_threads (0: all cores)")
   p.add_argument("--json", default=None, help="write the results here")
+  p.add_argument("--isolate", action="store_true",
+                 help="run each round of each framework in its own process "
+                 "(still alternating tlax / torch round by round): on a "
+                 "small CPU the two frameworks' thread pools in one process "
+                 "slow each other down")
+  p.add_argument("--matmul_peak", default="on", choices=("on", "off"),
+                 help="also time the 2048 x 2048 matmul ceiling")
   args = p.parse_args(argv)
+  if args.isolate:
+    return _isolated(args, list(sys.argv[1:] if argv is None else argv))
 
   import jax  # pylint: disable=g-import-not-at-top
   frameworks = args.frameworks.split(",")
@@ -387,7 +401,54 @@ def main(argv=None):
     if "tlax" in runners:
       results[name]["gflop"] = runners["tlax"].flops / 1e9
 
-  peak = matmul_peak(frameworks, device=tdev)
+  peak = (matmul_peak(frameworks, device=tdev) if args.matmul_peak == "on"
+          else {})
+  _report(args, results, peak, tdev)
+  return results
+
+
+def _isolated(args, argv):
+  """``--isolate``: each (round, framework) in a fresh process; same table."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import tempfile  # pylint: disable=g-import-not-at-top
+  frameworks = args.frameworks.split(",")
+  base = [a for a in argv if a != "--isolate"]
+  per = {}  # method -> framework -> [round ms]
+  gflop = {}
+  with tempfile.TemporaryDirectory() as tmp:
+    for r in range(args.rounds):
+      for fw in frameworks:
+        out = os.path.join(tmp, f"{fw}_{r}.json")
+        cmd = [sys.executable, os.path.abspath(__file__), *base,
+               "--rounds=1", f"--frameworks={fw}", f"--json={out}",
+               "--matmul_peak=off"]
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        with open(out) as f:
+          res = json.load(f)["results"]
+        for name, v in res.items():
+          per.setdefault(name, {}).setdefault(fw, []).extend(
+              v[fw]["rounds_ms"])
+          if "gflop" in v:
+            gflop[name] = v["gflop"]
+        print(f"round {r + 1}/{args.rounds} {fw}: "
+              + ", ".join(f"{n} {v[fw]['rounds_ms'][0]:.2f} ms"
+                          for n, v in res.items()), flush=True)
+  results = {}
+  for name, fws in per.items():
+    results[name] = {fw: {"median_ms": statistics.median(v), "rounds_ms": v}
+                     for fw, v in fws.items()}
+    if name in gflop:
+      results[name]["gflop"] = gflop[name]
+  tdev = torch_device(args.torch_device) if "torch" in frameworks else "-"
+  peak = (matmul_peak(frameworks, device=tdev) if args.matmul_peak == "on"
+          else {})
+  _report(args, results, peak, tdev)
+  return results
+
+
+def _report(args, results, peak, tdev):
+  """Prints the table and writes ``--json``."""
+  import jax  # pylint: disable=g-import-not-at-top
   device = jax.devices()[0]
   header = (f"device: {device.platform} ({getattr(device, 'device_kind', '')})"
             f", {os.cpu_count()} CPU cores visible; LeNet ({args.net}) "
@@ -397,6 +458,8 @@ def main(argv=None):
             f"{args.torch_forward}, device {tdev}, threads "
             f"{args.torch_threads or os.cpu_count()}; median ms/step over "
             f"{args.rounds} rounds of {args.steps} steps, sync {args.sync}"
+            + (", one process per round and framework" if args.isolate
+               else "")
             + (f", tf32 {args.tf32}" if device.platform == "gpu" else ""))
   print(header)
   print(f"{'method':<12} {'tlax ms':>9} {'torch ms':>9} {'tlax st/s':>10} "
@@ -410,13 +473,13 @@ def main(argv=None):
           f"{q / t:8.2f}x {gf:7.3f} {gf * 1e3 / t:10.1f} {gf * 1e3 / q:10.1f}")
   print("GFLOP: XLA's cost analysis of tlax's compiled step; GF/s: that "
         "count over each framework's step time")
-  print("matmul ceiling (2048 x 2048 float32, GF/s): "
-        + ", ".join(f"{fw} {v:.1f}" for fw, v in peak.items()))
+  if peak:
+    print("matmul ceiling (2048 x 2048 float32, GF/s): "
+          + ", ".join(f"{fw} {v:.1f}" for fw, v in peak.items()))
   if args.json:
     with open(args.json, "w") as f:
       json.dump({"header": header, "results": results,
                  "matmul_gflops": peak}, f, indent=1)
-  return results
 
 
 if __name__ == "__main__":

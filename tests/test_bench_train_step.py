@@ -35,3 +35,19 @@ def test_torch_comparator_runs_on_this_device():
   if jax.default_backend() == "cpu":  # both frameworks on the same kind
     assert bench.torch_device("auto") == "cpu"
   assert bench.torch_device("cuda") == "cuda"  # an explicit choice is kept
+
+
+def test_isolate_runs_each_round_in_its_own_process(tmp_path, capsys):
+  out = tmp_path / "r.json"
+  results = bench.main(["--image_size=16", "--rounds=2", "--steps=1",
+                        "--warmup=1", "--frameworks=tlax",
+                        "--methods=source_only", "--isolate",
+                        "--matmul_peak=off", f"--json={out}"])
+  rounds = results["source_only"]["tlax"]["rounds_ms"]
+  assert len(rounds) == 2 and all(r > 0 for r in rounds)
+  assert results["source_only"]["gflop"] > 0
+  text = capsys.readouterr().out
+  assert "round 1/2 tlax" in text and "round 2/2 tlax" in text
+  saved = json.loads(out.read_text())
+  assert "one process per round" in saved["header"]
+  assert saved["matmul_gflops"] == {}

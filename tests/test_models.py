@@ -421,6 +421,32 @@ def test_conv_impls_vmap_and_errors():
     assert layers.resolve_impl("auto", limit, winograd_ok=True) == "xla"
   with pytest.raises(ValueError, match="impl"):
     layers.resolve_impl("cudnn")
+
+
+def test_conv_auto_picks_winograd_only_where_measured_faster(monkeypatch):
+  picked = []
+  resolve = layers.resolve_impl
+  monkeypatch.setattr(layers, "resolve_impl",
+                      lambda *a: picked.append(resolve(*a)) or picked[-1])
+  cases = [  # (input NHWC, kernel HWIO, strides, what the CPU picks)
+      ((64, 8, 8, 32), (5, 5, 32, 48), 1, "winograd"),  # LeNet conv2
+      ((64, 16, 16, 1), (5, 5, 1, 32), 1, "patches"),  # one channel
+      ((64, 32, 32, 16), (3, 3, 16, 16), 1, "xla"),  # large maps
+      ((64, 16, 16, 32), (3, 3, 32, 32), 1, "winograd"),
+      ((4, 8, 8, 32), (3, 3, 32, 32), 2, "patches"),  # strided
+      ((4, 8, 8, 32), (7, 7, 32, 8), 1, "patches"),  # kernel above 5
+  ]
+  for x_shape, w_shape, s, want in cases:
+    picked.clear()
+    jax.eval_shape(lambda x, w, s=s: layers.conv2d(x, w, (s, s), "SAME"),
+                   jax.ShapeDtypeStruct(x_shape, jnp.float32),
+                   jax.ShapeDtypeStruct(w_shape, jnp.float32))
+    assert picked == [want if jax.default_backend() == "cpu" else "xla"]
+  picked.clear()  # float16 / bfloat16 never take Winograd
+  jax.eval_shape(lambda x, w: layers.conv2d(x, w, (1, 1), "SAME"),
+                 jax.ShapeDtypeStruct((64, 8, 8, 32), jnp.bfloat16),
+                 jax.ShapeDtypeStruct((5, 5, 32, 48), jnp.bfloat16))
+  assert picked[0] != "winograd"
   with pytest.raises(ValueError, match="NHWC"):
     layers.Conv(4).init(KEY, jnp.zeros((6, 6, 3)))
 

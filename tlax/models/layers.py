@@ -29,7 +29,8 @@ kernel, i.e. matmuls.
   (forward, both gradients by autodiff) matmuls and slices;
 * ``"auto"`` (default): ``"xla"`` off the CPU; on the CPU ``"winograd"``
   where it applies (float32, stride 1, kernel 2-5, at least
-  :data:`WINOGRAD_MIN_CHANNELS` input channels), otherwise :data:`CPU_IMPL`
+  :data:`WINOGRAD_MIN_CHANNELS` input channels, small maps: at most
+  :data:`WINOGRAD_MAX_ELEMENTS` of transformed input), otherwise :data:`CPU_IMPL`
   (``"patches"``) for convolutions whose patch matrix (the whole batch's)
   has at most :data:`PATCHES_MAX_ELEMENTS` entries, ``"xla"`` above.
 
@@ -52,7 +53,11 @@ Winograd (session 7, same machine; forward and both gradients of one
 convolution, batch 64, 5x5): DANN LeNet's conv2 (8x8, 32 -> 48, SAME)
 3.7 ms against 9.7 ms with ``"xla"`` and 12.6 ms with ``"patches"``; TLL's
 conv2 (12x12 -> 8x8, 20 -> 50) 3.1 ms against 13.0 and 5.9 ms; at 14x14
-(28x28 digits) 12.9 ms against 29.8 and 45.4 ms. For one input channel the
+(28x28 digits) 12.9-24.0 ms against 29.8 and 45.4-49.3 ms, but the LeNet
+step there is no faster than with ``"xla"`` (36.2 against 34.8 ms), and
+a 3x3 convolution on 32x32 maps is 4x slower than ``"xla"``, hence
+:data:`WINOGRAD_MAX_ELEMENTS` (the 14x14 conv2 at batch 64 is just at it,
+and keeps Winograd). For one input channel the
 transforms cost more than they save (1.9 ms against 1.2 ms with
 ``"patches"``), hence :data:`WINOGRAD_MIN_CHANNELS`.
 
@@ -94,6 +99,12 @@ PATCHES_MAX_ELEMENTS = 1 << 21
 WINOGRAD_TILE = 4
 WINOGRAD_MAX_KERNEL = 5
 WINOGRAD_MIN_CHANNELS = 8
+# ... and up to this many entries of transformed input (a * a * batch *
+# tiles * cin, a = tile + r - 1). Above, on large maps, the transforms cost
+# more than XLA's convolution: forward + both gradients of a 3x3 conv,
+# batch 64, 32x32 maps, 16 -> 16 channels took 43.8 ms with Winograd against
+# 11.0 ms with "xla"; at 16x16, 32 -> 32, 6.6 against 11.2 ms.
+WINOGRAD_MAX_ELEMENTS = 1 << 21
 
 
 def resolve_impl(impl: str, patch_elements: int | None = None,
@@ -102,8 +113,9 @@ def resolve_impl(impl: str, patch_elements: int | None = None,
 
   ``"auto"`` is ``"xla"`` off the CPU backend. On the CPU it is
   ``"winograd"`` when ``winograd_ok`` (the convolution is float32, stride 1,
-  kernel at most :data:`WINOGRAD_MAX_KERNEL` and at least
-  :data:`WINOGRAD_MIN_CHANNELS` input channels), else :data:`CPU_IMPL`,
+  kernel at most :data:`WINOGRAD_MAX_KERNEL`, at least
+  :data:`WINOGRAD_MIN_CHANNELS` input channels and at most
+  :data:`WINOGRAD_MAX_ELEMENTS` of transformed input), else :data:`CPU_IMPL`,
   except that ``"patches"`` falls back to ``"xla"`` when the patch matrix
   (``patch_elements`` entries: batch times output pixels times
   ``kh * kw * cin``) is larger than :data:`PATCHES_MAX_ELEMENTS`.
@@ -417,9 +429,14 @@ def conv2d(x: Array, w: Array, strides: Sequence[int] = (1, 1),
   patch_elements = (x.shape[0] * kh * kw * cin
                     * _out_size(x.shape[1], kh, strides[0], pads[0])
                     * _out_size(x.shape[2], kw, strides[1], pads[1]))
+  m = WINOGRAD_TILE
+  winograd_elements = ((m + kh - 1) * (m + kw - 1) * x.shape[0] * cin
+                       * -(-_out_size(x.shape[1], kh, 1, pads[0]) // m)
+                       * -(-_out_size(x.shape[2], kw, 1, pads[1]) // m))
   winograd_ok = (strides == (1, 1) and kh <= WINOGRAD_MAX_KERNEL
                  and kw <= WINOGRAD_MAX_KERNEL and min(kh, kw) > 1
                  and cin >= WINOGRAD_MIN_CHANNELS
+                 and winograd_elements <= WINOGRAD_MAX_ELEMENTS
                  and x.dtype == jnp.float32 and w.dtype == jnp.float32)
   impl = resolve_impl(impl, patch_elements, winograd_ok)
   if impl == "xla":
