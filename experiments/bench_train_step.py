@@ -24,10 +24,10 @@ over ``--steps`` timed steps after ``--warmup`` steps, each step synchronised
 (``block_until_ready`` / eager PyTorch); the two frameworks alternate for
 ``--rounds`` rounds so that a change of machine load hits both, and the
 reported figure is the median over rounds. With ``--isolate`` every round
-of every framework runs in a fresh process (same alternation): on a 2-core
-CPU the two frameworks' thread pools in one process slowed each other
-down (tlax's DANN step at 16x16: some rounds 20 ms, others 31 ms, in one
-process; 20.0 ms in every round alone).
+of every framework runs in a fresh process (same alternation). On the
+2-core VM of docs/results_deep_da.md some rounds of tlax's DANN step at
+16x16 took 31 ms instead of 20 ms: 1-3 of 5 rounds in one shared process,
+1 of 5 with ``--isolate``, none with tlax alone.
 
 On a GPU (JAX's default backend "gpu"), PyTorch runs on ``cuda`` too
 (``--torch_device=auto``); ``--tf32`` sets float32 matmul/convolution
@@ -328,7 +328,8 @@ def main(argv=None):
   p.add_argument("--warmup", type=int, default=10)
   p.add_argument("--rounds", type=int, default=5)
   p.add_argument("--conv_impl", default="auto",
-                 help="tlax Conv implementation: auto | patches | im2col | xla")
+                 help="tlax Conv implementation: auto | patches | im2col | "
+                 "winograd | xla")
   p.add_argument("--net", default="dann", choices=sorted(NETS),
                  help="dann: the DANN paper's LeNet (tlax's default); tll: "
                  "Transfer-Learning-Library's 28x28 LeNet + bottleneck 256")
@@ -359,9 +360,9 @@ def main(argv=None):
   p.add_argument("--json", default=None, help="write the results here")
   p.add_argument("--isolate", action="store_true",
                  help="run each round of each framework in its own process "
-                 "(still alternating tlax / torch round by round): on a "
-                 "small CPU the two frameworks' thread pools in one process "
-                 "slow each other down")
+                 "(still alternating tlax / torch round by round), so that "
+                 "neither framework's threads or memory are in the other's "
+                 "process")
   p.add_argument("--matmul_peak", default="on", choices=("on", "off"),
                  help="also time the 2048 x 2048 matmul ceiling")
   args = p.parse_args(argv)

@@ -2,7 +2,8 @@
 
 :class:`Conv` is a drop-in for :class:`flax.linen.Conv` (2-D, NHWC, same
 parameters ``kernel`` (HWIO) and ``bias``) that can compute the convolution,
-or its backward pass, as im2col + matmul instead of XLA's convolution.
+or its backward pass, as im2col + matmul, or by Winograd's minimal
+filtering, instead of XLA's convolution.
 
 Why (issue 4): XLA:CPU was reported to compute the *input* gradient of a 5x5
 convolution (a correlation of the output gradient with the spatially
@@ -50,16 +51,17 @@ LeNet step slow was max-pooling's gradient (``select_and_scatter``), which
 :func:`max_pool` avoids (225 -> 63 ms, 3.6x).
 
 Winograd (session 7, same machine; forward and both gradients of one
-convolution, batch 64, 5x5): DANN LeNet's conv2 (8x8, 32 -> 48, SAME)
-3.7 ms against 9.7 ms with ``"xla"`` and 12.6 ms with ``"patches"``; TLL's
-conv2 (12x12 -> 8x8, 20 -> 50) 3.1 ms against 13.0 and 5.9 ms; at 14x14
-(28x28 digits) 12.9-24.0 ms against 29.8 and 45.4-49.3 ms, but the LeNet
-step there is no faster than with ``"xla"`` (36.2 against 34.8 ms), and
-a 3x3 convolution on 32x32 maps is 4x slower than ``"xla"``, hence
-:data:`WINOGRAD_MAX_ELEMENTS` (the 14x14 conv2 at batch 64 is just at it,
-and keeps Winograd). For one input channel the
-transforms cost more than they save (1.9 ms against 1.2 ms with
-``"patches"``), hence :data:`WINOGRAD_MIN_CHANNELS`.
+convolution, batch 64, 5x5; ``experiments/bench_conv_layers.py --batch
+64``): DANN LeNet's conv2 (8x8, 32 -> 48, SAME) 3.7 ms against 9.1 ms with
+``"xla"`` and 7.8 ms with ``"patches"`` (PyTorch: 3.7); TLL's conv2 (12x12
+-> 8x8, 20 -> 50) 3.7 ms against 12.8 and 5.6 ms (PyTorch: 6.5); at 14x14
+(28x28 digits) 24.0 ms against 29.8 and 49.3 ms (PyTorch: 11.9), and the
+LeNet step there is no faster than with ``"xla"``. For one input channel
+the transforms cost more than they save (2.9 ms against 1.2 ms with
+``"patches"``), hence :data:`WINOGRAD_MIN_CHANNELS`; a 3x3 convolution on
+32x32 maps was 4x slower than ``"xla"`` (one-off timing, see
+:data:`WINOGRAD_MAX_ELEMENTS`), hence that limit (the 14x14 conv2 at batch
+64 is just at it, and keeps Winograd).
 
 All give the same values to float32 rounding, Winograd to a few units of
 1e-6 relative (its transforms enlarge the rounding). The ``"im2col"`` custom VJP is
@@ -94,7 +96,7 @@ PATCHES_MAX_ELEMENTS = 1 << 21
 # the kernels it takes (r <= WINOGRAD_MAX_KERNEL in each dimension, stride 1)
 # and the input channels from which "auto" prefers it on the CPU (below, the
 # transforms cost more than the matmul they save: a 1-channel 5x5 conv took
-# 1.9 ms with Winograd against 1.2 ms with "patches", forward and both
+# 2.9 ms with Winograd against 1.2 ms with "patches", forward and both
 # gradients, batch 64, 16x16).
 WINOGRAD_TILE = 4
 WINOGRAD_MAX_KERNEL = 5
@@ -103,7 +105,8 @@ WINOGRAD_MIN_CHANNELS = 8
 # tiles * cin, a = tile + r - 1). Above, on large maps, the transforms cost
 # more than XLA's convolution: forward + both gradients of a 3x3 conv,
 # batch 64, 32x32 maps, 16 -> 16 channels took 43.8 ms with Winograd against
-# 11.0 ms with "xla"; at 16x16, 32 -> 32, 6.6 against 11.2 ms.
+# 11.0 ms with "xla"; at 16x16, 32 -> 32, 6.6 against 11.2 ms (one-off
+# timings with the same jitted grad as experiments/bench_conv_layers.py).
 WINOGRAD_MAX_ELEMENTS = 1 << 21
 
 
