@@ -32,7 +32,7 @@ FLAGS = flags.FLAGS
 
 
 def child(num_devices: int, model_name: str, batch_size: int, steps: int,
-          warmup: int, optimizer: str) -> dict:
+          warmup: int, optimizer: str, conv_impl: str = "auto") -> dict:
   """Runs in the subprocess: times the pmap step on ``num_devices``."""
   import jax  # pylint: disable=g-import-not-at-top
   import ml_collections  # pylint: disable=g-import-not-at-top
@@ -49,7 +49,8 @@ def child(num_devices: int, model_name: str, batch_size: int, steps: int,
       "optimizer": {"name": optimizer, "lr": 1e-3, "schedule": "constant",
                     "weight_decay": 0.0, "momentum": 0.9, "b1": 0.9,
                     "b2": 0.999, "eps": 1e-6, "clip_norm": 0.0}})
-  model = get_model(model_name, 10)
+  kwargs = {} if model_name == "mlp" else {"conv_impl": conv_impl}
+  model = get_model(model_name, 10, **kwargs)
   method = Method(MethodContext(parallel.with_axis_name(model), 10, cfg, 1000))
   init_method = Method(MethodContext(model, 10, cfg, 1000))
   rng = np.random.default_rng(0)
@@ -86,6 +87,7 @@ def child(num_devices: int, model_name: str, batch_size: int, steps: int,
   return {"num_devices": num_devices, "platform": d.platform,
           "device_kind": getattr(d, "device_kind", ""),
           "model": model_name, "optimizer": optimizer,
+          "conv_impl": conv_impl,
           "global_batch": batch_size, "per_device_batch": per_dev,
           "steps": steps, "seconds": dt, "warmup_seconds": compile_s,
           "images_per_sec": steps * batch_size / dt,
@@ -97,7 +99,7 @@ def main(argv):
   del argv
   if FLAGS.child:
     res = child(FLAGS.child, FLAGS.model, FLAGS.batch_size, FLAGS.steps,
-                FLAGS.warmup, FLAGS.optimizer)
+                FLAGS.warmup, FLAGS.optimizer, FLAGS.conv_impl)
     print("RESULT " + json.dumps(res))
     return
   rows = []
@@ -110,7 +112,8 @@ def main(argv):
     cmd = [sys.executable, "-m", "experiments.bench_pretrain",
            f"--child={n}", f"--model={FLAGS.model}",
            f"--batch_size={FLAGS.batch_size}", f"--steps={FLAGS.steps}",
-           f"--warmup={FLAGS.warmup}", f"--optimizer={FLAGS.optimizer}"]
+           f"--warmup={FLAGS.warmup}", f"--optimizer={FLAGS.optimizer}",
+           f"--conv_impl={FLAGS.conv_impl}"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
     if proc.returncode or not line:
@@ -134,6 +137,8 @@ if __name__ == "__main__":
   flags.DEFINE_string("model", "lenet", "Model name (tlax.models).")
   flags.DEFINE_string("optimizer", "adam", "sgd | adam | adamw | lamb.")
   flags.DEFINE_integer("batch_size", 256, "Global batch.")
+  flags.DEFINE_string("conv_impl", "auto", "Conv models: tlax Conv impl "
+                      "(auto | xla | patches | winograd | im2col).")
   flags.DEFINE_integer("steps", 20, "Timed steps.")
   flags.DEFINE_integer("warmup", 2, "Untimed steps (compilation).")
   flags.DEFINE_integer("child", 0, "Internal: run one measurement.")
