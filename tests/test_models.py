@@ -493,3 +493,31 @@ def test_lenet_equals_flax_reference():
   ours, ref = run(variables, x)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4,
                                                        atol=1e-4), ours, ref)
+
+
+def test_lenet_auto_conv_matches_xla_conv():
+  """The digit LeNet as the trainer builds it (impl "auto": Winograd for
+  conv2 on the CPU) against the same weights with XLA's convolution."""
+  x = jax.random.normal(KEY, (8, 16, 16, 1))
+  auto, xla = models.LeNet(10), models.LeNet(10, conv_impl="xla")
+  variables = jax.jit(lambda x: auto.init(KEY, x))(x)
+  picked = []
+  resolve = layers.resolve_impl
+  with pytest.MonkeyPatch.context() as mp:
+    mp.setattr(layers, "resolve_impl",
+               lambda *a: picked.append(resolve(*a)) or picked[-1])
+
+    @jax.jit
+    def run(variables):
+      out = {}
+      for name, m in (("auto", auto), ("xla", xla)):
+        loss = lambda v, m=m: jnp.sum(jnp.tanh(m.apply(v, x)[0]))
+        out[name] = (m.apply(variables, x)[0], jax.grad(loss)(variables))
+      return out
+
+    out = run(variables)
+  if jax.default_backend() == "cpu":
+    assert "winograd" in picked
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(
+      a, b, rtol=0, atol=1e-4 * max(1.0, float(jnp.abs(b).max()))),
+               out["auto"], out["xla"])
