@@ -366,8 +366,6 @@ def main(argv=None):
   p.add_argument("--matmul_peak", default="on", choices=("on", "off"),
                  help="also time the 2048 x 2048 matmul ceiling")
   args = p.parse_args(argv)
-  if args.isolate:
-    return _isolated(args, list(sys.argv[1:] if argv is None else argv))
 
   import jax  # pylint: disable=g-import-not-at-top
   frameworks = args.frameworks.split(",")
@@ -377,9 +375,32 @@ def main(argv=None):
     import torch  # pylint: disable=g-import-not-at-top
     torch.backends.cuda.matmul.allow_tf32 = args.tf32 == "on"
     torch.backends.cudnn.allow_tf32 = args.tf32 == "on"
+  tdev = torch_device(args.torch_device) if "torch" in frameworks else "-"
+  if args.isolate:
+    results = _isolated(args, frameworks,
+                        list(sys.argv[1:] if argv is None else argv))
+  else:
+    results = _in_process(args, frameworks, tdev)
+  peak = (matmul_peak(frameworks, device=tdev) if args.matmul_peak == "on"
+          else {})
+  _report(args, results, peak, tdev)
+  return results
+
+
+def _summary(per_round, gflop=None):
+  """One method's result: per framework the median and the round times."""
+  result = {fw: {"median_ms": statistics.median(v),
+                 "rounds_ms": [round(x, 2) for x in v]}
+            for fw, v in per_round.items()}
+  if gflop is not None:
+    result["gflop"] = gflop
+  return result
+
+
+def _in_process(args, frameworks, tdev):
+  """Both frameworks in this process, alternating round by round."""
   data = _data(args.image_size, args.channels)
   total = args.warmup + args.rounds * args.steps
-  tdev = torch_device(args.torch_device) if "torch" in frameworks else "-"
   results = {}
   for name in args.methods.split(","):
     runners = {}
@@ -396,23 +417,16 @@ def main(argv=None):
     for _ in range(args.rounds):
       for fw, run in runners.items():
         per_round[fw].append(statistics.median(run(args.steps)) * 1e3)
-    results[name] = {fw: {"median_ms": statistics.median(v),
-                          "rounds_ms": [round(x, 2) for x in v]}
-                     for fw, v in per_round.items()}
-    if "tlax" in runners:
-      results[name]["gflop"] = runners["tlax"].flops / 1e9
-
-  peak = (matmul_peak(frameworks, device=tdev) if args.matmul_peak == "on"
-          else {})
-  _report(args, results, peak, tdev)
+    results[name] = _summary(
+        per_round, runners["tlax"].flops / 1e9 if "tlax" in runners else None)
   return results
 
 
-def _isolated(args, argv):
-  """``--isolate``: each (round, framework) in a fresh process; same table."""
+def _isolated(args, frameworks, argv):
+  """``--isolate``: each (round, framework) in a fresh process of this
+  script (``--rounds=1``), alternating as :func:`_in_process` does."""
   import subprocess  # pylint: disable=g-import-not-at-top
   import tempfile  # pylint: disable=g-import-not-at-top
-  frameworks = args.frameworks.split(",")
   base = [a for a in argv if a != "--isolate"]
   per = {}  # method -> framework -> [round ms]
   gflop = {}
@@ -434,17 +448,7 @@ def _isolated(args, argv):
         print(f"round {r + 1}/{args.rounds} {fw}: "
               + ", ".join(f"{n} {v[fw]['rounds_ms'][0]:.2f} ms"
                           for n, v in res.items()), flush=True)
-  results = {}
-  for name, fws in per.items():
-    results[name] = {fw: {"median_ms": statistics.median(v), "rounds_ms": v}
-                     for fw, v in fws.items()}
-    if name in gflop:
-      results[name]["gflop"] = gflop[name]
-  tdev = torch_device(args.torch_device) if "torch" in frameworks else "-"
-  peak = (matmul_peak(frameworks, device=tdev) if args.matmul_peak == "on"
-          else {})
-  _report(args, results, peak, tdev)
-  return results
+  return {name: _summary(fws, gflop.get(name)) for name, fws in per.items()}
 
 
 def _report(args, results, peak, tdev):

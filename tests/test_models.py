@@ -423,11 +423,17 @@ def test_conv_impls_vmap_and_errors():
     layers.resolve_impl("cudnn")
 
 
-def test_conv_auto_picks_winograd_only_where_measured_faster(monkeypatch):
+@pytest.fixture(name="picked")
+def _picked_impls(monkeypatch):
+  """The implementations ``layers.conv2d`` resolves to, in call order."""
   picked = []
   resolve = layers.resolve_impl
   monkeypatch.setattr(layers, "resolve_impl",
                       lambda *a: picked.append(resolve(*a)) or picked[-1])
+  return picked
+
+
+def test_conv_auto_picks_winograd_only_where_measured_faster(picked):
   cases = [  # (input NHWC, kernel HWIO, strides, what the CPU picks)
       ((64, 8, 8, 32), (5, 5, 32, 48), 1, "winograd"),  # LeNet conv2
       ((64, 16, 16, 1), (5, 5, 1, 32), 1, "patches"),  # one channel
@@ -495,27 +501,22 @@ def test_lenet_equals_flax_reference():
                                                        atol=1e-4), ours, ref)
 
 
-def test_lenet_auto_conv_matches_xla_conv():
+def test_lenet_auto_conv_matches_xla_conv(picked):
   """The digit LeNet as the trainer builds it (impl "auto": Winograd for
   conv2 on the CPU) against the same weights with XLA's convolution."""
   x = jax.random.normal(KEY, (8, 16, 16, 1))
   auto, xla = models.LeNet(10), models.LeNet(10, conv_impl="xla")
   variables = jax.jit(lambda x: auto.init(KEY, x))(x)
-  picked = []
-  resolve = layers.resolve_impl
-  with pytest.MonkeyPatch.context() as mp:
-    mp.setattr(layers, "resolve_impl",
-               lambda *a: picked.append(resolve(*a)) or picked[-1])
 
-    @jax.jit
-    def run(variables):
-      out = {}
-      for name, m in (("auto", auto), ("xla", xla)):
-        loss = lambda v, m=m: jnp.sum(jnp.tanh(m.apply(v, x)[0]))
-        out[name] = (m.apply(variables, x)[0], jax.grad(loss)(variables))
-      return out
+  @jax.jit
+  def run(variables):
+    out = {}
+    for name, m in (("auto", auto), ("xla", xla)):
+      loss = lambda v, m=m: jnp.sum(jnp.tanh(m.apply(v, x)[0]))
+      out[name] = (m.apply(variables, x)[0], jax.grad(loss)(variables))
+    return out
 
-    out = run(variables)
+  out = run(variables)
   if jax.default_backend() == "cpu":
     assert "winograd" in picked
   jax.tree.map(lambda a, b: np.testing.assert_allclose(

@@ -429,13 +429,12 @@ def conv2d(x: Array, w: Array, strides: Sequence[int] = (1, 1),
   strides = tuple(int(s) for s in strides)
   pads = explicit_padding(padding, x.shape[1:3], w.shape[:2], strides)
   kh, kw, cin = w.shape[:3]
-  patch_elements = (x.shape[0] * kh * kw * cin
-                    * _out_size(x.shape[1], kh, strides[0], pads[0])
-                    * _out_size(x.shape[2], kw, strides[1], pads[1]))
-  m = WINOGRAD_TILE
+  oh = _out_size(x.shape[1], kh, strides[0], pads[0])
+  ow = _out_size(x.shape[2], kw, strides[1], pads[1])
+  patch_elements = x.shape[0] * kh * kw * cin * oh * ow
+  m = WINOGRAD_TILE  # (only used with stride 1, where oh, ow are its sizes)
   winograd_elements = ((m + kh - 1) * (m + kw - 1) * x.shape[0] * cin
-                       * -(-_out_size(x.shape[1], kh, 1, pads[0]) // m)
-                       * -(-_out_size(x.shape[2], kw, 1, pads[1]) // m))
+                       * -(-oh // m) * -(-ow // m))
   winograd_ok = (strides == (1, 1) and kh <= WINOGRAD_MAX_KERNEL
                  and kw <= WINOGRAD_MAX_KERNEL and min(kh, kw) > 1
                  and cin >= WINOGRAD_MIN_CHANNELS
