@@ -471,6 +471,37 @@ def test_max_pool_matches_flax():
   np.testing.assert_allclose(g, g_ref, rtol=1e-6)
 
 
+
+@pytest.mark.parametrize("window", [2, (2, 3), 3])
+def test_max_pool_gradient_goes_to_first_maximum_like_flax(window):
+  """Ties (constant regions, as a zero image background gives after a conv)
+  send the whole gradient to each window's first maximum, as nn.max_pool's
+  select_and_scatter does: values, gradients and JVPs equal flax's."""
+  x = jax.random.normal(KEY, (3, 8, 9, 4))
+  x = x.at[0].set(1.0).at[1, :4, :4].set(0.0)
+  x = x.at[2, 0, 1].set(x[2, 0, 0])  # one tie between non-first entries
+  wv = layers._pair(window, "window")
+  ours = lambda x: jnp.sum(jnp.sin(layers.max_pool(x, window)) * 1.3)
+  ref = lambda x: jnp.sum(jnp.sin(nn.max_pool(x, wv, strides=wv)) * 1.3)
+  np.testing.assert_array_equal(layers.max_pool(x, window),
+                                nn.max_pool(x, wv, strides=wv))
+  g = jax.grad(ours)(x)
+  np.testing.assert_array_equal(g, jax.grad(ref)(x))
+  # a tied window passes the gradient of its output once, not once per max
+  np.testing.assert_allclose(jnp.sum(g[0]), jnp.sum(jax.grad(
+      lambda y: jnp.sum(jnp.sin(y) * 1.3))(layers.max_pool(x, window))[0]),
+                             rtol=1e-5)
+  t = jax.random.normal(jax.random.PRNGKey(3), x.shape)
+  np.testing.assert_array_equal(jax.jvp(ours, (x,), (t,))[1],
+                                jax.jvp(ref, (x,), (t,))[1])
+
+
+def test_max_pool_check_grads_float64():
+  with _x64():
+    x = jax.random.normal(KEY, (2, 6, 6, 3), dtype=jnp.float64)
+    check_grads(lambda x: layers.max_pool(x, 2), (x,), order=2,
+                modes=("fwd", "rev"))
+
 def test_lenet_equals_flax_reference():
   """LeNet = the same net built from nn.Conv and nn.max_pool."""
 
