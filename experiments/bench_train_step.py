@@ -23,11 +23,20 @@ arrays/tensors (no data loading in either). Each measurement is the median
 over ``--steps`` timed steps after ``--warmup`` steps, each step synchronised
 (``block_until_ready`` / eager PyTorch); the two frameworks alternate for
 ``--rounds`` rounds so that a change of machine load hits both, and the
-reported figure is the median over rounds. With ``--isolate`` every round
-of every framework runs in a fresh process (same alternation). On the
-2-core VM of docs/results_deep_da.md some rounds of tlax's DANN step at
-16x16 took 31 ms instead of 20 ms: 1-3 of 5 rounds in one shared process,
-1 of 5 with ``--isolate``, none with tlax alone.
+reported figure is the median over rounds. Where the frameworks run:
+
+* by default both in this process;
+* ``--isolate`` (``=round``): every round of every framework in a fresh
+  process, so each round also pays a cold start (the first steps after a
+  compile are slower);
+* ``--isolate=framework``: one long-lived worker process per framework,
+  built and warmed up once; this process tells the workers in turn to time
+  a round (over a pipe) and collects the medians. Each framework then runs
+  as in a training script of its own: neither one's thread pool (XLA's
+  Eigen pool, PyTorch's OpenMP threads, which keep spinning after their
+  work) is in the other's process. On the 2-core VM of session 8 (AMD EPYC,
+  docs/results_deep_da.md, "Speed") tlax's source-only step took 14.5 ms
+  in a shared process against 8.7-9.3 ms alone or in its own worker.
 
 On a GPU (JAX's default backend "gpu"), PyTorch runs on ``cuda`` too
 (``--torch_device=auto``); ``--tf32`` sets float32 matmul/convolution
@@ -40,7 +49,7 @@ torch is imported only here, never by tlax; install the CPU wheel with
 COMMAND:
   python experiments/bench_train_step.py --net=tll --image_size=28 --rounds=5
   python experiments/bench_train_step.py --net=dann --image_size=16 --rounds=5
-  python experiments/bench_train_step.py --net=dann --image_size=16 --rounds=5 --isolate
+  python experiments/bench_train_step.py --net=dann --image_size=16 --rounds=5 --isolate=framework
   (on a GPU add --steps=200 --warmup=20: a step takes under a millisecond)
 
 Figures measured so far: docs/results_deep_da.md ("Speed").
@@ -358,11 +367,14 @@ def main(argv=None):
   p.add_argument("--torch_threads", type=int, default=0,
                  help="torch.set_num_threads (0: all cores)")
   p.add_argument("--json", default=None, help="write the results here")
-  p.add_argument("--isolate", action="store_true",
-                 help="run each round of each framework in its own process "
-                 "(still alternating tlax / torch round by round), so that "
-                 "neither framework's threads or memory are in the other's "
-                 "process")
+  p.add_argument("--isolate", nargs="?", const="round", default="off",
+                 choices=("off", "round", "framework"),
+                 help="off: both frameworks in this process; round (the "
+                 "bare flag): each round of each framework in a fresh "
+                 "process; framework: one long-lived process per framework, "
+                 "warmed up once, told by this one when to time a round. "
+                 "All alternate tlax / torch round by round")
+  p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
   p.add_argument("--matmul_peak", default="on", choices=("on", "off"),
                  help="also time the 2048 x 2048 matmul ceiling")
   args = p.parse_args(argv)
@@ -376,9 +388,13 @@ def main(argv=None):
     torch.backends.cuda.matmul.allow_tf32 = args.tf32 == "on"
     torch.backends.cudnn.allow_tf32 = args.tf32 == "on"
   tdev = torch_device(args.torch_device) if "torch" in frameworks else "-"
-  if args.isolate:
-    results = _isolated(args, frameworks,
-                        list(sys.argv[1:] if argv is None else argv))
+  if args.worker:
+    return _worker(args, args.worker, tdev)
+  argv = list(sys.argv[1:] if argv is None else argv)
+  if args.isolate == "round":
+    results = _isolated(args, frameworks, argv)
+  elif args.isolate == "framework":
+    results = _with_workers(args, frameworks, argv)
   else:
     results = _in_process(args, frameworks, tdev)
   peak = (matmul_peak(frameworks, device=tdev) if args.matmul_peak == "on"
@@ -397,20 +413,22 @@ def _summary(per_round, gflop=None):
   return result
 
 
+def _runner(fw, name, data, args, tdev):
+  """``run(n)`` for framework ``fw``'s step ``name`` (module docstring)."""
+  total = args.warmup + args.rounds * args.steps
+  if fw == "tlax":
+    return tlax_step_fn(name, data, total, args.conv_impl, args.net,
+                        args.forward, args.sync)
+  return torch_step_fn(name, data, total, args.torch_threads, args.net,
+                       args.torch_forward, tdev, args.sync)
+
+
 def _in_process(args, frameworks, tdev):
   """Both frameworks in this process, alternating round by round."""
   data = _data(args.image_size, args.channels)
-  total = args.warmup + args.rounds * args.steps
   results = {}
   for name in args.methods.split(","):
-    runners = {}
-    if "tlax" in frameworks:
-      runners["tlax"] = tlax_step_fn(name, data, total, args.conv_impl,
-                                      args.net, args.forward, args.sync)
-    if "torch" in frameworks:
-      runners["torch"] = torch_step_fn(name, data, total,
-                                       args.torch_threads, args.net,
-                                       args.torch_forward, tdev, args.sync)
+    runners = {fw: _runner(fw, name, data, args, tdev) for fw in frameworks}
     for fw, run in runners.items():
       run(args.warmup)  # compile / warm caches
     per_round = {fw: [] for fw in runners}
@@ -422,12 +440,80 @@ def _in_process(args, frameworks, tdev):
   return results
 
 
+_REPLY = "@@"  # marks the worker's protocol lines on its stdout
+
+
+def _worker(args, fw, tdev):
+  """``--worker=fw``: builds and warms up ``fw``'s steps, says so, then
+  times one round of ``--steps`` for each method name read from stdin
+  (an empty line ends it). Replies are JSON on lines starting with
+  :data:`_REPLY`."""
+  data = _data(args.image_size, args.channels)
+  runners = {}
+  for name in args.methods.split(","):
+    runners[name] = _runner(fw, name, data, args, tdev)
+    runners[name](args.warmup)
+  flops = {n: getattr(r, "flops", None) for n, r in runners.items()}
+  print(_REPLY + json.dumps(flops), flush=True)
+  for line in sys.stdin:
+    name = line.strip()
+    if not name:
+      break
+    ms = statistics.median(runners[name](args.steps)) * 1e3
+    print(_REPLY + json.dumps(ms), flush=True)
+  return {}
+
+
+def _with_workers(args, frameworks, argv):
+  """``--isolate=framework``: one worker process per framework (built and
+  warmed up one after the other, then idle between its rounds), the
+  rounds alternating between them as in :func:`_in_process`."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  base = [a for a in argv if not a.startswith("--isolate")]
+  procs, flops = {}, {}
+
+  def reply(fw):
+    for line in procs[fw].stdout:
+      if line.startswith(_REPLY):
+        return json.loads(line[len(_REPLY):])
+    raise RuntimeError(f"the {fw} worker exited (exit code "
+                       f"{procs[fw].wait()}); its errors are above")
+
+  try:
+    for fw in frameworks:
+      procs[fw] = subprocess.Popen(
+          [sys.executable, os.path.abspath(__file__), *base,
+           f"--frameworks={fw}", f"--worker={fw}", "--matmul_peak=off"],
+          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+      flops[fw] = reply(fw)
+    results = {}
+    for name in args.methods.split(","):
+      per_round = {fw: [] for fw in frameworks}
+      for r in range(args.rounds):
+        for fw in frameworks:
+          procs[fw].stdin.write(name + "\n")
+          procs[fw].stdin.flush()
+          per_round[fw].append(reply(fw))
+        print(f"{name} round {r + 1}/{args.rounds}: "
+              + ", ".join(f"{fw} {v[-1]:.2f} ms"
+                          for fw, v in per_round.items()), flush=True)
+      gflop = flops.get("tlax", {}).get(name)
+      results[name] = _summary(per_round,
+                               gflop / 1e9 if gflop is not None else None)
+    return results
+  finally:
+    for proc in procs.values():
+      if proc.poll() is None:
+        proc.stdin.close()
+        proc.wait()
+
+
 def _isolated(args, frameworks, argv):
   """``--isolate``: each (round, framework) in a fresh process of this
   script (``--rounds=1``), alternating as :func:`_in_process` does."""
   import subprocess  # pylint: disable=g-import-not-at-top
   import tempfile  # pylint: disable=g-import-not-at-top
-  base = [a for a in argv if a != "--isolate"]
+  base = [a for a in argv if not a.startswith("--isolate")]
   per = {}  # method -> framework -> [round ms]
   gflop = {}
   with tempfile.TemporaryDirectory() as tmp:
@@ -463,8 +549,9 @@ def _report(args, results, peak, tdev):
             f"{args.torch_forward}, device {tdev}, threads "
             f"{args.torch_threads or os.cpu_count()}; median ms/step over "
             f"{args.rounds} rounds of {args.steps} steps, sync {args.sync}"
-            + (", one process per round and framework" if args.isolate
-               else "")
+            + {"round": ", one process per round and framework",
+               "framework": ", one warm process per framework"}.get(
+                   args.isolate, "")
             + (f", tf32 {args.tf32}" if device.platform == "gpu" else ""))
   print(header)
   print(f"{'method':<12} {'tlax ms':>9} {'torch ms':>9} {'tlax st/s':>10} "

@@ -51,3 +51,29 @@ def test_isolate_runs_each_round_in_its_own_process(tmp_path, capsys):
   saved = json.loads(out.read_text())
   assert "one process per round" in saved["header"]
   assert saved["matmul_gflops"] == {}
+
+
+def test_isolate_framework_keeps_one_warm_worker_per_framework(tmp_path,
+                                                              capsys):
+  out = tmp_path / "r.json"
+  results = bench.main(["--image_size=16", "--rounds=2", "--steps=1",
+                        "--warmup=1", "--frameworks=tlax",
+                        "--isolate=framework", "--matmul_peak=off",
+                        f"--json={out}"])
+  assert sorted(results) == ["dann", "source_only"]
+  for r in results.values():
+    assert len(r["tlax"]["rounds_ms"]) == 2
+    assert all(t > 0 for t in r["tlax"]["rounds_ms"])
+    assert r["gflop"] > 0  # reported by the worker
+  assert results["dann"]["gflop"] > results["source_only"]["gflop"]
+  text = capsys.readouterr().out
+  assert "dann round 2/2: tlax" in text
+  assert "one warm process per framework" in json.loads(
+      out.read_text())["header"]
+
+
+def test_isolate_framework_reports_a_failed_worker():
+  with pytest.raises(RuntimeError, match="tlax worker exited"):
+    bench.main(["--image_size=16", "--rounds=1", "--steps=1", "--warmup=1",
+                "--frameworks=tlax", "--methods=no_such_method",
+                "--isolate=framework", "--matmul_peak=off"])
