@@ -36,7 +36,7 @@ reported figure is the median over rounds. Where the frameworks run:
   Eigen pool, PyTorch's OpenMP threads, which keep spinning after their
   work) is in the other's process. On the 2-core VM of session 8 (AMD EPYC,
   docs/results_deep_da.md, "Speed") tlax's source-only step took 14.5 ms
-  in a shared process against 8.7-9.3 ms alone or in its own worker.
+  in a shared process against 8.7-10.3 ms alone or in its own worker.
 
 On a GPU (JAX's default backend "gpu"), PyTorch runs on ``cuda`` too
 (``--torch_device=auto``); ``--tf32`` sets float32 matmul/convolution

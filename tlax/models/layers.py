@@ -547,9 +547,8 @@ def _window_max(x6: Array) -> Array:
 @_window_max.defjvp
 def _window_max_jvp(primals, tangents):
   # The tangent (and, transposed, the gradient) goes to the first maximum of
-  # each window, as with lax.reduce_window's max (nn.max_pool). JAX's own
-  # rule for jnp.max splits it between tied maxima, with a count and a
-  # division that cost more on XLA:CPU than the rest of the pooling.
+  # each window, as with lax.reduce_window's max (nn.max_pool); JAX's own
+  # rule for jnp.max would split it between tied maxima.
   (x6,), (t6,) = primals, tangents
   y = jnp.max(x6, axis=(2, 4))
   mask = _first_max_mask(x6, y)
