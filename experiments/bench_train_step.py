@@ -423,21 +423,40 @@ def _runner(fw, name, data, args, tdev):
                        args.torch_forward, tdev, args.sync)
 
 
+def _alternate(args, frameworks, time_round, gflops):
+  """The rounds of every method, the frameworks alternating round by round.
+
+  ``time_round(fw, name)``: median ms of one round of ``--steps`` steps;
+  ``gflops``: method -> XLA's FLOP count of tlax's step (or absent).
+  """
+  results = {}
+  for name in args.methods.split(","):
+    per_round = {fw: [] for fw in frameworks}
+    for r in range(args.rounds):
+      for fw in frameworks:
+        per_round[fw].append(time_round(fw, name))
+      print(f"{name} round {r + 1}/{args.rounds}: "
+            + ", ".join(f"{fw} {v[-1]:.2f} ms"
+                        for fw, v in per_round.items()), flush=True)
+    gflop = gflops.get(name)
+    results[name] = _summary(per_round,
+                             gflop / 1e9 if gflop is not None else None)
+  return results
+
+
 def _in_process(args, frameworks, tdev):
   """Both frameworks in this process, alternating round by round."""
   data = _data(args.image_size, args.channels)
-  results = {}
-  for name in args.methods.split(","):
-    runners = {fw: _runner(fw, name, data, args, tdev) for fw in frameworks}
-    for fw, run in runners.items():
-      run(args.warmup)  # compile / warm caches
-    per_round = {fw: [] for fw in runners}
-    for _ in range(args.rounds):
-      for fw, run in runners.items():
-        per_round[fw].append(statistics.median(run(args.steps)) * 1e3)
-    results[name] = _summary(
-        per_round, runners["tlax"].flops / 1e9 if "tlax" in runners else None)
-  return results
+  runners = {(fw, name): _runner(fw, name, data, args, tdev)
+             for name in args.methods.split(",") for fw in frameworks}
+  for run in runners.values():
+    run(args.warmup)  # compile / warm caches
+  gflops = {name: run.flops for (fw, name), run in runners.items()
+            if fw == "tlax"}
+  return _alternate(
+      args, frameworks,
+      lambda fw, name: statistics.median(runners[fw, name](args.steps)) * 1e3,
+      gflops)
 
 
 _REPLY = "@@"  # marks the worker's protocol lines on its stdout
@@ -486,21 +505,13 @@ def _with_workers(args, frameworks, argv):
            f"--frameworks={fw}", f"--worker={fw}", "--matmul_peak=off"],
           stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
       flops[fw] = reply(fw)
-    results = {}
-    for name in args.methods.split(","):
-      per_round = {fw: [] for fw in frameworks}
-      for r in range(args.rounds):
-        for fw in frameworks:
-          procs[fw].stdin.write(name + "\n")
-          procs[fw].stdin.flush()
-          per_round[fw].append(reply(fw))
-        print(f"{name} round {r + 1}/{args.rounds}: "
-              + ", ".join(f"{fw} {v[-1]:.2f} ms"
-                          for fw, v in per_round.items()), flush=True)
-      gflop = flops.get("tlax", {}).get(name)
-      results[name] = _summary(per_round,
-                               gflop / 1e9 if gflop is not None else None)
-    return results
+
+    def time_round(fw, name):
+      procs[fw].stdin.write(name + "\n")
+      procs[fw].stdin.flush()
+      return reply(fw)
+
+    return _alternate(args, frameworks, time_round, flops.get("tlax", {}))
   finally:
     for proc in procs.values():
       if proc.poll() is None:
