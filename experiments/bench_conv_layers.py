@@ -8,12 +8,17 @@ discriminator; forward and forward + gradients, in XLA (jax.jit;
 ``layers.conv2d(impl="xla")``, XLA's own convolution, and with ``--impls``
 tlax's other implementations, forward + both gradients) and in PyTorch
 eager (oneDNN), median milliseconds over 20 calls after a warm-up.
-Run it with ``XLA_FLAGS`` set to compare XLA:CPU options (e.g.
-``--xla_cpu_use_onednn=true``), or with ``--threads 1`` for one thread each.
+XLA's programs are compiled with ``layers.cpu_compiler_options()`` as
+tlax's own are (XLA's convolutions through Eigen, not YNNPACK);
+``--xla_options=default`` compiles with XLA's defaults instead. Run it with
+``XLA_FLAGS`` set to compare other XLA:CPU options, or with ``--threads 1``
+for one thread each.
 
 COMMAND:
   python experiments/bench_conv_layers.py
   python experiments/bench_conv_layers.py --batch 64
+  python experiments/bench_conv_layers.py --batch 64 --xla_options=default
+  python experiments/bench_conv_layers.py --batch 64 --extra --impls=winograd
   XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1" \
     python experiments/bench_conv_layers.py --threads 1
 
@@ -52,31 +57,46 @@ def main(argv=None):
   p.add_argument("--batch", type=int, default=BATCH)
   p.add_argument("--impls", default="patches,winograd",
                  help="tlax layers.conv2d implementations to time too")
+  p.add_argument("--extra", action="store_true",
+                 help="also the shapes behind layers.py's Winograd limits: "
+                 "5x5, 32 -> 48 on 10x10 and 12x12 maps, 3x3, 32 -> 32 on "
+                 "8x8 and 16x16")
+  p.add_argument("--xla_options", choices=("tlax", "default"),
+                 default="tlax",
+                 help="compile with layers.cpu_compiler_options() (tlax) or "
+                 "XLA's default options")
   args = p.parse_args(argv)
   from tlax.models import layers  # pylint: disable=g-import-not-at-top
+  opts = (layers.cpu_compiler_options() if args.xla_options == "tlax"
+          else {})
+  jit = lambda f: jax.jit(f, compiler_options=opts)
   impls = [i for i in args.impls.split(",") if i]
   batch = args.batch
   import torch  # pylint: disable=g-import-not-at-top
   torch.set_num_threads(args.threads)
   rng = np.random.RandomState(0)
   print(f"batch {batch}; jax {jax.__version__}, torch {torch.__version__} "
-        f"({args.threads} threads); median ms")
+        f"({args.threads} threads); XLA options {opts or 'default'}; "
+        "median ms")
   print("layer                           XLA fwd  XLA fwd+grads  torch fwd  "
         "torch fwd+grads  " + "  ".join(f"{i} fwd+grads" for i in impls))
-  for size, cin, cout, pad in ((28, 1, 32, 2), (14, 32, 48, 2),
-                               (16, 1, 32, 2), (8, 32, 48, 2),
-                               (12, 20, 50, 0)):
+  shapes = [(28, 1, 32, 2, 5), (14, 32, 48, 2, 5), (16, 1, 32, 2, 5),
+            (8, 32, 48, 2, 5), (12, 20, 50, 0, 5)]
+  if args.extra:
+    shapes += [(10, 32, 48, 2, 5), (12, 32, 48, 2, 5), (8, 32, 32, 1, 3),
+               (16, 32, 32, 1, 3)]
+  for size, cin, cout, pad, k in shapes:
     x = jnp.asarray(rng.rand(batch, size, size, cin).astype(np.float32))
-    w = jnp.asarray(rng.rand(5, 5, cin, cout).astype(np.float32) * 0.1)
+    w = jnp.asarray(rng.rand(k, k, cin, cout).astype(np.float32) * 0.1)
     padding = "SAME" if pad else "VALID"
     conv = lambda a, b, impl, padding=padding: layers.conv2d(
         a, b, (1, 1), padding, impl=impl)
-    fwd = jax.jit(lambda a, b: conv(a, b, "xla"))
-    grads = {impl: jax.jit(jax.grad(
+    fwd = jit(lambda a, b: conv(a, b, "xla"))
+    grads = {impl: jit(jax.grad(
         lambda a, b, impl=impl: jnp.sum(conv(a, b, impl) ** 2),
         argnums=(0, 1))) for impl in ["xla", *impls]}
     tx = torch.rand(batch, cin, size, size, requires_grad=True)
-    tw = torch.rand(cout, cin, 5, 5, requires_grad=True)
+    tw = torch.rand(cout, cin, k, k, requires_grad=True)
 
     def t_fwd(tx=tx, tw=tw, pad=pad):
       with torch.no_grad():
@@ -87,7 +107,7 @@ def main(argv=None):
 
     ours = [f"{_median_ms(lambda g=grads[i]: g(x, w)):{len(i) + 10}.2f}"
             for i in impls]
-    print(f"conv {size}x{size}, {cin:2d} -> {cout:2d} {padding:5s}      "
+    print(f"conv{k} {size:2d}x{size:2d}, {cin:2d} -> {cout:2d} {padding:5s}   "
           f"{_median_ms(lambda: fwd(x, w)):7.2f}  "
           f"{_median_ms(lambda: grads['xla'](x, w)):13.2f}  "
           f"{_median_ms(t_fwd):9.2f}  {_median_ms(t_both):15.2f}  "
@@ -101,7 +121,7 @@ def main(argv=None):
     h = jax.nn.relu(h @ ws[1])
     return jnp.sum(h @ ws[2])
 
-  grads = jax.jit(jax.value_and_grad(disc, argnums=(0, 1)))
+  grads = jit(jax.value_and_grad(disc, argnums=(0, 1)))
   tx = torch.from_numpy(np.array(x)).requires_grad_()
   tws = [torch.from_numpy(np.array(w)).requires_grad_() for w in ws]
 

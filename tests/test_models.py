@@ -416,6 +416,8 @@ def test_conv_impls_vmap_and_errors():
       assert layers.resolve_impl("auto", limit + 1) == "xla"
     assert layers.resolve_impl("auto", limit + 1, winograd_ok=True) == (
         "winograd")
+    assert layers.resolve_impl("auto", limit, in_channels=7) == "patches"
+    assert layers.resolve_impl("auto", limit, in_channels=8) == "xla"
   else:  # GPU / TPU: XLA's own convolution (cuDNN) always
     assert layers.resolve_impl("auto", limit) == "xla"
     assert layers.resolve_impl("auto", limit, winograd_ok=True) == "xla"
@@ -438,9 +440,12 @@ def test_conv_auto_picks_winograd_only_where_measured_faster(picked):
       ((64, 8, 8, 32), (5, 5, 32, 48), 1, "winograd"),  # LeNet conv2
       ((64, 16, 16, 1), (5, 5, 1, 32), 1, "patches"),  # one channel
       ((64, 32, 32, 16), (3, 3, 16, 16), 1, "xla"),  # large maps
-      ((64, 16, 16, 32), (3, 3, 32, 32), 1, "winograd"),
-      ((4, 8, 8, 32), (3, 3, 32, 32), 2, "patches"),  # strided
-      ((4, 8, 8, 32), (7, 7, 32, 8), 1, "patches"),  # kernel above 5
+      ((64, 14, 14, 32), (5, 5, 32, 48), 1, "xla"),  # 28x28 LeNet conv2
+      ((64, 8, 8, 32), (3, 3, 32, 32), 1, "xla"),  # 3x3: XLA through Eigen
+      ((4, 8, 8, 32), (3, 3, 32, 32), 2, "xla"),  # strided, many channels
+      ((4, 8, 8, 3), (3, 3, 3, 32), 2, "patches"),  # strided, few channels
+      ((4, 8, 8, 32), (7, 7, 32, 8), 1, "xla"),  # kernel above 5
+      ((4, 8, 8, 3), (7, 7, 3, 8), 1, "patches"),
   ]
   for x_shape, w_shape, s, want in cases:
     picked.clear()
@@ -455,6 +460,32 @@ def test_conv_auto_picks_winograd_only_where_measured_faster(picked):
   assert picked[0] != "winograd"
   with pytest.raises(ValueError, match="NHWC"):
     layers.Conv(4).init(KEY, jnp.zeros((6, 6, 3)))
+
+
+def test_cpu_compiler_options_move_xla_convolutions_off_ynnpack(monkeypatch):
+  opts = layers.cpu_compiler_options()
+  if jax.default_backend() != "cpu" or not opts:
+    pytest.skip("CPU backend with XLA's YNNPACK fusion option only")
+  assert layers.cpu_compiler_options("gpu") == {}
+  conv = lambda x, w: layers.conv2d(x, w, (1, 1), "SAME", impl="xla")
+  args = (jnp.ones((8, 14, 14, 32)), jnp.ones((5, 5, 32, 48)))
+
+  def conv_in_ynn_fusion(**options):
+    text = jax.jit(conv, **options).lower(*args).compile().as_text()
+    return "ynn_fusion" in text[text.index("\nENTRY"):]
+
+  assert not conv_in_ynn_fusion(compiler_options=opts)
+  # The train step compiles with them.
+  from tlax.train import step as step_lib  # pylint: disable=g-import-not-at-top
+  seen = {}
+  real_jit = jax.jit
+  monkeypatch.setattr(step_lib.jax, "jit", lambda f, **kw: seen.update(kw)
+                      or real_jit(f, **kw))
+  step_lib.make_train_step(None, None, None)
+  assert seen["compiler_options"] == opts
+  # A user's XLA_FLAGS choice of YNNPACK fusions wins.
+  monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_experimental_ynn_fusion_type=")
+  assert layers.cpu_compiler_options() == {}
 
 
 def test_max_pool_matches_flax():

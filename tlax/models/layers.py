@@ -29,11 +29,18 @@ kernel, i.e. matmuls.
   multiplications than the direct convolution for 5x5 kernels, all of it
   (forward, both gradients by autodiff) matmuls and slices;
 * ``"auto"`` (default): ``"xla"`` off the CPU; on the CPU ``"winograd"``
-  where it applies (float32, stride 1, kernel 2-5, at least
-  :data:`WINOGRAD_MIN_CHANNELS` input channels, small maps: at most
-  :data:`WINOGRAD_MAX_ELEMENTS` of transformed input), otherwise :data:`CPU_IMPL`
-  (``"patches"``) for convolutions whose patch matrix (the whole batch's)
-  has at most :data:`PATCHES_MAX_ELEMENTS` entries, ``"xla"`` above.
+  where it was measured faster (float32, stride 1, 5x5 kernels, at least
+  :data:`WINOGRAD_MIN_CHANNELS` input channels, output maps of at most
+  :data:`WINOGRAD_MAX_TILES` tiles, i.e. 8x8), ``"patches"`` for
+  convolutions with fewer than :data:`PATCHES_MAX_CHANNELS` input channels
+  whose patch matrix (the whole batch's) has at most
+  :data:`PATCHES_MAX_ELEMENTS` entries, and ``"xla"`` for the rest.
+
+Since session 9 tlax compiles its programs on the CPU with
+:func:`cpu_compiler_options`, which keeps XLA's convolutions off YNNPACK
+(jax 0.10's XLA:CPU default; through Eigen they were 1.5-2.5x faster on
+tlax's shapes), and the ``"auto"`` rules above were measured that way. The
+paragraphs below record the earlier measurements that shaped them.
 
 Measured (jax 0.10.2, XLA:CPU, 2 shared cores; docs/results_deep_da.md,
 "Speed"): the im2col *gradients* were slower than XLA's for every shape tlax
@@ -73,6 +80,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 import functools
+import os
 from typing import Any, Callable, Sequence, Union
 
 import flax.linen as nn
@@ -86,12 +94,19 @@ PaddingLike = Union[str, int, Sequence[Union[int, tuple[int, int]]]]
 
 _DIMS = ("NHWC", "HWIO", "NHWC")
 IMPLS = ("auto", "xla", "im2col", "patches", "winograd")
-# What impl="auto" uses on the CPU backend (measured with
-# experiments/bench_train_step.py, see the module docstring): "patches"
-# where the batch's patch matrix has at most PATCHES_MAX_ELEMENTS entries
-# (8 MiB of float32), "xla" above.
+# What impl="auto" uses on the CPU backend besides Winograd and XLA's own
+# convolution (measured with experiments/bench_conv_layers.py and
+# experiments/bench_train_step.py, see the module docstring): "patches" for
+# convolutions with fewer than PATCHES_MAX_CHANNELS input channels whose
+# batch's patch matrix has at most PATCHES_MAX_ELEMENTS entries (8 MiB of
+# float32), "xla" otherwise. Forward and both gradients, batch 64, "patches"
+# against XLA's convolution through Eigen, ms (session 9, `python
+# experiments/bench_conv_layers.py --batch 64`): one input channel, 5x5 ->
+# 32, 16x16 2.46 / 5.16 and 28x28 8.68 / 13.75; 32 -> 48 on 8x8 17.03 /
+# 9.97 and on 14x14 61.40 / 25.04; TLL's 20 -> 50 10.07 / 9.80.
 CPU_IMPL = "patches"
 PATCHES_MAX_ELEMENTS = 1 << 21
+PATCHES_MAX_CHANNELS = 8
 # Winograd F(m x m, r x r) convolutions (conv2d_winograd): the output tile m,
 # the kernels it takes (r <= WINOGRAD_MAX_KERNEL in each dimension, stride 1)
 # and the input channels from which "auto" prefers it on the CPU (below, the
@@ -101,6 +116,17 @@ PATCHES_MAX_ELEMENTS = 1 << 21
 WINOGRAD_TILE = 4
 WINOGRAD_MAX_KERNEL = 5
 WINOGRAD_MIN_CHANNELS = 8
+# "auto" takes Winograd only for kernels of at least WINOGRAD_MIN_KERNEL
+# and output maps of at most WINOGRAD_MAX_TILES tiles (8 x 8 for m = 4).
+# Forward and both gradients, batch 64, Winograd against XLA's convolution
+# through Eigen (cpu_compiler_options), ms (session 9, `python
+# experiments/bench_conv_layers.py --batch 64 --extra --impls=winograd`):
+# 5x5 on 8x8 maps, 32 -> 48 (LeNet conv2) 5.34 / 6.30; TLL's conv2 (12x12
+# -> 8x8, 20 -> 50) 4.35 / 9.39; 14x14, 32 -> 48 24.53 / 16.99; 10x10
+# 11.00 / 8.65; 12x12 10.99 / 13.26 (the one map size where runs
+# disagreed); 3x3, 32 -> 32, on 8x8 2.18 / 1.88 and on 16x16 9.81 / 8.21.
+WINOGRAD_MIN_KERNEL = 5
+WINOGRAD_MAX_TILES = 4
 # ... and up to this many entries of transformed input (a * a * batch *
 # tiles * cin, a = tile + r - 1). Above, on large maps, the transforms cost
 # more than XLA's convolution: forward + both gradients of a 3x3 conv,
@@ -108,20 +134,61 @@ WINOGRAD_MIN_CHANNELS = 8
 # 11.0 ms with "xla"; at 16x16, 32 -> 32, 6.6 against 11.2 ms (one-off
 # timings with the same jitted grad as experiments/bench_conv_layers.py).
 WINOGRAD_MAX_ELEMENTS = 1 << 21
+# XLA:CPU (jax 0.10) hands dots, reductions and convolutions to YNNPACK by
+# default. Its convolutions are about 1.5-2.5x slower there than through
+# Eigen on tlax's shapes (forward and both gradients, batch 64; session 9),
+# while its dots are faster, so tlax's jitted programs keep YNNPACK for
+# dots and reductions only (cpu_compiler_options).
+_CPU_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type":
+                "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,"
+                "LIBRARY_FUSION_TYPE_REDUCE"}
+
+
+@functools.lru_cache(maxsize=None)
+def _cpu_options_supported() -> bool:
+  try:  # an XLA without the option rejects it at compile time
+    jax.jit(lambda v: v + 1, compiler_options=_CPU_OPTIONS).lower(
+        np.float32(0)).compile()
+    return True
+  except Exception:  # pylint: disable=broad-except
+    return False
+
+
+def cpu_compiler_options(backend: str | None = None) -> dict[str, str]:
+  """XLA options for tlax's jitted programs on the CPU (``{}`` elsewhere).
+
+  On the CPU: XLA's convolutions through Eigen instead of YNNPACK, dots and
+  reductions still through YNNPACK (see ``_CPU_OPTIONS``); :class:`Conv`'s
+  ``impl="auto"`` rules were measured this way. tlax's trainer, evaluation
+  and feature functions compile with these; pass them to your own
+  ``jax.jit(..., compiler_options=cpu_compiler_options())`` for the same
+  convolution speed. Empty off the CPU, when this XLA does not know the
+  option, and when ``XLA_FLAGS`` already sets the YNNPACK fusion types (the
+  user's setting wins).
+  """
+  if (backend or jax.default_backend()) != "cpu":
+    return {}
+  if "ynn_fusion_type" in os.environ.get("XLA_FLAGS", ""):
+    return {}
+  return dict(_CPU_OPTIONS) if _cpu_options_supported() else {}
 
 
 def resolve_impl(impl: str, patch_elements: int | None = None,
-                 winograd_ok: bool = False) -> str:
+                 winograd_ok: bool = False,
+                 in_channels: int | None = None) -> str:
   """The implementation ``impl`` stands for.
 
   ``"auto"`` is ``"xla"`` off the CPU backend. On the CPU it is
   ``"winograd"`` when ``winograd_ok`` (the convolution is float32, stride 1,
-  kernel at most :data:`WINOGRAD_MAX_KERNEL`, at least
-  :data:`WINOGRAD_MIN_CHANNELS` input channels and at most
-  :data:`WINOGRAD_MAX_ELEMENTS` of transformed input), else :data:`CPU_IMPL`,
-  except that ``"patches"`` falls back to ``"xla"`` when the patch matrix
-  (``patch_elements`` entries: batch times output pixels times
-  ``kh * kw * cin``) is larger than :data:`PATCHES_MAX_ELEMENTS`.
+  kernel between :data:`WINOGRAD_MIN_KERNEL` and
+  :data:`WINOGRAD_MAX_KERNEL`, at least :data:`WINOGRAD_MIN_CHANNELS` input
+  channels, at most :data:`WINOGRAD_MAX_TILES` output tiles per image and
+  :data:`WINOGRAD_MAX_ELEMENTS` of transformed input), else
+  :data:`CPU_IMPL` (``"patches"``) for fewer than
+  :data:`PATCHES_MAX_CHANNELS` input channels (``in_channels``; ``None``:
+  few) and a patch matrix (``patch_elements`` entries: batch times output
+  pixels times ``kh * kw * cin``) of at most :data:`PATCHES_MAX_ELEMENTS`,
+  else ``"xla"``.
   """
   if impl not in IMPLS:
     raise ValueError(f"Unknown conv impl {impl!r}; expected one of {IMPLS}.")
@@ -130,8 +197,9 @@ def resolve_impl(impl: str, patch_elements: int | None = None,
       return "xla"
     if winograd_ok:
       return "winograd"
-    if (CPU_IMPL == "patches" and patch_elements is not None
-        and patch_elements > PATCHES_MAX_ELEMENTS):
+    if CPU_IMPL == "patches" and (
+        (patch_elements is not None and patch_elements > PATCHES_MAX_ELEMENTS)
+        or (in_channels is not None and in_channels >= PATCHES_MAX_CHANNELS)):
       return "xla"
     return CPU_IMPL
   return impl
@@ -435,12 +503,15 @@ def conv2d(x: Array, w: Array, strides: Sequence[int] = (1, 1),
   m = WINOGRAD_TILE  # (only used with stride 1, where oh, ow are its sizes)
   winograd_elements = ((m + kh - 1) * (m + kw - 1) * x.shape[0] * cin
                        * -(-oh // m) * -(-ow // m))
+  tiles = -(-oh // m) * -(-ow // m)
   winograd_ok = (strides == (1, 1) and kh <= WINOGRAD_MAX_KERNEL
-                 and kw <= WINOGRAD_MAX_KERNEL and min(kh, kw) > 1
+                 and kw <= WINOGRAD_MAX_KERNEL
+                 and min(kh, kw) >= WINOGRAD_MIN_KERNEL
                  and cin >= WINOGRAD_MIN_CHANNELS
+                 and tiles <= WINOGRAD_MAX_TILES
                  and winograd_elements <= WINOGRAD_MAX_ELEMENTS
                  and x.dtype == jnp.float32 and w.dtype == jnp.float32)
-  impl = resolve_impl(impl, patch_elements, winograd_ok)
+  impl = resolve_impl(impl, patch_elements, winograd_ok, cin)
   if impl == "xla":
     return _conv(x, w, strides, pads)
   if impl == "patches":

@@ -7,12 +7,15 @@ evaluation compiles once per method and input shape.
 
 from __future__ import annotations
 
+import functools
 import weakref
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from tlax.models.layers import cpu_compiler_options
 
 _PREDICT_FNS: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
 
@@ -27,7 +30,7 @@ def make_predict_fn(method):
   except (KeyError, TypeError):
     pass
 
-  @jax.jit
+  @functools.partial(jax.jit, compiler_options=cpu_compiler_options())
   def predict(params, state, x):
     return jnp.argmax(method.predict(params, state, x), axis=-1)
 

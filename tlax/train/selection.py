@@ -111,5 +111,7 @@ def make_fns(method, layer: str = "embedding"):
   """Jitted ``(params, state, x) -> (logits, features[layer])``: one program
   (XLA shares the forward pass of the two outputs)."""
   import jax  # pylint: disable=g-import-not-at-top
+  from tlax.models.layers import cpu_compiler_options  # pylint: disable=g-import-not-at-top
   return jax.jit(lambda p, s, x: (method.predict(p, s, x),
-                                  method.features(p, s, x)[layer]))
+                                  method.features(p, s, x)[layer]),
+                 compiler_options=cpu_compiler_options())

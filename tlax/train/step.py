@@ -3,7 +3,8 @@
 ``train_step(state, batch) -> (state, metrics)`` runs the method's loss, its
 gradient and the optimiser update. Everything static (the method, the
 optimiser, the schedule) is bound with ``functools.partial`` by
-:func:`make_train_step`, which jits the step once with the state donated.
+:func:`make_train_step`, which jits the step once with the state donated (and, on the CPU, with
+:func:`tlax.models.layers.cpu_compiler_options`).
 The step's randomness comes from ``state.rng``, split inside the step, so a
 restored state continues with exactly the same random numbers.
 """
@@ -17,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from tlax.models.layers import cpu_compiler_options
 from tlax.train.state import TrainState
 
 
@@ -73,4 +75,5 @@ def make_train_step(method, tx: optax.GradientTransformation,
   The state argument is donated: do not use a state after passing it in.
   """
   return jax.jit(functools.partial(train_step, method=method, tx=tx,
-                                   schedule=schedule), donate_argnums=0)
+                                   schedule=schedule), donate_argnums=0,
+                 compiler_options=cpu_compiler_options())

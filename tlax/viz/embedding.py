@@ -135,7 +135,9 @@ def run_features(method, params, state, task, *, layer: str = "embedding",
   """
   import jax  # pylint: disable=g-import-not-at-top
   from tlax.train.evaluate import batched_apply  # pylint: disable=g-import-not-at-top
-  feats = jax.jit(lambda x: method.features(params, state, x)[layer])
+  from tlax.models.layers import cpu_compiler_options  # pylint: disable=g-import-not-at-top
+  feats = jax.jit(lambda x: method.features(params, state, x)[layer],
+                  compiler_options=cpu_compiler_options())
 
   def run(x):
     return batched_apply(feats, x, batch_size).reshape(len(x), -1)
