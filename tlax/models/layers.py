@@ -38,8 +38,8 @@ kernel, i.e. matmuls.
 
 Since session 9 tlax compiles its programs on the CPU with
 :func:`cpu_compiler_options`, which keeps XLA's convolutions off YNNPACK
-(jax 0.10's XLA:CPU default; through Eigen they were 1.5-2.5x faster on
-tlax's shapes), and the ``"auto"`` rules above were measured that way. The
+(jax 0.10's XLA:CPU default; through Eigen they were 1.4-2.3x faster on
+eight of nine layer shapes measured), and the ``"auto"`` rules above were measured that way. The
 paragraphs below record the earlier measurements that shaped them.
 
 Measured (jax 0.10.2, XLA:CPU, 2 shared cores; docs/results_deep_da.md,
@@ -135,8 +135,10 @@ WINOGRAD_MAX_TILES = 4
 # timings with the same jitted grad as experiments/bench_conv_layers.py).
 WINOGRAD_MAX_ELEMENTS = 1 << 21
 # XLA:CPU (jax 0.10) hands dots, reductions and convolutions to YNNPACK by
-# default. Its convolutions are about 1.5-2.5x slower there than through
-# Eigen on tlax's shapes (forward and both gradients, batch 64; session 9),
+# default. Its convolutions were 1.4-2.3x slower there than through Eigen
+# on eight of the nine shapes of `experiments/bench_conv_layers.py --batch
+# 64 --extra` (forward and both gradients; session 9; the ninth, one input
+# channel on 16x16, 0.9x, is a patch matmul in "auto" anyway),
 # while its dots are faster, so tlax's jitted programs keep YNNPACK for
 # dots and reductions only (cpu_compiler_options).
 _CPU_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type":
