@@ -128,11 +128,11 @@ WINOGRAD_MIN_CHANNELS = 8
 WINOGRAD_MIN_KERNEL = 5
 WINOGRAD_MAX_TILES = 4
 # ... and up to this many entries of transformed input (a * a * batch *
-# tiles * cin, a = tile + r - 1). Above, on large maps, the transforms cost
-# more than XLA's convolution: forward + both gradients of a 3x3 conv,
-# batch 64, 32x32 maps, 16 -> 16 channels took 43.8 ms with Winograd against
-# 11.0 ms with "xla"; at 16x16, 32 -> 32, 6.6 against 11.2 ms (one-off
-# timings with the same jitted grad as experiments/bench_conv_layers.py).
+# tiles * cin, a = tile + r - 1): a bound on the transforms' memory for
+# large batch x channel counts. Session 7 set it from 3x3 timings through
+# YNNPACK (batch 64, 32x32 maps, 16 -> 16: 43.8 ms with Winograd against
+# 11.0 ms with "xla"); since session 9 the kernel and tile limits above
+# already exclude those shapes, and the bound itself was not re-measured.
 WINOGRAD_MAX_ELEMENTS = 1 << 21
 # XLA:CPU (jax 0.10) hands dots, reductions and convolutions to YNNPACK by
 # default. Its convolutions were 1.4-2.3x slower there than through Eigen

@@ -3,8 +3,8 @@
 ``train_step(state, batch) -> (state, metrics)`` runs the method's loss, its
 gradient and the optimiser update. Everything static (the method, the
 optimiser, the schedule) is bound with ``functools.partial`` by
-:func:`make_train_step`, which jits the step once with the state donated (and, on the CPU, with
-:func:`tlax.models.layers.cpu_compiler_options`).
+:func:`make_train_step`, which jits the step once with the state donated
+(and, on the CPU, with :func:`tlax.models.layers.cpu_compiler_options`).
 The step's randomness comes from ``state.rng``, split inside the step, so a
 restored state continues with exactly the same random numbers.
 """
