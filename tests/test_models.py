@@ -370,6 +370,28 @@ def test_conv_winograd_matches_xla(case):
                out["winograd"], out["xla"])
 
 
+@pytest.mark.parametrize("case", WINOGRAD_CASES[:5], ids=str)
+def test_conv_winograd_tile_paths_agree(case, monkeypatch):
+  # Small maps cut each tile on its own, larger ones slice rows and columns
+  # of tiles (WINOGRAD_PER_TILE_MAX): the same tiles, the same values.
+  spatial, cin, cout, k, pad = case
+  x = jax.random.normal(KEY, (2, *spatial, cin))
+  w = jax.random.normal(KEY1, (*k, cin, cout))
+
+  def run():
+    f = lambda x, w: layers.conv2d(x, w, (1, 1), pad, impl="winograd")
+    return jax.jit(lambda x, w: (f(x, w), jax.grad(
+        lambda x, w: jnp.sum(jnp.sin(f(x, w))), argnums=(0, 1))(x, w)))(x, w)
+
+  per_tile = run()
+  monkeypatch.setattr(layers, "WINOGRAD_PER_TILE_MAX", 0)
+  sliced = run()
+  np.testing.assert_array_equal(per_tile[0], sliced[0])
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(
+      a, b, rtol=1e-6, atol=1e-6 * float(jnp.abs(b).max())),
+               per_tile[1], sliced[1])
+
+
 def test_conv_winograd_float64_grads_and_errors():
   with _x64():
     x = jax.random.normal(KEY, (1, 7, 6, 3), jnp.float64)

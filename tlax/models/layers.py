@@ -429,6 +429,48 @@ def _overlapping_tiles(x: Array, size: int, step: int, count: int,
                     for t in range(count)])
 
 
+# Up to this many tiles, conv2d_winograd cuts each input tile out of the
+# unpadded input on its own (one lax.pad with negative edges per tile,
+# transposed to (a_h, a_w, n, cin)) and stacks them: XLA fuses that into
+# one pass, and autodiff's transpose (a padded copy per tile, summed) into
+# another. Above it (larger maps, where a per-tile op count would grow
+# compile time), the padded input is sliced into rows and columns of tiles
+# and transposed. Same values either way (tests/test_models.py); the
+# per-tile form made the 16x16 LeNet's train step about 5-10% faster on
+# the 2-core CPU (session 10, docs/results_deep_da.md, "Speed").
+WINOGRAD_PER_TILE_MAX = 16
+
+
+def _winograd_input_tiles(x: Array, padding, m: int, ah: int, aw: int,
+                          th: int, tw: int) -> Array:
+  """The ``th x tw`` overlapping ``ah x aw`` input tiles of ``x`` (NHWC,
+  zero-padded by ``padding`` and cut to the tiles' extent), as
+  ``(ah * aw, n * th * tw * cin)`` with rows ``(a_h, a_w)`` and columns
+  ``(n, t_h, t_w, cin)``."""
+  n, h, wd, cin = x.shape
+  zero = jnp.zeros((), x.dtype)
+  if th * tw <= WINOGRAD_PER_TILE_MAX:
+    blocks = []
+    for i in range(th):
+      for j in range(tw):
+        lo_h, lo_w = padding[0][0] - i * m, padding[1][0] - j * m
+        block = lax.pad(x, zero, [(0, 0, 0), (lo_h, ah - h - lo_h, 0),
+                                  (lo_w, aw - wd - lo_w, 0), (0, 0, 0)])
+        blocks.append(block.transpose(1, 2, 0, 3))   # (ah, aw, n, cin)
+    return jnp.stack(blocks, axis=3).reshape(ah * aw, n * th * tw * cin)
+  # Pad (or crop) to exactly the th * m + ah - m rows (columns) the tiles
+  # read; rows past the conv's own padding only feed outputs cut later.
+  xp = lax.pad(x, zero, [(0, 0, 0),
+                         (padding[0][0], th * m + ah - m - h - padding[0][0],
+                          0),
+                         (padding[1][0], tw * m + aw - m - wd - padding[1][0],
+                          0),
+                         (0, 0, 0)])
+  d = _overlapping_tiles(xp, ah, m, th, 1)     # (th, n, ah, w', cin)
+  d = _overlapping_tiles(d, aw, m, tw, 3)      # (tw, th, n, ah, aw, cin)
+  return d.transpose(3, 4, 2, 1, 0, 5).reshape(ah * aw, n * th * tw * cin)
+
+
 def conv2d_winograd(x: Array, w: Array,
                     padding: tuple[tuple[int, int], ...],
                     tile: int = WINOGRAD_TILE) -> Array:
@@ -470,18 +512,7 @@ def conv2d_winograd(x: Array, w: Array,
     raise ValueError(f"Convolution of a {h}x{wd} input with a {kh}x{kw} "
                      f"kernel and padding {padding} has no output.")
   th, tw = -(-oh // m), -(-ow // m)
-  # Pad (or crop) to exactly the th * m + kh - 1 rows (columns) the tiles
-  # read; rows past the conv's own padding only feed outputs cut below.
-  zero = jnp.zeros((), x.dtype)
-  xp = lax.pad(x, zero, [(0, 0, 0),
-                         (padding[0][0], th * m + kh - 1 - h - padding[0][0],
-                          0),
-                         (padding[1][0], tw * m + kw - 1 - wd - padding[1][0],
-                          0),
-                         (0, 0, 0)])
-  d = _overlapping_tiles(xp, ah, m, th, 1)     # (th, n, ah, w', cin)
-  d = _overlapping_tiles(d, aw, m, tw, 3)      # (tw, th, n, ah, aw, cin)
-  d = d.transpose(3, 4, 2, 1, 0, 5).reshape(ah * aw, n * th * tw * cin)
+  d = _winograd_input_tiles(x, padding, m, ah, aw, th, tw)
   const = lambda a_: jnp.asarray(a_, x.dtype)
   v = (const(np.kron(bt_h, bt_w)) @ d).reshape(ah * aw, n * th * tw, cin)
   u = (const(np.kron(g_h, g_w)) @ w.reshape(kh * kw, cin * cout)
