@@ -181,6 +181,7 @@ def tlax_step_fn(method_name, data, total_steps, conv_impl="auto",
     return time_steps(one_step, jax.block_until_ready, n, sync)
 
   run.flops = flops  # XLA's count for one step (cost analysis)
+  run.compiled = step  # the compiled step (its HLO text names the ops)
   return run
 
 
