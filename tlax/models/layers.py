@@ -436,8 +436,9 @@ def _overlapping_tiles(x: Array, size: int, step: int, count: int,
 # another. Above it (larger maps, where a per-tile op count would grow
 # compile time), the padded input is sliced into rows and columns of tiles
 # and transposed. Same values either way (tests/test_models.py); the
-# per-tile form made the 16x16 LeNet's train step about 5-10% faster on
-# the 2-core CPU (session 10, docs/results_deep_da.md, "Speed").
+# per-tile form took the 16x16 LeNet's source-only train step from 7.89 to
+# 6.71 ms (medians, interleaved A/B on the 2-core CPU; session 10,
+# docs/results_deep_da.md, "Speed").
 WINOGRAD_PER_TILE_MAX = 16
 
 
