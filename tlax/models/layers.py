@@ -39,8 +39,9 @@ kernel, i.e. matmuls.
 Since session 9 tlax compiles its programs on the CPU with
 :func:`cpu_compiler_options`, which keeps XLA's convolutions off YNNPACK
 (jax 0.10's XLA:CPU default; through Eigen they were 1.4-2.3x faster on
-eight of nine layer shapes measured), and the ``"auto"`` rules above were measured that way. The
-paragraphs below record the earlier measurements that shaped them.
+eight of nine layer shapes measured), and the ``"auto"`` rules above were
+measured that way. The paragraphs below record the earlier measurements
+that shaped them.
 
 Measured (jax 0.10.2, XLA:CPU, 2 shared cores; docs/results_deep_da.md,
 "Speed"): the im2col *gradients* were slower than XLA's for every shape tlax
@@ -535,9 +536,8 @@ def conv2d(x: Array, w: Array, strides: Sequence[int] = (1, 1),
   ow = _out_size(x.shape[2], kw, strides[1], pads[1])
   patch_elements = x.shape[0] * kh * kw * cin * oh * ow
   m = WINOGRAD_TILE  # (only used with stride 1, where oh, ow are its sizes)
-  winograd_elements = ((m + kh - 1) * (m + kw - 1) * x.shape[0] * cin
-                       * -(-oh // m) * -(-ow // m))
   tiles = -(-oh // m) * -(-ow // m)
+  winograd_elements = (m + kh - 1) * (m + kw - 1) * x.shape[0] * cin * tiles
   winograd_ok = (strides == (1, 1) and kh <= WINOGRAD_MAX_KERNEL
                  and kw <= WINOGRAD_MAX_KERNEL
                  and min(kh, kw) >= WINOGRAD_MIN_KERNEL
