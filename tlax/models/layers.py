@@ -473,6 +473,20 @@ def _winograd_input_tiles(x: Array, padding, m: int, ah: int, aw: int,
   return d.transpose(3, 4, 2, 1, 0, 5).reshape(ah * aw, n * th * tw * cin)
 
 
+def _kron_apply(a_h: np.ndarray, a_w: np.ndarray, z: Array) -> Array:
+  """``kron(a_h, a_w) @ z`` for ``z`` of shape ``(q_h * q_w, r)``, one 1-D
+  matrix at a time: ``a_h`` on the leading axis (a matmul), then ``a_w`` on
+  the second (a matmul batched over the first), ``2 * q_h * q_w * (p_h +
+  p_w) * r`` multiply-adds where the Kronecker product takes ``p_h * p_w *
+  q_h * q_w * r`` (a quarter for Winograd's 8-point input transform)."""
+  (ph, qh), (pw, qw) = a_h.shape, a_w.shape
+  r = z.shape[1]
+  t = (jnp.asarray(a_h, z.dtype) @ z.reshape(qh, qw * r)).reshape(ph, qw, r)
+  b = jnp.broadcast_to(jnp.asarray(a_w, z.dtype), (ph, pw, qw))
+  return lax.dot_general(b, t, (((2,), (1,)), ((0,), (0,)))).reshape(
+      ph * pw, r)
+
+
 def conv2d_winograd(x: Array, w: Array,
                     padding: tuple[tuple[int, int], ...],
                     tile: int = WINOGRAD_TILE) -> Array:
@@ -485,8 +499,9 @@ def conv2d_winograd(x: Array, w: Array,
   channel sums become ``a * a`` independent matmuls, and ``A^T M A`` gives
   an ``m x m`` output tile. For 5x5 kernels and ``m = 4`` that is 64
   multiplications per tile and channel pair instead of 400, 6.25x fewer.
-  The 2-D transforms are written as one matmul each with the Kronecker
-  products of the 1-D matrices, so forward and both gradients (JAX's
+  The input and output transforms apply the 1-D matrices one axis at a
+  time (:func:`_kron_apply`), the kernel's transform (small) as one matmul
+  with their Kronecker product, so forward and both gradients (JAX's
   autodiff, any order and mode) are matmuls and slices.
 
   Values agree with ``lax.conv_general_dilated`` to float32 rounding times
@@ -516,11 +531,11 @@ def conv2d_winograd(x: Array, w: Array,
   th, tw = -(-oh // m), -(-ow // m)
   d = _winograd_input_tiles(x, padding, m, ah, aw, th, tw)
   const = lambda a_: jnp.asarray(a_, x.dtype)
-  v = (const(np.kron(bt_h, bt_w)) @ d).reshape(ah * aw, n * th * tw, cin)
+  v = _kron_apply(bt_h, bt_w, d).reshape(ah * aw, n * th * tw, cin)
   u = (const(np.kron(g_h, g_w)) @ w.reshape(kh * kw, cin * cout)
        ).reshape(ah * aw, cin, cout)
   prod = lax.dot_general(v, u, (((2,), (1,)), ((0,), (0,))))
-  y = const(np.kron(at_h, at_w)) @ prod.reshape(ah * aw, -1)
+  y = _kron_apply(at_h, at_w, prod.reshape(ah * aw, -1))
   y = y.reshape(m, m, n, th, tw, cout).transpose(2, 3, 0, 4, 1, 5)
   return y.reshape(n, th * m, tw * m, cout)[:, :oh, :ow]
 
