@@ -28,13 +28,25 @@ kernel, i.e. matmuls.
   F(4x4, r x r) (stride 1, kernels up to 5x5): about 6x fewer
   multiplications than the direct convolution for 5x5 kernels, all of it
   (forward, both gradients by autodiff) matmuls and slices;
+* ``"native"`` (with ``Conv(...)(x, pool=2)`` only): the convolution, its
+  bias and the 2x2 max-pool in one pass of a C++ kernel
+  (:func:`tlax.kernels.native.conv_pool`, an XLA FFI custom call built
+  with the host's compiler on first use, run on XLA's CPU thread pool), its
+  gradients by two more; float32, stride 1, reverse-mode autodiff only;
 * ``"auto"`` (default): ``"xla"`` off the CPU; on the CPU ``"winograd"``
   where it was measured faster (float32, stride 1, 5x5 kernels, at least
   :data:`WINOGRAD_MIN_CHANNELS` input channels, output maps of at most
   :data:`WINOGRAD_MAX_TILES` tiles, i.e. 8x8), ``"patches"`` for
   convolutions with fewer than :data:`PATCHES_MAX_CHANNELS` input channels
   whose patch matrix (the whole batch's) has at most
-  :data:`PATCHES_MAX_ELEMENTS` entries, and ``"xla"`` for the rest.
+  :data:`PATCHES_MAX_ELEMENTS` entries, and ``"xla"`` for the rest; where
+  the layer pools (``pool=2``) and would take ``"patches"``, ``"native"``
+  when the kernels are available (:func:`native_pool_ok`; ``TLAX_NATIVE=0``
+  turns them off). The LeNet's conv1 is that case: its train step spent
+  about a fifth of its time in the patch matrix, the bias add over the
+  16x16x32 output and the pooling's mask and gradient, memory passes that
+  the fused kernel does not make (session 11, docs/results_deep_da.md,
+  "Speed").
 
 Since session 9 tlax compiles its programs on the CPU with
 :func:`cpu_compiler_options`, which keeps XLA's convolutions off YNNPACK
@@ -94,7 +106,7 @@ Array = jax.Array
 PaddingLike = Union[str, int, Sequence[Union[int, tuple[int, int]]]]
 
 _DIMS = ("NHWC", "HWIO", "NHWC")
-IMPLS = ("auto", "xla", "im2col", "patches", "winograd")
+IMPLS = ("auto", "xla", "im2col", "patches", "winograd", "native")
 # What impl="auto" uses on the CPU backend besides Winograd and XLA's own
 # convolution (measured with experiments/bench_conv_layers.py and
 # experiments/bench_train_step.py, see the module docstring): "patches" for
@@ -540,10 +552,11 @@ def conv2d_winograd(x: Array, w: Array,
   return y.reshape(n, th * m, tw * m, cout)[:, :oh, :ow]
 
 
-def conv2d(x: Array, w: Array, strides: Sequence[int] = (1, 1),
-           padding: PaddingLike = "SAME", *, impl: str = "auto",
-           weight_grad: str = "im2col") -> Array:
-  """2-D NHWC convolution with a selectable implementation (module doc)."""
+def plan_conv(x: Array, w: Array, strides: Sequence[int] = (1, 1),
+              padding: PaddingLike = "SAME", impl: str = "auto"
+              ) -> tuple[str, tuple[int, int], tuple[tuple[int, int], ...]]:
+  """``(impl, strides, explicit padding)``: what :func:`conv2d` would run
+  (``impl`` resolved by :func:`resolve_impl`)."""
   strides = tuple(int(s) for s in strides)
   pads = explicit_padding(padding, x.shape[1:3], w.shape[:2], strides)
   kh, kw, cin = w.shape[:3]
@@ -560,7 +573,19 @@ def conv2d(x: Array, w: Array, strides: Sequence[int] = (1, 1),
                  and tiles <= WINOGRAD_MAX_TILES
                  and winograd_elements <= WINOGRAD_MAX_ELEMENTS
                  and x.dtype == jnp.float32 and w.dtype == jnp.float32)
-  impl = resolve_impl(impl, patch_elements, winograd_ok, cin)
+  return resolve_impl(impl, patch_elements, winograd_ok, cin), strides, pads
+
+
+def conv2d(x: Array, w: Array, strides: Sequence[int] = (1, 1),
+           padding: PaddingLike = "SAME", *, impl: str = "auto",
+           weight_grad: str = "im2col") -> Array:
+  """2-D NHWC convolution with a selectable implementation (module doc)."""
+  if impl == "native":
+    raise ValueError("impl='native' is a convolution fused with its bias and "
+                     "a 2x2 max-pool: use Conv(..., impl='native')(x, "
+                     "pool=2) or tlax.kernels.native.conv_pool.")
+  kh, kw = w.shape[:2]
+  impl, strides, pads = plan_conv(x, w, strides, padding, impl)
   if impl == "xla":
     return _conv(x, w, strides, pads)
   if impl == "patches":
@@ -604,7 +629,7 @@ class Conv(nn.Module):
     dtype: computation dtype (None: promoted from input and params).
     param_dtype: parameter dtype (float32).
     impl: ``"auto"`` | ``"patches"`` | ``"im2col"`` | ``"winograd"`` |
-      ``"xla"``.
+      ``"xla"`` | ``"native"`` (called with ``pool=2`` only).
     weight_grad: for ``"im2col"``: ``"im2col"`` or ``"xla"``.
   """
   features: int
@@ -620,7 +645,11 @@ class Conv(nn.Module):
   weight_grad: str = "im2col"
 
   @nn.compact
-  def __call__(self, x: Array) -> Array:
+  def __call__(self, x: Array, *, pool: int | Sequence[int] | None = None
+               ) -> Array:
+    """The convolution plus bias; with ``pool``, its :func:`max_pool` by
+    that window (``conv_pool``: fused in one native pass where
+    :func:`native_pool_ok`)."""
     if x.ndim != 4:
       raise ValueError(f"Conv expects NHWC input, got shape {x.shape}.")
     kh, kw = _pair(self.kernel_size, "kernel_size")
@@ -631,11 +660,55 @@ class Conv(nn.Module):
                        self.param_dtype) if self.use_bias else None)
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias,
                                               dtype=self.dtype)
-    y = conv2d(x, kernel, strides, self.padding, impl=self.impl,
+    if pool is not None:
+      pool = _pair(pool, "pool")
+      if native_pool_ok(x, kernel, strides, self.padding, pool, self.impl):
+        from tlax.kernels import native  # pylint: disable=g-import-not-at-top
+        pads = explicit_padding(self.padding, x.shape[1:3], (kh, kw),
+                                strides)
+        b = bias if bias is not None else jnp.zeros((self.features,),
+                                                    kernel.dtype)
+        return native.conv_pool(x, kernel, b, pads)
+      if self.impl == "native":
+        raise ValueError(
+            f"impl='native' takes float32, stride 1, pool (2, 2) and padding "
+            f"below the kernel size; got {x.dtype}, strides {strides}, pool "
+            f"{pool}, padding {self.padding!r} for a {kh}x{kw} kernel.")
+    impl = "auto" if self.impl == "native" else self.impl
+    y = conv2d(x, kernel, strides, self.padding, impl=impl,
                weight_grad=self.weight_grad)
     if bias is not None:
       y = y + bias
-    return y
+    return y if pool is None else max_pool(y, pool)
+
+
+def native_pool_ok(x: Array, w: Array, strides: Sequence[int],
+                   padding: PaddingLike, pool: Sequence[int],
+                   impl: str = "auto") -> bool:
+  """Whether :class:`Conv` computes ``conv + bias + max_pool`` with the
+  native kernel (:func:`tlax.kernels.native.conv_pool`).
+
+  ``impl="native"``: whenever the kernel takes the shape (float32, stride
+  1, pool ``(2, 2)``, each padding below the kernel size, at least one
+  pooled output). ``"auto"``: besides, where ``"auto"`` would take
+  ``"patches"`` (see :func:`resolve_impl`) and the kernels are available
+  (:func:`tlax.kernels.native.available`: the CPU backend and a C++
+  compiler). Other ``impl`` values: never.
+  """
+  if impl not in ("auto", "native"):
+    return False
+  kh, kw = w.shape[:2]
+  planned, strides, pads = plan_conv(x, w, strides, padding, "auto")
+  fits = (tuple(pool) == (2, 2) and strides == (1, 1)
+          and x.dtype == jnp.float32 and w.dtype == jnp.float32
+          and all(0 <= lo < k and 0 <= hi < k
+                  for (lo, hi), k in zip(pads, (kh, kw)))
+          and all(n + lo + hi - k + 1 >= 2 for n, (lo, hi), k
+                  in zip(x.shape[1:3], pads, (kh, kw))))
+  if not fits or (impl == "auto" and planned != "patches"):
+    return False
+  from tlax.kernels import native  # pylint: disable=g-import-not-at-top
+  return impl == "native" or native.available()
 
 
 def _first_max_mask(x6: Array, y: Array) -> Array:

@@ -8,7 +8,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from tlax.models.layers import Conv, max_pool
+from tlax.models.layers import Conv
 
 Array = jax.Array
 
@@ -84,11 +84,13 @@ class LeNet(nn.Module):
     h = as_images(x, self.input_shape).astype(self.dtype)
     feats = {}
     for i, width in enumerate(self.conv_features):
-      h = Conv(width, self.kernel_size, padding=self.padding,
-               impl=self.conv_impl, dtype=self.dtype,
-               param_dtype=self.param_dtype, name=f"conv{i + 1}")(h)
       # relu(max_pool(h)) == max_pool(relu(h)); ReLU on 4x fewer values.
-      h = nn.relu(max_pool(h, 2))
+      # Conv pools (fused with the convolution by a native kernel where
+      # layers.native_pool_ok; the same values).
+      h = nn.relu(Conv(width, self.kernel_size, padding=self.padding,
+                       impl=self.conv_impl, dtype=self.dtype,
+                       param_dtype=self.param_dtype,
+                       name=f"conv{i + 1}")(h, pool=2))
       feats[f"conv{i + 1}"] = h
     h = h.reshape(h.shape[0], -1)
     feats["flat"] = h

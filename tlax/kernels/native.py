@@ -1,0 +1,221 @@
+"""Native CPU kernels, built on first use (XLA FFI custom calls).
+
+``conv_pool(x, w, b, padding)``: a stride-1 NHWC/HWIO convolution, its bias
+and a 2x2/2 max-pool in one pass (``tlax/kernels/conv_pool.cc``), with its
+gradients as two more kernels (the parameters', and the input's only where
+it is used). XLA:CPU spends most of a small convolution's time in memory
+passes around the matmul (the patch matrix, the bias add, the pooling
+mask and its gradient) at LeNet sizes; one pass over the input does all of
+it.
+
+The C++ source is compiled with the host's C++ compiler (``$CXX``, else
+``g++``/``c++``/``clang++``) into a cache directory (``$TLAX_KERNEL_CACHE``,
+else ``~/.cache/tlax/kernels``), keyed by the source, the flags, jaxlib's
+version and the CPU, and loaded with ctypes. :func:`available` says
+whether that worked; when it did not (no compiler, ``TLAX_NATIVE=0``, not a
+CPU backend) tlax's layers use their XLA forms, which compute the same
+values. Reverse-mode autodiff only (``jax.custom_vjp``): ``jax.jvp`` through
+a native convolution raises JAX's error; use ``impl="patches"`` there.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                      "conv_pool.cc")
+CXXFLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-w")
+_TARGETS = {"tlax_conv_pool_fwd": "TlaxConvPoolFwd",
+            "tlax_conv_pool_bwd_params": "TlaxConvPoolBwdParams",
+            "tlax_conv_pool_bwd_input": "TlaxConvPoolBwdInput"}
+
+
+class NativeBuildError(RuntimeError):
+  """The native kernels could not be compiled or loaded."""
+
+
+def _compiler() -> str | None:
+  for name in (os.environ.get("CXX"), "g++", "c++", "clang++"):
+    if name and shutil.which(name):
+      return shutil.which(name)
+  return None
+
+
+def _cpu_id() -> str:
+  try:
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+      for line in f:
+        if line.startswith(("flags", "Features")):
+          return line
+  except OSError:
+    pass
+  return platform.processor() or platform.machine()
+
+
+def cache_dir() -> str:
+  return os.environ.get("TLAX_KERNEL_CACHE") or os.path.join(
+      os.path.expanduser("~"), ".cache", "tlax", "kernels")
+
+
+def build(force: bool = False) -> str:
+  """Compiles the kernels (once per source, flags, jaxlib and CPU); returns
+  the shared library's path. Raises :class:`NativeBuildError`."""
+  import jaxlib  # pylint: disable=g-import-not-at-top
+  cxx = _compiler()
+  if cxx is None:
+    raise NativeBuildError("no C++ compiler found (set $CXX, or install g++)")
+  with open(SOURCE, "rb") as f:
+    src = f.read()
+  key = hashlib.sha256(b"\0".join([
+      src, " ".join(CXXFLAGS).encode(), jaxlib.__version__.encode(),
+      _cpu_id().encode(), cxx.encode()])).hexdigest()[:16]
+  out = os.path.join(cache_dir(), f"conv_pool_{key}.so")
+  if os.path.exists(out) and not force:
+    return out
+  os.makedirs(cache_dir(), exist_ok=True)
+  fd, tmp = tempfile.mkstemp(suffix=".so", dir=cache_dir())
+  os.close(fd)
+  cmd = [cxx, *CXXFLAGS, "-I", jax.ffi.include_dir(), SOURCE, "-o", tmp]
+  try:
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode:
+      raise NativeBuildError(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
+    os.replace(tmp, out)  # atomic: concurrent builders both end up right
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+  return out
+
+
+@functools.lru_cache(maxsize=None)
+def _load() -> str | None:
+  """Builds and registers the kernels once; ``None`` on success, else why
+  not (also warned, once)."""
+  try:
+    lib = ctypes.cdll.LoadLibrary(build())
+    for target, symbol in _TARGETS.items():
+      jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(
+          getattr(lib, symbol)), platform="cpu")
+  except (NativeBuildError, OSError, AttributeError) as e:
+    warnings.warn(f"tlax native kernels unavailable, using XLA forms: {e}",
+                  RuntimeWarning, stacklevel=3)
+    return str(e)
+  return None
+
+
+def disabled() -> bool:
+  """``TLAX_NATIVE=0`` (or ``false``/``no``) turns the kernels off."""
+  return os.environ.get("TLAX_NATIVE", "1").strip().lower() in (
+      "0", "false", "no", "off")
+
+
+def unavailable_reason(backend: str | None = None) -> str | None:
+  """Why the kernels cannot run on ``backend`` (default: JAX's), or
+  ``None`` when they can (building them on the first call)."""
+  if (backend or jax.default_backend()) != "cpu":
+    return f"backend {backend or jax.default_backend()!r} is not the CPU"
+  if disabled():
+    return "disabled by TLAX_NATIVE=0"
+  return _load()
+
+
+def available(backend: str | None = None) -> bool:
+  """Whether the native kernels can run on ``backend`` (default: JAX's)."""
+  return unavailable_reason(backend) is None
+
+
+def _pooled_size(h, kh, lo, hi):
+  return (h + lo + hi - kh + 1) // 2
+
+
+def _attrs(padding):
+  return {"pad_top": np.int64(padding[0][0]),
+          "pad_left": np.int64(padding[1][0])}
+
+
+def _fwd_call(x, w, b, padding):
+  n, h, wd, _ = x.shape
+  kh, kw, _, cout = w.shape
+  ph = _pooled_size(h, kh, *padding[0])
+  pw = _pooled_size(wd, kw, *padding[1])
+  shape = (n, ph, pw, cout)
+  return jax.ffi.ffi_call(
+      "tlax_conv_pool_fwd",
+      (jax.ShapeDtypeStruct(shape, jnp.float32),
+       jax.ShapeDtypeStruct(shape, jnp.uint8)),
+      vmap_method="sequential")(x, w, b, **_attrs(padding))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _conv_pool(x, w, b, padding):
+  return _fwd_call(x, w, b, padding)[0]
+
+
+def _conv_pool_fwd(x, w, b, padding):
+  y, idx = _fwd_call(x, w, b, padding)
+  return y, (x, w, idx)
+
+
+def _conv_pool_bwd(padding, res, g):
+  x, w, idx = res
+  g = g.astype(jnp.float32)
+  dw, db = jax.ffi.ffi_call(
+      "tlax_conv_pool_bwd_params",
+      (jax.ShapeDtypeStruct(w.shape, jnp.float32),
+       jax.ShapeDtypeStruct(w.shape[-1:], jnp.float32)),
+      vmap_method="sequential")(x, idx, g, **_attrs(padding))
+  dx = jax.ffi.ffi_call(
+      "tlax_conv_pool_bwd_input", jax.ShapeDtypeStruct(x.shape, jnp.float32),
+      vmap_method="sequential")(w, idx, g, **_attrs(padding))
+  return dx, dw, db
+
+
+_conv_pool.defvjp(_conv_pool_fwd, _conv_pool_bwd)
+
+
+def conv_pool(x, w, b, padding) -> jax.Array:
+  """``max_pool(conv(x, w, padding) + b, 2)`` in one native pass.
+
+  Args:
+    x: ``(n, h, w, cin)`` float32.
+    w: ``(kh, kw, cin, cout)`` float32.
+    b: ``(cout,)`` float32.
+    padding: explicit ``((lo_h, hi_h), (lo_w, hi_w))`` of the stride-1
+      convolution.
+
+  Returns:
+    ``(n, oh // 2, ow // 2, cout)``: the 2x2/2 max-pool (VALID, odd sizes
+    floored) of the convolution's ``(oh, ow)`` output plus ``b``; its
+    gradient goes to each window's first maximum, as with
+    :func:`tlax.models.layers.max_pool`.
+  """
+  if x.ndim != 4 or w.ndim != 4 or b.shape != w.shape[-1:] or (
+      x.shape[-1] != w.shape[2]):
+    raise ValueError(f"conv_pool: x {x.shape}, w {w.shape}, b {b.shape} do "
+                     "not fit (NHWC, HWIO, (cout,)).")
+  padding = tuple((int(lo), int(hi)) for lo, hi in padding)
+  for (lo, hi), size, k in zip(padding, x.shape[1:3], w.shape[:2]):
+    if lo < 0 or hi < 0 or lo >= k or hi >= k:
+      raise ValueError(f"conv_pool: padding {padding} must be in [0, k).")
+    if size + lo + hi - k + 1 < 2:
+      raise ValueError(f"conv_pool: a {x.shape[1:3]} input gives no pooled "
+                       f"output with a {w.shape[:2]} kernel and {padding}.")
+  reason = unavailable_reason()
+  if reason is not None:
+    raise RuntimeError(f"tlax native kernels are not available: {reason}.")
+  dt = jnp.result_type(x, w, b)
+  y = _conv_pool(x.astype(jnp.float32), w.astype(jnp.float32),
+                 b.astype(jnp.float32), padding)
+  return y.astype(dt)
