@@ -200,3 +200,60 @@ def test_build_reports_compiler_errors_and_caches(monkeypatch, tmp_path):
   assert os.path.dirname(path) == str(tmp_path)
   mtime = os.path.getmtime(path)
   assert native.build() == path and os.path.getmtime(path) == mtime
+
+
+@needs_native
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+@pytest.mark.parametrize("m,k,n", [(256, 32, 48), (13, 7, 37), (5, 64, 130),
+                                   (1, 1, 1)])
+def test_bmm_matches_einsum(trans_a, trans_b, m, k, n):
+  ka, kb, kg = jax.random.split(jax.random.key(m + n), 3)
+  batch = 3
+  a = jax.random.normal(ka, (batch, k, m) if trans_a else (batch, m, k))
+  b = jax.random.normal(kb, (batch, n, k) if trans_b else (batch, k, n))
+
+  def ref(a, b):
+    a = jnp.swapaxes(a, 1, 2) if trans_a else a
+    b = jnp.swapaxes(b, 1, 2) if trans_b else b
+    return jnp.einsum("bmk,bkn->bmn", a, b, precision="highest")
+
+  nat = jax.jit(lambda a, b: native.bmm(a, b, trans_a=trans_a,
+                                        trans_b=trans_b))
+  got = nat(a, b)
+  assert got.shape == (batch, m, n)
+  np.testing.assert_allclose(got, ref(a, b), rtol=1e-5, atol=1e-4)
+  g = jax.random.normal(kg, got.shape)
+  want = jax.grad(lambda a, b: jnp.sum(ref(a, b) * g), (0, 1))(a, b)
+  have = jax.jit(jax.grad(lambda a, b: jnp.sum(nat(a, b) * g), (0, 1)))(a, b)
+  for name, x, y in zip(("da", "db"), want, have):
+    np.testing.assert_allclose(y, x, rtol=1e-5, atol=1e-4, err_msg=name)
+
+
+@needs_native
+def test_bmm_rejects_bad_shapes_and_forward_mode():
+  a, b = jnp.ones((2, 3, 4)), jnp.ones((2, 4, 5))
+  with pytest.raises(ValueError, match="contracted sizes differ"):
+    native.bmm(a, b, trans_b=True)
+  with pytest.raises(ValueError, match="one batch size"):
+    native.bmm(a, b[:1])
+  with pytest.raises(ValueError, match="one batch size"):
+    native.bmm(a[0], b[0])
+  with pytest.raises(TypeError, match="custom_vjp"):  # reverse mode only
+    jax.jvp(native.bmm, (a, b), (a, b))
+
+
+@needs_native
+def test_winograd_products_native_and_xla_agree(monkeypatch):
+  x = jax.random.normal(jax.random.key(0), (4, 8, 8, 32))
+  w = 0.1 * jax.random.normal(jax.random.key(1), (5, 5, 32, 48))
+  pad = ((2, 2), (2, 2))
+  # A new function each time: jit's trace cache would keep the first form.
+  f = lambda: lambda x, w: jnp.sum(jnp.sin(L.conv2d_winograd(x, w, pad)))
+  assert "tlax_bmm" in jax.jit(f()).lower(x, w).as_text()
+  nat = jax.jit(jax.value_and_grad(f(), (0, 1)))(x, w)
+  monkeypatch.setenv("TLAX_NATIVE", "0")
+  assert "tlax_bmm" not in jax.jit(f()).lower(x, w).as_text()
+  xla = jax.jit(jax.value_and_grad(f(), (0, 1)))(x, w)
+  for a, c in zip(jax.tree.leaves(nat), jax.tree.leaves(xla)):
+    np.testing.assert_allclose(a, c, rtol=1e-4, atol=1e-4)

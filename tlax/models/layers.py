@@ -499,6 +499,19 @@ def _kron_apply(a_h: np.ndarray, a_w: np.ndarray, z: Array) -> Array:
       ph * pw, r)
 
 
+def _batched_products(v: Array, u: Array) -> Array:
+  """``v[e] @ u[e]`` for every transformed element ``e``: the native batched
+  matmul on the CPU when the kernels are available and both are float32
+  (:func:`tlax.kernels.native.bmm`: about 2x XLA:CPU's library call on
+  LeNet's conv2, forward and both gradients, session 11), else XLA's
+  ``dot_general``."""
+  if v.dtype == jnp.float32 and u.dtype == jnp.float32:
+    from tlax.kernels import native  # pylint: disable=g-import-not-at-top
+    if native.available():
+      return native.bmm(v, u)
+  return lax.dot_general(v, u, (((2,), (1,)), ((0,), (0,))))
+
+
 def conv2d_winograd(x: Array, w: Array,
                     padding: tuple[tuple[int, int], ...],
                     tile: int = WINOGRAD_TILE) -> Array:
@@ -513,8 +526,11 @@ def conv2d_winograd(x: Array, w: Array,
   multiplications per tile and channel pair instead of 400, 6.25x fewer.
   The input and output transforms apply the 1-D matrices one axis at a
   time (:func:`_kron_apply`), the kernel's transform (small) as one matmul
-  with their Kronecker product, so forward and both gradients (JAX's
-  autodiff, any order and mode) are matmuls and slices.
+  with their Kronecker product, so forward and both gradients are matmuls
+  and slices (JAX's autodiff, any order and mode), except that on the CPU
+  the ``a * a`` channel products go to the native batched matmul where it
+  is available (:func:`_batched_products`; reverse mode only there, set
+  ``TLAX_NATIVE=0`` for forward mode).
 
   Values agree with ``lax.conv_general_dilated`` to float32 rounding times
   the transforms' growth (about 5e-6 relative for 5x5, ``m = 4``).
@@ -546,7 +562,7 @@ def conv2d_winograd(x: Array, w: Array,
   v = _kron_apply(bt_h, bt_w, d).reshape(ah * aw, n * th * tw, cin)
   u = (const(np.kron(g_h, g_w)) @ w.reshape(kh * kw, cin * cout)
        ).reshape(ah * aw, cin, cout)
-  prod = lax.dot_general(v, u, (((2,), (1,)), ((0,), (0,))))
+  prod = _batched_products(v, u)
   y = _kron_apply(at_h, at_w, prod.reshape(ah * aw, -1))
   y = y.reshape(m, m, n, th, tw, cout).transpose(2, 3, 0, 4, 1, 5)
   return y.reshape(n, th * m, tw * m, cout)[:, :oh, :ow]
