@@ -457,12 +457,19 @@ def _picked_impls(monkeypatch):
   return picked
 
 
-def test_conv_auto_picks_winograd_only_where_measured_faster(picked):
+@pytest.mark.parametrize("native_kernels", ["1", "0"])
+def test_conv_auto_picks_winograd_only_where_measured_faster(
+    picked, monkeypatch, native_kernels):
+  from tlax.kernels import native  # pylint: disable=g-import-not-at-top
+  monkeypatch.setenv("TLAX_NATIVE", native_kernels)
+  # 16 tiles (14x14 maps) take Winograd only with the native batched matmul.
+  big = "winograd" if native.available() else "xla"
   cases = [  # (input NHWC, kernel HWIO, strides, what the CPU picks)
       ((64, 8, 8, 32), (5, 5, 32, 48), 1, "winograd"),  # LeNet conv2
       ((64, 16, 16, 1), (5, 5, 1, 32), 1, "patches"),  # one channel
       ((64, 32, 32, 16), (3, 3, 16, 16), 1, "xla"),  # large maps
-      ((64, 14, 14, 32), (5, 5, 32, 48), 1, "xla"),  # 28x28 LeNet conv2
+      ((64, 14, 14, 32), (5, 5, 32, 48), 1, big),  # 28x28 LeNet conv2
+      ((64, 20, 20, 32), (5, 5, 32, 48), 1, "xla"),  # 25 tiles
       ((64, 8, 8, 32), (3, 3, 32, 32), 1, "xla"),  # 3x3: XLA through Eigen
       ((4, 8, 8, 32), (3, 3, 32, 32), 2, "xla"),  # strided, many channels
       ((4, 8, 8, 3), (3, 3, 3, 32), 2, "patches"),  # strided, few channels

@@ -36,7 +36,8 @@ kernel, i.e. matmuls.
 * ``"auto"`` (default): ``"xla"`` off the CPU; on the CPU ``"winograd"``
   where it was measured faster (float32, stride 1, 5x5 kernels, at least
   :data:`WINOGRAD_MIN_CHANNELS` input channels, output maps of at most
-  :data:`WINOGRAD_MAX_TILES` tiles, i.e. 8x8), ``"patches"`` for
+  :data:`WINOGRAD_MAX_TILES` tiles, i.e. 8x8, or 16x16 with the native
+  kernels), ``"patches"`` for
   convolutions with fewer than :data:`PATCHES_MAX_CHANNELS` input channels
   whose patch matrix (the whole batch's) has at most
   :data:`PATCHES_MAX_ELEMENTS` entries, and ``"xla"`` for the rest; where
@@ -147,6 +148,15 @@ WINOGRAD_MAX_TILES = 4
 # 11.0 ms with "xla"); since session 9 the kernel and tile limits above
 # already exclude those shapes, and the bound itself was not re-measured.
 WINOGRAD_MAX_ELEMENTS = 1 << 21
+# With tlax's native kernels (tlax/kernels: Winograd's channel products by a
+# batched matmul about 2x XLA:CPU's) Winograd also wins on larger maps, so
+# "auto" takes it up to these limits when the kernels are available: the
+# DANN LeNet's conv2 on 14x14 maps (16 tiles; 28x28 digits), its
+# source-only step 19.4 -> 12.8 ms (medians, interleaved A/B on the 2-core
+# CPU, session 11; the DANN step unchanged). The element bound admits that
+# layer at batch 128 and was not measured beyond.
+WINOGRAD_MAX_TILES_NATIVE = 16
+WINOGRAD_MAX_ELEMENTS_NATIVE = 1 << 22
 # XLA:CPU (jax 0.10) hands dots, reductions and convolutions to YNNPACK by
 # default. Its convolutions were 1.4-2.3x slower there than through Eigen
 # on eight of the nine shapes of `experiments/bench_conv_layers.py --batch
@@ -198,7 +208,9 @@ def resolve_impl(impl: str, patch_elements: int | None = None,
   kernel between :data:`WINOGRAD_MIN_KERNEL` and
   :data:`WINOGRAD_MAX_KERNEL`, at least :data:`WINOGRAD_MIN_CHANNELS` input
   channels, at most :data:`WINOGRAD_MAX_TILES` output tiles per image and
-  :data:`WINOGRAD_MAX_ELEMENTS` of transformed input), else
+  :data:`WINOGRAD_MAX_ELEMENTS` of transformed input, or
+  :data:`WINOGRAD_MAX_TILES_NATIVE` and :data:`WINOGRAD_MAX_ELEMENTS_NATIVE`
+  when tlax's native kernels are available), else
   :data:`CPU_IMPL` (``"patches"``) for fewer than
   :data:`PATCHES_MAX_CHANNELS` input channels (``in_channels``; ``None``:
   few) and a patch matrix (``patch_elements`` entries: batch times output
@@ -568,6 +580,16 @@ def conv2d_winograd(x: Array, w: Array,
   return y.reshape(n, th * m, tw * m, cout)[:, :oh, :ow]
 
 
+def _winograd_size_ok(tiles: int, elements: int) -> bool:
+  if tiles <= WINOGRAD_MAX_TILES and elements <= WINOGRAD_MAX_ELEMENTS:
+    return True
+  if tiles > WINOGRAD_MAX_TILES_NATIVE or (
+      elements > WINOGRAD_MAX_ELEMENTS_NATIVE):
+    return False
+  from tlax.kernels import native  # pylint: disable=g-import-not-at-top
+  return native.available()
+
+
 def plan_conv(x: Array, w: Array, strides: Sequence[int] = (1, 1),
               padding: PaddingLike = "SAME", impl: str = "auto"
               ) -> tuple[str, tuple[int, int], tuple[tuple[int, int], ...]]:
@@ -586,8 +608,7 @@ def plan_conv(x: Array, w: Array, strides: Sequence[int] = (1, 1),
                  and kw <= WINOGRAD_MAX_KERNEL
                  and min(kh, kw) >= WINOGRAD_MIN_KERNEL
                  and cin >= WINOGRAD_MIN_CHANNELS
-                 and tiles <= WINOGRAD_MAX_TILES
-                 and winograd_elements <= WINOGRAD_MAX_ELEMENTS
+                 and _winograd_size_ok(tiles, winograd_elements)
                  and x.dtype == jnp.float32 and w.dtype == jnp.float32)
   return resolve_impl(impl, patch_elements, winograd_ok, cin), strides, pads
 
