@@ -1,21 +1,28 @@
 """Native CPU kernels, built on first use (XLA FFI custom calls).
 
-``conv_pool(x, w, b, padding)``: a stride-1 NHWC/HWIO convolution, its bias
-and a 2x2/2 max-pool in one pass (``tlax/kernels/conv_pool.cc``), with its
-gradients as two more kernels (the parameters', and the input's only where
-it is used). XLA:CPU spends most of a small convolution's time in memory
-passes around the matmul (the patch matrix, the bias add, the pooling
-mask and its gradient) at LeNet sizes; one pass over the input does all of
-it.
+* ``conv_pool(x, w, b, padding)``: a stride-1 NHWC/HWIO convolution, its
+  bias and a 2x2/2 max-pool in one pass, with its gradients as two more
+  kernels (the parameters', and the input's only where it is used). At
+  LeNet sizes XLA:CPU spends most of such a layer's time in memory passes
+  around the matmul (the patch matrix, the bias add, the pooling mask and
+  its gradient); one pass over the input does all of it.
+  :class:`tlax.models.layers.Conv` uses it for ``Conv(...)(x, pool=2)``
+  where ``impl="auto"`` would take the patch matmul.
+* ``bmm(a, b)``: a batched float32 matmul, for the 64 small channel
+  products of Winograd's convolution
+  (:func:`tlax.models.layers.conv2d_winograd`).
 
-The C++ source is compiled with the host's C++ compiler (``$CXX``, else
-``g++``/``c++``/``clang++``) into a cache directory (``$TLAX_KERNEL_CACHE``,
-else ``~/.cache/tlax/kernels``), keyed by the source, the flags, jaxlib's
-version and the CPU, and loaded with ctypes. :func:`available` says
-whether that worked; when it did not (no compiler, ``TLAX_NATIVE=0``, not a
-CPU backend) tlax's layers use their XLA forms, which compute the same
-values. Reverse-mode autodiff only (``jax.custom_vjp``): ``jax.jvp`` through
-a native convolution raises JAX's error; use ``impl="patches"`` there.
+Both split the batch over XLA's intra-op thread pool. The C++ source
+(``tlax/kernels/conv_pool.cc``) is compiled with the host's C++ compiler
+(``$CXX``, else ``g++``/``c++``/``clang++``) into a cache directory
+(``$TLAX_KERNEL_CACHE``, else ``~/.cache/tlax/kernels``), keyed by the
+source, the flags, jaxlib's version and the CPU, and loaded with ctypes.
+:func:`available` says whether that worked; when it did not (no compiler:
+a RuntimeWarning says why, once), with ``TLAX_NATIVE=0`` (read when a
+function is traced), or off the CPU, tlax's layers use their XLA forms,
+which compute the same values. Reverse-mode autodiff only
+(``jax.custom_vjp``): ``jax.jvp`` through them raises JAX's error; set
+``TLAX_NATIVE=0`` for forward mode.
 """
 
 from __future__ import annotations
