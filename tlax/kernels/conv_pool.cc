@@ -15,6 +15,7 @@
 #include <cstring>
 #include <memory>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "xla/ffi/api/ffi.h"
@@ -475,43 +476,39 @@ ffi::Error BatchedMatmulImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> a,
 
 }  // namespace
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(TlaxConvPoolFwd, ConvPoolFwdImpl,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::U8>>()
-                                  .Attr<int64_t>("pad_top")
-                                  .Attr<int64_t>("pad_left"));
+namespace {
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(TlaxConvPoolBwdParams, ConvPoolBwdParamsImpl,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::U8>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Attr<int64_t>("pad_top")
-                                  .Attr<int64_t>("pad_left"));
+using F32 = ffi::Buffer<ffi::F32>;
+using U8 = ffi::Buffer<ffi::U8>;
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(TlaxConvPoolBwdInput, ConvPoolBwdInputImpl,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::U8>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Attr<int64_t>("pad_top")
-                                  .Attr<int64_t>("pad_left"));
+// Every handler gets XLA's intra-op thread pool; the conv_pool ones also
+// take the convolution's top and left padding.
+inline auto WithPool() { return ffi::Ffi::Bind().Ctx<ffi::ThreadPool>(); }
+
+template <typename Binding>
+auto WithPads(Binding b) {
+  return std::move(b).template Attr<int64_t>("pad_top").template Attr<int64_t>(
+      "pad_left");
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(
+    TlaxConvPoolFwd, ConvPoolFwdImpl,
+    WithPads(WithPool().Arg<F32>().Arg<F32>().Arg<F32>().Ret<F32>().Ret<U8>()));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(
+    TlaxConvPoolBwdParams, ConvPoolBwdParamsImpl,
+    WithPads(WithPool().Arg<F32>().Arg<U8>().Arg<F32>().Ret<F32>().Ret<F32>()));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(
+    TlaxConvPoolBwdInput, ConvPoolBwdInputImpl,
+    WithPads(WithPool().Arg<F32>().Arg<U8>().Arg<F32>().Ret<F32>()));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(TlaxBatchedMatmul, BatchedMatmulImpl,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
+                              WithPool()
+                                  .Arg<F32>()
+                                  .Arg<F32>()
+                                  .Ret<F32>()
                                   .Attr<bool>("trans_a")
                                   .Attr<bool>("trans_b"));
