@@ -133,6 +133,8 @@ def test_conv_auto_uses_native_kernel_for_pooled_patch_convs():
                                                  pool=2)
   with pytest.raises(ValueError, match="impl='native'"):
     L.conv2d(x, jnp.zeros((5, 5, 1, 4)), impl="native")
+  with pytest.raises(ValueError, match="pool=2"):
+    L.Conv(32, 5, impl="native").init(jax.random.key(0), x)
 
 
 @needs_native

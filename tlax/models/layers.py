@@ -711,8 +711,10 @@ class Conv(nn.Module):
             f"impl='native' takes float32, stride 1, pool (2, 2) and padding "
             f"below the kernel size; got {x.dtype}, strides {strides}, pool "
             f"{pool}, padding {self.padding!r} for a {kh}x{kw} kernel.")
-    impl = "auto" if self.impl == "native" else self.impl
-    y = conv2d(x, kernel, strides, self.padding, impl=impl,
+    elif self.impl == "native":
+      raise ValueError("impl='native' is the convolution fused with its bias "
+                       "and a 2x2 max-pool: call the layer with pool=2.")
+    y = conv2d(x, kernel, strides, self.padding, impl=self.impl,
                weight_grad=self.weight_grad)
     if bias is not None:
       y = y + bias
