@@ -76,7 +76,15 @@ std::vector<float> PaddedColumns(const float* src, int64_t rows, int64_t cols,
   return out;
 }
 
-ffi::Error CheckShapes(const Geometry& g) {
+// g from the dimensions of x (n, h, w, cin), the kernel (kh, kw, cin, cout)
+// and the pooled output (n, ph, pw, cout), and the padding.
+template <typename Dims>
+ffi::Error MakeGeometry(Dims xd, Dims wd, Dims yd, int64_t pad_top,
+                        int64_t pad_left, Geometry& g) {
+  if (xd.size() != 4 || wd.size() != 4 || yd.size() != 4)
+    return ffi::Error::InvalidArgument("tlax conv_pool: rank-4 x, w, y");
+  g = Geometry{xd[0], xd[1], xd[2], xd[3], wd[0], wd[1], wd[3],
+               yd[1], yd[2], pad_top, pad_left, RoundUp(wd[3], kBlock)};
   if (g.n < 0 || g.ph < 0 || g.pw < 0 || g.cin < 1 || g.cout < 1)
     return ffi::Error::InvalidArgument("tlax conv_pool: bad shapes");
   return ffi::Error::Success();
@@ -254,11 +262,9 @@ ffi::Error ConvPoolFwdImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x,
                            ffi::ResultBuffer<ffi::U8> idx, int64_t pad_top,
                            int64_t pad_left) {
   auto xd = x.dimensions(), wd = w.dimensions(), yd = y->dimensions();
-  if (xd.size() != 4 || wd.size() != 4 || yd.size() != 4)
-    return ffi::Error::InvalidArgument("tlax conv_pool: rank-4 x, w, y");
-  Geometry g{xd[0], xd[1], xd[2], xd[3], wd[0], wd[1], wd[3],
-             yd[1], yd[2], pad_top, pad_left, RoundUp(wd[3], kBlock)};
-  if (auto e = CheckShapes(g); e.failure()) return e;
+  Geometry g;
+  if (auto e = MakeGeometry(xd, wd, yd, pad_top, pad_left, g); e.failure())
+    return e;
   const int64_t taps = g.kh * g.kw * g.cin;
   std::vector<float> wp = PaddedColumns(w.typed_data(), taps, g.cout, g.cpad);
   std::vector<float> bp = PaddedColumns(b.typed_data(), 1, g.cout, g.cpad);
@@ -286,9 +292,9 @@ ffi::Error ConvPoolBwdParamsImpl(ffi::ThreadPool pool,
                                  ffi::ResultBuffer<ffi::F32> db,
                                  int64_t pad_top, int64_t pad_left) {
   auto xd = x.dimensions(), wd = dw->dimensions(), yd = gy.dimensions();
-  Geometry g{xd[0], xd[1], xd[2], xd[3], wd[0], wd[1], wd[3],
-             yd[1], yd[2], pad_top, pad_left, RoundUp(wd[3], kBlock)};
-  if (auto e = CheckShapes(g); e.failure()) return e;
+  Geometry g;
+  if (auto e = MakeGeometry(xd, wd, yd, pad_top, pad_left, g); e.failure())
+    return e;
   const int64_t taps = g.kh * g.kw * g.cin;
   const int64_t chunks = Chunks(pool, g.n), per = (taps + 1) * g.cpad;
   // Each chunk's dw (taps rows) and db (one more row), summed below.
@@ -329,9 +335,9 @@ ffi::Error ConvPoolBwdInputImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> w,
                                 ffi::ResultBuffer<ffi::F32> dx,
                                 int64_t pad_top, int64_t pad_left) {
   auto xd = dx->dimensions(), wd = w.dimensions(), yd = gy.dimensions();
-  Geometry g{xd[0], xd[1], xd[2], xd[3], wd[0], wd[1], wd[3],
-             yd[1], yd[2], pad_top, pad_left, RoundUp(wd[3], kBlock)};
-  if (auto e = CheckShapes(g); e.failure()) return e;
+  Geometry g;
+  if (auto e = MakeGeometry(xd, wd, yd, pad_top, pad_left, g); e.failure())
+    return e;
   const int64_t taps = g.kh * g.kw * g.cin;
   const float* ws = w.typed_data();
   const int64_t nq = 4 * g.ph * g.pw, nqp = RoundUp(nq, 16);

@@ -195,6 +195,20 @@ def _conv_pool_bwd(padding, res, g):
 _conv_pool.defvjp(_conv_pool_fwd, _conv_pool_bwd)
 
 
+def conv_pool_problem(x_shape, w_shape, padding) -> str | None:
+  """Why :func:`conv_pool` cannot take an ``x_shape`` input, a ``w_shape``
+  kernel and explicit ``padding``; ``None`` when it can."""
+  if len(x_shape) != 4 or len(w_shape) != 4 or x_shape[-1] != w_shape[2]:
+    return f"x {tuple(x_shape)} and w {tuple(w_shape)} do not fit (NHWC, HWIO)."
+  for (lo, hi), size, k in zip(padding, x_shape[1:3], w_shape[:2]):
+    if lo < 0 or hi < 0 or lo >= k or hi >= k:
+      return f"padding {tuple(padding)} must be in [0, k)."
+    if size + lo + hi - k + 1 < 2:
+      return (f"a {tuple(x_shape[1:3])} input gives no pooled output with a "
+              f"{tuple(w_shape[:2])} kernel and padding {tuple(padding)}.")
+  return None
+
+
 def conv_pool(x, w, b, padding) -> jax.Array:
   """``max_pool(conv(x, w, padding) + b, 2)`` in one native pass.
 
@@ -211,17 +225,13 @@ def conv_pool(x, w, b, padding) -> jax.Array:
     gradient goes to each window's first maximum, as with
     :func:`tlax.models.layers.max_pool`.
   """
-  if x.ndim != 4 or w.ndim != 4 or b.shape != w.shape[-1:] or (
-      x.shape[-1] != w.shape[2]):
+  if b.shape != w.shape[-1:]:
     raise ValueError(f"conv_pool: x {x.shape}, w {w.shape}, b {b.shape} do "
                      "not fit (NHWC, HWIO, (cout,)).")
   padding = tuple((int(lo), int(hi)) for lo, hi in padding)
-  for (lo, hi), size, k in zip(padding, x.shape[1:3], w.shape[:2]):
-    if lo < 0 or hi < 0 or lo >= k or hi >= k:
-      raise ValueError(f"conv_pool: padding {padding} must be in [0, k).")
-    if size + lo + hi - k + 1 < 2:
-      raise ValueError(f"conv_pool: a {x.shape[1:3]} input gives no pooled "
-                       f"output with a {w.shape[:2]} kernel and {padding}.")
+  problem = conv_pool_problem(x.shape, w.shape, padding)
+  if problem is not None:
+    raise ValueError(f"conv_pool: {problem}")
   reason = unavailable_reason()
   if reason is not None:
     raise RuntimeError(f"tlax native kernels are not available: {reason}.")

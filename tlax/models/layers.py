@@ -736,17 +736,13 @@ def native_pool_ok(x: Array, w: Array, strides: Sequence[int],
   """
   if impl not in ("auto", "native"):
     return False
-  kh, kw = w.shape[:2]
+  from tlax.kernels import native  # pylint: disable=g-import-not-at-top
   planned, strides, pads = plan_conv(x, w, strides, padding, "auto")
   fits = (tuple(pool) == (2, 2) and strides == (1, 1)
           and x.dtype == jnp.float32 and w.dtype == jnp.float32
-          and all(0 <= lo < k and 0 <= hi < k
-                  for (lo, hi), k in zip(pads, (kh, kw)))
-          and all(n + lo + hi - k + 1 >= 2 for n, (lo, hi), k
-                  in zip(x.shape[1:3], pads, (kh, kw))))
+          and native.conv_pool_problem(x.shape, w.shape, pads) is None)
   if not fits or (impl == "auto" and planned != "patches"):
     return False
-  from tlax.kernels import native  # pylint: disable=g-import-not-at-top
   return impl == "native" or native.available()
 
 
