@@ -24,25 +24,19 @@ _WORKDIR = flags.DEFINE_string("workdir", None,
                                "Folder for checkpoints, metrics and results.")
 flags.mark_flags_as_required(["config", "workdir"])
 
-SUMMARY_KEYS = ("method", "source", "target", "seed", "steps",
-                "target_accuracy", "source_val_accuracy", "selected",
-                "wall_time_s", "device")
+def summary(result: dict) -> dict:
+  """The scalar fields of a result (and its selections), for the last line."""
+  return {k: v for k, v in result.items()
+          if k != "config" and (not isinstance(v, (dict, list))
+                                or k.startswith("selected"))}
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   train.quiet_orbax_logs()
-  keys = SUMMARY_KEYS
-  if _CONFIG.value.get("stage", None) == "pretrain":
-    # Pretraining stage (issue 6): pmap data parallelism over the local
-    # devices, tlax/train/parallel.py; same workdir layout and result.json.
-    from tlax.train import parallel  # pylint: disable=g-import-not-at-top
-    result = parallel.pretrain_and_evaluate(_CONFIG.value, _WORKDIR.value)
-    keys += ("source_test_accuracy", "images_per_sec", "num_devices")
-  else:
-    result = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  print(json.dumps({k: result.get(k) for k in keys}))
+  result = train.run_experiment(_CONFIG.value, _WORKDIR.value)
+  print(json.dumps(summary(result)))
 
 
 if __name__ == "__main__":

@@ -146,10 +146,25 @@ COLUMNS = {
 }
 
 
+def _result_key(key):
+  """A reader of ``result[key]`` (dotted for nested fields) as a column."""
+  def get(r):
+    node = r
+    for part in key.split("."):
+      if not isinstance(node, dict) or node.get(part) is None:
+        return None
+      node = node[part]
+    return node
+  return (key, get)
+
+
 def _check_columns(columns) -> None:
-  unknown = [c for c in columns if c not in COLUMNS]
-  if unknown:
-    raise ValueError(f"Unknown columns {unknown}; known: {sorted(COLUMNS)}.")
+  for c in columns:
+    if c not in COLUMNS:  # any result field works as a column
+      if not c or not all(p.isidentifier() for p in c.split(".")):
+        raise ValueError(f"Unknown column {c!r}; known: {sorted(COLUMNS)} "
+                         "or a result.json field such as gzsl_h.")
+      COLUMNS[c] = _result_key(c)
 
 
 def _cells(results, method, tasks, seeds, key):
@@ -281,7 +296,7 @@ def main(argv):
           results[(method, source, target, seed)] = json.load(f)
       continue
     try:
-      results[(method, source, target, seed)] = train.train_and_evaluate(
+      results[(method, source, target, seed)] = train.run_experiment(
           config, workdir)
     except Exception:  # pylint: disable=broad-except
       failures.append((workdir, traceback.format_exc()))

@@ -174,8 +174,11 @@ def register(cls: type[Method]) -> type[Method]:
 def get_method(name: str) -> type[Method]:
   """The method class registered under ``name``."""
   import tlax.methods  # pylint: disable=g-import-not-at-top,unused-import  (fills METHODS)
-  try:
+  if name in METHODS:
     return METHODS[name]
-  except KeyError:
-    raise KeyError(f"Unknown method {name!r}; registered methods: "
-                   f"{', '.join(sorted(METHODS))}.") from None
+  if isinstance(name, str) and name.count(":") == 1:
+    from tlax import utils  # pylint: disable=g-import-not-at-top
+    return utils.import_object(name, what="method")
+  raise KeyError(f"Unknown method {name!r}; registered methods: "
+                 f"{', '.join(sorted(METHODS))}, or 'package.module:factory' "
+                 "for a method of your own.")

@@ -29,4 +29,5 @@ from tlax.train.trainer import ConfigMismatchError
 from tlax.train.trainer import NonFiniteLossError
 from tlax.train.trainer import config_diff
 from tlax.train.trainer import resolve_config
+from tlax.train.trainer import run_experiment
 from tlax.train.trainer import train_and_evaluate

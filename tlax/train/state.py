@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from tlax.methods.contract import Method
 from tlax.train.optim import make_optimizer
 
 PyTree = Any
@@ -60,10 +61,13 @@ def init_hparams(config, method) -> dict[str, jax.Array]:
     ValueError: a hyper-parameter value that is not a finite number.
   """
   values = {"lr": config.optimizer.lr}
-  method_cfg = config.method
-  for key, default in dict(method.default_hparams).items():
-    value = method_cfg.get(key, None)
-    values[key] = default if value is None else value
+  if isinstance(method, Method):  # values already taken from the config
+    values.update(method.hparams)
+  else:
+    method_cfg = config.method
+    for key, default in dict(method.default_hparams).items():
+      value = method_cfg.get(key, None)
+      values[key] = default if value is None else value
   out = {}
   for key, value in values.items():
     try:
@@ -102,7 +106,9 @@ def create_train_state(config, method, batch
       step=jnp.asarray(0, jnp.int32),
       params=params,
       state=state,
-      opt_state=tx.init(params),
+      opt_state=(method.init_opt(tx, params)
+                 if getattr(method, "init_opt", None) is not None
+                 else tx.init(params)),
       rng=jax.random.key_data(train_key),
       hparams=init_hparams(config, method),
   )

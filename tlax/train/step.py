@@ -41,6 +41,22 @@ def train_step(state: TrainState, batch: Mapping[str, Any], *, method,
   """
   key = jax.random.wrap_key_data(state.rng)
   key, step_key = jax.random.split(key)
+  if getattr(method, "update", None) is not None:
+    # The method owns its update (several optimisers, alternating phases).
+    lr = state.hparams["lr"] * schedule(state.step)
+    params, new_method_state, opt_state, metrics = method.update(
+        state.params, state.state, state.opt_state, batch, step_key,
+        state.step, state.hparams, tx=tx, lr=lr)
+    if "loss" not in metrics:
+      raise KeyError("A method's update must return a 'loss' metric (the "
+                     "value checked for NaN and logged); got "
+                     f"{sorted(metrics)}.")
+    metrics = {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
+    metrics.setdefault("lr", jnp.asarray(lr, jnp.float32))
+    new_state = state.replace(step=state.step + 1, params=params,
+                              state=new_method_state, opt_state=opt_state,
+                              rng=jax.random.key_data(key))
+    return new_state, metrics
 
   def loss_fn(params):
     return method.loss(params, state.state, batch, step_key, state.step,

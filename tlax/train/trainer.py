@@ -275,6 +275,13 @@ def build_method(config, task):
   kwargs = {k: tuple(v) if isinstance(v, list) else v
             for k, v in config_to_dict(config.model.get("kwargs") or {}).items()}
   model = models.get_model(config.model.name, task.num_classes, **kwargs)
+  if not isinstance(method_cls, type):  # a factory of the method contract
+    from tlax.methods import contract  # pylint: disable=g-import-not-at-top
+    options = {k: v for k, v in config_to_dict(config.method).items()
+               if k != "name"}
+    return contract.call_factory(method_cls, options, model=model,
+                                 num_classes=task.num_classes,
+                                 total_steps=int(config.steps))
   ctx = methods.MethodContext(model=model, num_classes=task.num_classes,
                               config=config, total_steps=int(config.steps))
   return method_cls(ctx)
@@ -518,3 +525,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                result["method"], result["source"], result["target"],
                result["seed"], result["target_accuracy"], steps)
   return result
+
+
+def run_experiment(config: ml_collections.ConfigDict,
+                   workdir: str | os.PathLike, **kwargs) -> dict:
+  """Runs one experiment of any family and returns its result dict.
+
+  The runner contract: ``python -m experiments.run --config=... --workdir=...``
+  and :mod:`experiments.sweep` call this. ``config.runner`` names the
+  function that runs the experiment (``"package.module:function"`` taking
+  ``(config, workdir, **kwargs)`` and writing ``<workdir>/result.json``); when
+  it is absent or empty, :func:`train_and_evaluate` runs it (the pretraining
+  stage, ``config.stage == "pretrain"``, included).
+  """
+  runner = config.get("runner", None)
+  if runner:
+    from tlax import utils  # pylint: disable=g-import-not-at-top
+    fn = utils.import_object(str(runner), what="runner")
+    return fn(config, workdir, **kwargs)
+  if config.get("stage", None) == "pretrain":
+    from tlax.train import parallel  # pylint: disable=g-import-not-at-top
+    return parallel.pretrain_and_evaluate(config, workdir)
+  return train_and_evaluate(config, workdir, **kwargs)
+
