@@ -10,6 +10,7 @@
 See ``docs/domains.md`` for every domain, its splits and preprocessing.
 """
 
+from tlax.data.arrays import task_from_arrays
 from tlax.data.domains import Domain
 from tlax.data.domains import DomainShapeError
 from tlax.data.domains import list_domains
@@ -18,6 +19,7 @@ from tlax.data.files import DataFileError
 from tlax.data.tasks import make_task
 from tlax.data.tasks import PairedBatches
 from tlax.data.tasks import Task
+from tlax.data.tasks import task_from_domains
 
 __all__ = [
     "DataFileError",
@@ -28,4 +30,6 @@ __all__ = [
     "list_domains",
     "load_domain",
     "make_task",
+    "task_from_arrays",
+    "task_from_domains",
 ]

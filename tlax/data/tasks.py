@@ -152,6 +152,17 @@ def make_task(source: str, target: str, *, image_size=None, channels=None,
                 seed=seed)
   src = domains.load_domain(source, **{**common, **src_opts})
   tgt = domains.load_domain(target, **{**common, **tgt_opts})
+  return task_from_domains(
+      src, tgt, seed=seed, target_labeled_per_class=target_labeled_per_class,
+      source_val_fraction=source_val_fraction,
+      info={"domain_options": {"source": src_opts, "target": tgt_opts}})
+
+
+def task_from_domains(src: domains.Domain, tgt: domains.Domain, *,
+                      seed: int = 0, target_labeled_per_class: int = 0,
+                      source_val_fraction: float = 0.1,
+                      info: Mapping[str, Any] | None = None) -> Task:
+  """A :class:`Task` from two loaded domains (see :func:`make_task`)."""
   check_pairable(src, tgt)
 
   # Source: train minus a stratified validation part.
@@ -194,7 +205,7 @@ def make_task(source: str, target: str, *, image_size=None, channels=None,
       "seed": seed,
       "source_val_fraction": source_val_fraction,
       "target_labeled_per_class": k,
-      "domain_options": {"source": src_opts, "target": tgt_opts},
+      **dict(info or {}),
   }
   return Task(source=src, target=tgt, num_classes=src.num_classes,
               input_shape=src.input_shape, xs=xs, ys=ys, xs_val=xs_val,

@@ -218,7 +218,7 @@ def _mk_mmd_core(xs, xt, fixed, w, data_spec, estimator):
   return _gaussian_discrepancy((xs,), (xt,), (spec,), (w,), coefs)
 
 
-def mk_mmd(xs: Any, xt: Any, sigmas: kern.SigmaSpec,
+def mk_mmd(xs: Any, xt: Any, sigmas: kern.SigmaSpec = "mean:5",
            weights: Optional[Any] = None, estimator: str = "biased") -> Array:
   r"""Multi-kernel MMD^2 of DAN with Gaussian kernels.
 
@@ -232,7 +232,8 @@ def mk_mmd(xs: Any, xt: Any, sigmas: kern.SigmaSpec,
     sigmas: bandwidths: a float, a sequence / 1-D array of floats, or a data
       spec such as ``"mean:5"`` (DAN's five kernels, bandwidth = mean squared
       distance times 2^k, k = -2..2) or ``"median"``; see
-      :mod:`tlax.losses.kernels`. Data bandwidths are not differentiated.
+      :mod:`tlax.losses.kernels`. Data bandwidths are not differentiated. Default
+      ``"mean:5"``, the five kernels of DAN.
     weights: kernel weights :math:`\beta` (shape (num_kernels,), may be
       traced, e.g. learned); default the mean over kernels.
     estimator: ``"biased"``, ``"unbiased"`` or ``"linear"``.

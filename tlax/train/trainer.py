@@ -312,12 +312,33 @@ def _selected(evals: list[dict], criterion: str = "source_val_accuracy"
 # ----------------------------------------------------------------------------
 # The trainer
 # ----------------------------------------------------------------------------
+def _with_task_names(config, task):
+  """``config`` naming the given task's domains and fingerprinting its data."""
+  import hashlib  # pylint: disable=g-import-not-at-top
+  digest = hashlib.sha256()
+  for name in ("xs", "ys", "xt", "xt_test", "yt_test", "xtl", "ytl"):
+    a = np.ascontiguousarray(getattr(task, name))
+    digest.update(f"{name}{a.shape}{a.dtype}".encode())
+    digest.update(a.tobytes())
+  config = copy.deepcopy(config)
+  with config.unlocked():
+    config.source, config.target = task.source.name, task.target.name
+    config.task_fingerprint = digest.hexdigest()[:16]
+  return config
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict,
-                       workdir: str | os.PathLike) -> dict:
+                       workdir: str | os.PathLike, *, task=None) -> dict:
   """Trains a method on a task, evaluates it and writes ``result.json``.
 
   Args:
     config: the experiment config (``experiments/configs/*.py``).
+    task: optional :class:`tlax.data.Task` (e.g. from
+      :func:`tlax.data.task_from_arrays`) used instead of the config's
+      ``source`` and ``target`` domain names; the run records the task's
+      names and a fingerprint of its arrays, so a workdir made with other
+      arrays is refused. A task without target labels gives
+      ``target_accuracy`` None and still records the label-free selections.
     workdir: the run's folder (created if needed). A checkpoint there is
       resumed; a finished result for the same config is returned as is.
 
@@ -341,6 +362,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       files, mismatched domain shapes) are passed through unchanged.
   """
   t_start = time.time()
+  if task is not None:
+    config = _with_task_names(config, task)
   workdir = os.path.abspath(os.fspath(workdir))
   os.makedirs(workdir, exist_ok=True)
   result_path = os.path.join(workdir, "result.json")
@@ -362,7 +385,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   from tlax import methods  # pylint: disable=g-import-not-at-top
   methods.get_method(config.method.name)
   config = resolve_config(config)  # table defaults (task-independent)
-  task = load_task(config)
+  if task is None:
+    task = load_task(config)
+  target_labels = bool(task.info.get("target_labels", True))
   config = resolve_config(config, task)  # the model by the domains' kind
   config_dict = config_to_dict(config)
   method = build_method(config, task)
@@ -402,6 +427,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                    config.eval_batch_size, task.num_classes)
     src = evaluate(method, st.params, st.state, task.xs_val, task.ys_val,
                    config.eval_batch_size, task.num_classes)
+    if not target_labels:
+      tgt = {k: None for k in tgt}
     record = {"type": "eval", "step": step,
               "target_accuracy": tgt["accuracy"],
               "target_mean_class_accuracy": tgt["mean_class_accuracy"],
@@ -465,7 +492,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     if done % config.eval_every == 0 or done == steps:
       check_finite()
       record, _, _ = run_eval(state, done)
-      postfix["target_acc"] = f"{record['target_accuracy']:.1f}"
+      if record["target_accuracy"] is not None:
+        postfix["target_acc"] = f"{record['target_accuracy']:.1f}"
       bar.set_postfix(postfix, refresh=False)
     if done % config.checkpoint_every == 0 or done == steps:
       check_finite()
@@ -484,6 +512,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     # numbers (cheap) rather than storing them in every eval record.
     tgt = evaluate(method, state.params, state.state, task.xt_test,
                    task.yt_test, config.eval_batch_size, task.num_classes)
+    if not target_labels:
+      tgt = {k: None for k in tgt}
     src_acc = evals[-1]["source_val_accuracy"]
   else:  # resumed after the last step: evaluate now
     _, tgt, src = run_eval(state, steps)
@@ -502,7 +532,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       "source_val_accuracy": src_acc,
       "selected": _selected(log.of_type("eval")),
       "selected_dev": _selected(log.of_type("eval"), "dev_risk"),
-      "num_target_test": tgt["num_examples"],
+      "num_target_test": len(task.yt_test),
       "transductive": bool(getattr(task, "transductive", False)),
       "wall_time_s": elapsed(),
       "process_time_s": time.time() - t_start,
@@ -521,9 +551,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     paths = viz_embedding.save_run_plots(workdir, method, state.params,
                                          state.state, task, embedding=kind)
     logging.info("plots: %s", ", ".join(paths))
-  logging.info("%s %s -> %s seed %d: target accuracy %.2f%% after %d steps.",
+  logging.info("%s %s -> %s seed %d: target accuracy %s after %d steps.",
                result["method"], result["source"], result["target"],
-               result["seed"], result["target_accuracy"], steps)
+               result["seed"],
+               "unknown (no target labels)" if result["target_accuracy"] is None
+               else f"{result['target_accuracy']:.2f}%", steps)
   return result
 
 
