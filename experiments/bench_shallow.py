@@ -2,7 +2,7 @@ r"""Speed of the closed-form methods: tlax vs a plain NumPy/SciPy reference.
 
 COMMAND (the one behind docs/shallow_results.md, "Speed"):
 
-  TLAX_DATA_DIR=/work/shared/data python -m experiments.bench_shallow \
+  TLAX_DATA_DIR=<data folder> python -m experiments.bench_shallow \
     --methods=jda,meda --kernel=primal
 
   (``--kernel=linear`` benchmarks the kernel (dual) form; ``--tasks=CA,DW``

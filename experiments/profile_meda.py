@@ -11,8 +11,8 @@ thread, on Office-Caltech10 SURF (``$TLAX_DATA_DIR``):
   timed; prints the accuracies (they agree task by task) and the totals.
 
 COMMAND:
-  TLAX_DATA_DIR=/work/shared/data python experiments/profile_meda.py --part=profile
-  TLAX_DATA_DIR=/work/shared/data python experiments/profile_meda.py --part=dtype
+  TLAX_DATA_DIR=<data folder> python experiments/profile_meda.py --part=profile
+  TLAX_DATA_DIR=<data folder> python experiments/profile_meda.py --part=dtype
 """
 
 import os

@@ -21,7 +21,7 @@ the task means, its ± the std over seeds of the per-seed average.
 
 COMMAND (the Office-Caltech10 grid of docs/results_deep_da.md):
   python -m experiments.select_dev --method=coral \
-    --candidates=1:/work/runs/deep_da,0.1:/work/runs/deep_da_grid/lam0.1,0.01:/work/runs/deep_da_grid/lam0.01 \
+    --candidates=1:runs/deep_da,0.1:runs/deep_da_grid/lam0.1,0.01:runs/deep_da_grid/lam0.01 \
     --tasks=office_caltech10 --out=docs/results_dev_grid.md
 """
 

@@ -2,7 +2,7 @@ r"""Rebuilds the shallow-transfer tables: published accuracy vs tlax, per task.
 
 COMMAND (the one that wrote docs/shallow_results.md):
 
-  TLAX_DATA_DIR=/work/shared/data python -m experiments.shallow_tables \
+  TLAX_DATA_DIR=<data folder> python -m experiments.shallow_tables \
     --methods=nn,svm,tca,jda,bda,coral \
     --collections=office_caltech10,mnist_usps,coil20 \
     --out=docs/shallow_results.md
@@ -101,7 +101,7 @@ PUBLISHED = {
     "meda": {
         # A->D is 45.9 in the paper's Table 2 (45.2 was a typo here): the
         # reproduction gives 45.86, and with 45.9 eleven of the twelve tasks
-        # are within 0.1 point of it, as /work/shared/REPRODUCING.md reports.
+        # are within 0.1 point of it (docs/reproducing_shallow.md).
         "office_caltech10": _row([56.5, 53.9, 50.3, 43.9, 53.2, 45.9, 34.0,
                                   42.7, 88.5, 34.9, 41.2, 87.5]),
         "mnist_usps": {"USPS->MNIST": 72.1, "MNIST->USPS": 89.5},

@@ -181,7 +181,7 @@ def test_train_step_compiles_once_and_learns():
 
 
 def test_train_step_is_vmappable_over_hparams():
-  """Several learning rates in one program (DESIGN.md: a vmappable step)."""
+  """Several learning rates in one program: the step is vmappable."""
   method = _counting_method()
   batch = _tiny_batches(steps=1)[0]
   config = quick_config()

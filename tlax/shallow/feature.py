@@ -20,7 +20,7 @@ MMD matrix:
   at unit Frobenius norm, see :class:`BDA`), the balance factor ``mu`` fixed
   or estimated from proxy A-distances.
 
-Following the authors' MATLAB code (see ``../shared/REPRODUCING.md``): samples
+Following the authors' MATLAB code (``docs/reproducing_shallow.md``): samples
 are scaled to unit L2 norm first, ``M`` is divided by its Frobenius norm
 (JDA/TCA), the eigenvectors of the LARGEST eigenvalues of the symmetric-definite
 pencil ``(F^T H F, F^T M F + lam I)`` are kept and rescaled to unit 2-norm, and

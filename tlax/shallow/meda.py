@@ -1,7 +1,7 @@
 """MEDA: manifold embedded distribution alignment (Wang et al., ACM MM 2018).
 
-Steps (the paper's Algorithm 1 as its MATLAB demo runs it; see
-/work/shared/REPRODUCING.md for the details that decide the numbers):
+Steps (the paper's Algorithm 1 as its MATLAB demo runs it; the details that
+decide the published numbers are listed in ``docs/reproducing_shallow.md``):
 
 1. Manifold features: ``z = X sqrtm(G)`` with the geodesic flow kernel of the
    ``dim``-dimensional PCA subspaces (:mod:`tlax.shallow.gfk`); rows are then
