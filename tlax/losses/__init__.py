@@ -5,7 +5,8 @@ scalar; per-example helpers (entropy, entropy weights) return per-example
 values. Everything works under ``jax.jit``, ``jax.vmap`` and ``jax.grad``;
 half-precision inputs are computed in float32.
 
-Modules:
+Modules::
+
   kernels      Gaussian (multi-bandwidth, one shared distance matrix),
                linear and polynomial kernels; bandwidth specs.
   mmd_losses   linear_mmd (DDC), mmd, mk_mmd (DAN), jmmd (JAN),

@@ -32,7 +32,8 @@ phases such as MCD or ADDA)::
     update(params, state, opt_state, batch, rng, step, hparams, *, tx, lr)
         -> (params, new_state, opt_state, metrics)   # metrics has "loss"
 
-Terms:
+Terms::
+
   params:  trainable pytree ``{"model": <classifier params>, <extra nets>}``.
   state:   non-trainable pytree carried from step to step
            (``{"model": <flax collections such as batch_stats>, ...}``);

@@ -115,9 +115,9 @@ def evaluate(method, params, state, x, y, batch_size: int = 256,
     num_classes: number of classes (default ``method.num_classes``).
 
   Returns:
-    ``{"accuracy": percent, "per_class_accuracy": [percent or None per
-    class], "mean_class_accuracy": percent, "num_examples": n}``; the
-    accuracies are None when ``x`` is empty.
+    A dict with ``accuracy`` (percent), ``per_class_accuracy`` (a list of
+    percent, None for an absent class), ``mean_class_accuracy`` (percent)
+    and ``num_examples``; the accuracies are None when ``x`` is empty.
   """
   if num_classes is None:
     num_classes = getattr(method, "num_classes", None)
