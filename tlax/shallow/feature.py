@@ -734,7 +734,8 @@ class TCA(_MMDProjection):
     solver: ``"auto"`` (the smaller problem), ``"primal"`` or ``"dual"``;
       both give the same solution where both exist.
 
-  Attributes (after fit):
+  Attributes (after fit)::
+
     components_: ``(d, k)`` projection (primal) or ``(n, k)`` coefficients.
     eigenvalues_: ``(k,)`` largest eigenvalues of the pencil.
     pseudo_labels_: target labels from the fit.
@@ -855,7 +856,8 @@ class CORAL:
       source, as the authors' code does (folds shuffled with ``seed``).
     seed: seed of the cross-validation folds.
 
-  Attributes (after fit):
+  Attributes (after fit)::
+
     coral_map_: ``(d, d)`` source re-colouring map.
     classifier_: the fitted sklearn classifier (``"svm"``).
   """

@@ -168,11 +168,10 @@ class GFK:
   the 1-NN label from the source in that space (the GFK + 1-NN baseline of
   Gong et al.). ``ys`` may be None when only the features are wanted.
 
-  Attributes after fit:
-    ps_, pt_: ``D x dim`` PCA bases; basis_ (``B``, ``D x 2 dim``) and
-    lam_ (``2 dim x 2 dim``) with ``G = B lam B'``; proj_ ``= B sqrtm(lam)``
-    (so ``X sqrtm(G) = X proj_ B'`` and ``X proj_`` are the reduced
-    coordinates).
+  Attributes after fit: ``ps_``, ``pt_``: ``D x dim`` PCA bases;
+  ``basis_`` (``B``, ``D x 2 dim``) and ``lam_`` (``2 dim x 2 dim``) with
+  ``G = B lam B'``; ``proj_ = B sqrtm(lam)`` (so ``X sqrtm(G) = X proj_ B'``
+  and ``X proj_`` are the reduced coordinates).
   """
 
   def __init__(self, dim: int = 20):
