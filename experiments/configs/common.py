@@ -62,6 +62,10 @@ def base_config() -> ml_collections.ConfigDict:
   # Also record the importance-weighted (DEV) validation risk at every
   # evaluation and the step it selects (tlax/train/selection.py).
   c.iw_validation = True
+  # Label-free validators recorded at every evaluation, and the step each
+  # selects (tlax/train/validators.py): entropy, bnm, snd, class_ami,
+  # mixval, reverse.
+  c.validators = ()
   c.target_labeled_per_class = 0
 
   # Model and method.

@@ -66,7 +66,7 @@ REQUIRED_FIELDS = ("model.name", "steps", "batch_size", "optimizer.name",
 # ``auto`` (the per-collection defaults table) is not compared itself: the
 # values it resolves to are.
 NON_RESULT_FIELDS = ("progress", "stop_after_step", "data_dir", "auto",
-                     "plots", "iw_validation")
+                     "plots", "iw_validation", "validators")
 MODEL_BY_KIND = {"features": "mlp", "image": "lenet"}
 # Config keys added after runs were made, each with the value that does what
 # runs made before the key existed did. A workdir whose config lacks one of
@@ -309,6 +309,28 @@ def _selected(evals: list[dict], criterion: str = "source_val_accuracy"
           "target_mean_class_accuracy": best.get("target_mean_class_accuracy")}
 
 
+def _validator_scores(method, st, task, names, fns, config) -> dict:
+  """``{"val_<name>": score}`` of the label-free validators at one
+  evaluation (:mod:`tlax.train.validators`), on at most 1000 unlabelled
+  target examples (the same seeded subsample at every evaluation)."""
+  from tlax.train import validators as validators_lib  # pylint: disable=g-import-not-at-top
+  from tlax.train.evaluate import batched_apply  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng([int(config.seed), 31])
+  xt = np.asarray(task.xt, np.float32)
+  if len(xt) > 1000:
+    xt = xt[np.sort(rng.choice(len(xt), 1000, replace=False))]
+  run = lambda x: fns(st.params, st.state, x)
+  bs = int(config.eval_batch_size)
+  logits, ft = batched_apply(run, xt, bs)
+  _, fs = batched_apply(run, np.asarray(task.xs_val, np.float32), bs)
+  predict = lambda x: batched_apply(run, np.asarray(x, np.float32), bs)[0]
+  out = validators_lib.scores(
+      names, target_logits=logits, target_features=ft, target_inputs=xt,
+      predict=predict, source_features=fs, source_labels=task.ys_val,
+      seed=int(config.seed))
+  return {f"val_{k}": v for k, v in out.items()}
+
+
 # ----------------------------------------------------------------------------
 # The trainer
 # ----------------------------------------------------------------------------
@@ -421,6 +443,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   use_iw = (bool(config.get("iw_validation", True)) and len(task.xs_val) > 1
             and len(task.xt) > 1)
   iw_fns = selection.make_fns(method) if use_iw else None
+  validator_names = tuple(config.get("validators", None) or ())
+  if validator_names:
+    from tlax.train import validators as validators_lib  # pylint: disable=g-import-not-at-top
+    validators_lib.check_names(validator_names)
 
   def run_eval(st, step):
     tgt = evaluate(method, st.params, st.state, task.xt_test, task.yt_test,
@@ -439,6 +465,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
           batch_size=config.eval_batch_size, seed=int(config.seed),
           fns=iw_fns)
       record.update(dev_risk=iw["dev_risk"], iw_error=iw["iw_error"])
+    if validator_names:
+      record.update(_validator_scores(method, st, task, validator_names,
+                                      iw_fns or selection.make_fns(method),
+                                      config))
     record["elapsed"] = elapsed()
     log.write(record)
     return record, tgt, src
@@ -532,6 +562,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       "source_val_accuracy": src_acc,
       "selected": _selected(log.of_type("eval")),
       "selected_dev": _selected(log.of_type("eval"), "dev_risk"),
+      "selected_by": {name: _selected(log.of_type("eval"), f"val_{name}")
+                      for name in validator_names} or None,
       "num_target_test": len(task.yt_test),
       "transductive": bool(getattr(task, "transductive", False)),
       "wall_time_s": elapsed(),
