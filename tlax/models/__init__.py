@@ -20,6 +20,9 @@ from tlax.models.layers import Conv, conv2d, conv2d_im2col_grad
 from tlax.models.lenet import LeNet
 from tlax.models.mlp import MLP
 from tlax.models.resnet import BasicBlock, ResNet
+from tlax.models.resnet_tv import TorchvisionResNet
+from tlax.models.vit import VisionTransformer
+from tlax.models.vit import ViT_B16, ViT_S16
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "mlp": MLP,
@@ -28,6 +31,13 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "resnet14": functools.partial(ResNet, depth=14),
     "resnet20": functools.partial(ResNet, depth=20),
     "resnet32": functools.partial(ResNet, depth=32),
+    # ImageNet backbones (torchvision / timm layouts; tlax.models.convert).
+    "resnet18_tv": functools.partial(TorchvisionResNet, depth=18),
+    "resnet34_tv": functools.partial(TorchvisionResNet, depth=34),
+    "resnet50_tv": functools.partial(TorchvisionResNet, depth=50),
+    "vit_s16": ViT_S16,
+    "vit_b16": ViT_B16,
+    "vit": VisionTransformer,
 }
 
 
@@ -46,4 +56,5 @@ def get_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
 
 
 __all__ = ["MODELS", "get_model", "MLP", "LeNet", "ResNet", "BasicBlock",
+           "TorchvisionResNet", "VisionTransformer",
            "Conv", "conv2d", "conv2d_im2col_grad"]
