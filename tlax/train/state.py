@@ -101,6 +101,9 @@ def create_train_state(config, method, batch
     params, state = jax.jit(method.init)(init_key, batch)
   except TypeError:  # an init that needs concrete values: run it eagerly
     params, state = method.init(init_key, batch)
+  # Pretrained backbone weights (config.model.pretrained): a no-op without.
+  from tlax.models import convert  # pylint: disable=g-import-not-at-top
+  params, state = convert.load_into_state(config, params, state)
   tx = make_optimizer(config, params)
   train_state = TrainState(
       step=jnp.asarray(0, jnp.int32),
