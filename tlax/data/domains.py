@@ -50,6 +50,17 @@ REGISTRY: dict[str, str] = {
     "coil20/coil1": "tlax.data.benchmarks:load_benchmark",
     "coil20/coil2": "tlax.data.benchmarks:load_benchmark",
 }
+# Image-folder trees (tlax.data.image_folder): the named collections under
+# data_dir, and "imagefolder/<domain>" for any tree given as the root option.
+_IMAGE_FOLDER_LOADER = "tlax.data.image_folder:load_image_folder"
+REGISTRY.update({
+    f"{collection}/{domain}": _IMAGE_FOLDER_LOADER
+    for collection, domain_names in (
+        ("pacs", ("art_painting", "cartoon", "photo", "sketch")),
+        ("office31", ("amazon", "dslr", "webcam")),
+        ("office_home", ("Art", "Clipart", "Product", "Real_World")))
+    for domain in domain_names})
+IMAGE_FOLDER_PREFIX = "imagefolder/"
 TFDS_PREFIX = "tfds/"
 _TFDS_LOADER = "tlax.data.catalog:load_tfds_domain"
 
@@ -112,7 +123,9 @@ def list_domains() -> list[str]:
 def _unknown_name_error(name: str) -> KeyError:
   return KeyError(
       f"Unknown domain {name!r}. Valid names: {', '.join(list_domains())}; "
-      f"or 'tfds/<name>[:<config>]' for any TFDS catalogue dataset.")
+      f"or 'tfds/<name>[:<config>]' for any TFDS catalogue dataset; or "
+      f"'imagefolder/<domain>' with the option root=<tree> for any "
+      f"<tree>/<domain>/<class>/<image> folder.")
 
 
 def _resolve(name: str):
@@ -120,6 +133,9 @@ def _resolve(name: str):
     raise TypeError(f"A domain name is a string, got {name!r}.")
   if name.startswith(TFDS_PREFIX) and len(name) > len(TFDS_PREFIX):
     path = _TFDS_LOADER
+  elif (name.startswith(IMAGE_FOLDER_PREFIX)
+        and len(name) > len(IMAGE_FOLDER_PREFIX)):
+    path = _IMAGE_FOLDER_LOADER
   elif name in REGISTRY:
     path = REGISTRY[name]
   else:
