@@ -1,0 +1,19 @@
+r"""source_only in the deep domain-adaptation recipe on an image-folder tree
+(:mod:`experiments.configs.imagefolder.recipe`).
+
+COMMAND (a torchvision ResNet-50 weight file, an Office-31 tree):
+  python -m experiments.run --config=experiments/configs/imagefolder/source_only.py \
+    --config.model.pretrained=resnet50.safetensors \
+    --config.source=office31/amazon --config.target=office31/webcam \
+    --config.seed=0 --workdir=runs/imagefolder/source_only/office31_amazon--office31_webcam/0
+
+Any tree: `--config.source=imagefolder/<domain> --config.target=imagefolder/<domain>
+--config.domain_options.root=<tree>`.
+"""
+
+from experiments.configs.imagefolder import recipe
+
+
+def get_config(arg: str | None = None):
+  """The recipe for source_only; ``arg``: quick, plumbing, method items."""
+  return recipe.recipe("source_only", arg)
