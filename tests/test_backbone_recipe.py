@@ -88,7 +88,9 @@ def test_pretrained_weights_load_in_the_trainer(pacs, tmp_path):
     tmod = _torch_module(mod)
     w = rng.normal(size=s.shape).astype(np.float32)
     if leaf == "kernel":
-      w = w.transpose(3, 2, 0, 1) if w.ndim == 4 else w.T
+      # (safetensors writes an array's buffer as is: make it C-contiguous)
+      w = np.ascontiguousarray(w.transpose(3, 2, 0, 1) if w.ndim == 4
+                               else w.T)
     sd[f"{tmod}.{ {'kernel': 'weight', 'scale': 'weight'}.get(leaf, leaf)}"] = w
   for path, s in finetune.flatten(shapes["batch_stats"]).items():
     mod, leaf = path.rsplit("/", 1)
