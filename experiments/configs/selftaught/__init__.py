@@ -1,0 +1,1 @@
+"""Configs of the self-taught family (tlax.selftaught)."""
