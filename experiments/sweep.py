@@ -22,7 +22,8 @@ standard deviation over seeds of the per-seed average over tasks.
 
 Task groups (``--tasks``, comma-separated): ``office_caltech10`` (the 12
 ordered pairs), ``mnist_usps`` (both directions), ``coil20`` (both
-directions), ``default`` (the embedded default task), or one task written
+directions), ``default`` (the embedded default task), ``selftaught`` and
+``selftaught_clustering`` (experiments/configs/selftaught/), or one task written
 ``<source>:<target>``.
 """
 
@@ -85,6 +86,16 @@ TASK_GROUPS = {
     "coil20": [("coil20/coil1", "coil20/coil2"),
                ("coil20/coil2", "coil20/coil1")],
     "default": [(common.DEFAULT_SOURCE, common.DEFAULT_TARGET)],
+    # Self-taught learning (unlabelled source -> labelled target) and
+    # self-taught clustering (auxiliary -> clustered target):
+    # experiments/configs/selftaught/.
+    "selftaught": [("mnist_usps/mnist", "fonts/letters"),
+                   ("fonts/letters", "mnist_usps/usps"),
+                   ("photos/sklearn", "coil20/coil1"),
+                   ("digits/sklearn[5-9]", "digits/sklearn[0-4]")],
+    "selftaught_clustering": [("coil20/coil2", "coil20/coil1"),
+                              ("mnist_usps/mnist", "mnist_usps/usps"),
+                              ("mnist_usps/usps", "mnist_usps/mnist")],
 }
 
 

@@ -99,6 +99,7 @@ def coclustering_objective(p, rows, cols, n_row_clusters: int,
                                        - jnp.log(jnp.maximum(q, _EPS))), 0.0))
 
 
+@functools.partial(jax.jit, static_argnums=(5, 6, 7))
 def stc_objective(px, py, x_rows, y_rows, cols, k_x, k_y, k_z, lam):
   """The STC objective ``KL(p_X || q_X) + lam * KL(p_Y || q_Y)``."""
   return (coclustering_objective(px, x_rows, cols, k_x, k_z)

@@ -115,10 +115,10 @@ def self_taught_accuracy(learner, x_unlabelled, target_train, target_test, *,
       x_unlabelled, name="self-taught protocol", what="unlabelled source")
   xtr, ytr = (np.asarray(a) for a in target_train)
   xte, yte = (np.asarray(a) for a in target_test)
-  if xtr.shape[1:] != x_unlabelled.shape[1:]:
+  if xtr.ndim != 2 or xtr.shape[1:] != x_unlabelled.shape[1:]:
     raise ProtocolInputError(
-        f"The target has {xtr.shape[1:]} features per example and the "
-        f"unlabelled source {x_unlabelled.shape[1:]}; a representation "
+        f"The target has {xtr.shape[1]} features per example and the "
+        f"unlabelled source {x_unlabelled.shape[1]}; a representation "
         "learned on one must encode the other (same image size and "
         "channels).")
   n_classes = len(np.unique(ytr))

@@ -1,0 +1,96 @@
+"""The self-taught protocol and the family runner on tiny embedded data."""
+
+import importlib
+import json
+
+import numpy as np
+import pytest
+
+from tlax import train
+from tlax.selftaught import learners as L
+from tlax.selftaught import protocol as P
+from tlax.selftaught import run as R
+
+_CLS = "experiments.configs.selftaught.classification"
+_CLU = "experiments.configs.selftaught.clustering"
+
+
+def _config(module, arg):
+  return importlib.import_module(module).get_config(arg)
+
+
+def test_draw_labelled_takes_k_per_class_and_rejects_large_k():
+  y = np.repeat(np.arange(3), [4, 5, 6])
+  idx = P.draw_labelled(y, 3, np.random.default_rng(0))
+  assert np.bincount(y[idx]).tolist() == [3, 3, 3]
+  with pytest.raises(P.ProtocolInputError,
+                     match="k=4 labels per class.*class 0 has 4.*k <= 3"):
+    P.draw_labelled(y, 4, np.random.default_rng(0))
+  assert len(P.draw_labelled(y, 4, np.random.default_rng(0),
+                             leave_one=False)) == 12
+  with pytest.raises(P.ProtocolInputError, match="integer >= 1"):
+    P.draw_labelled(y, 0, np.random.default_rng(0))
+
+
+def test_protocol_on_separable_target_and_its_errors():
+  rng = np.random.default_rng(1)
+  y = np.repeat(np.arange(2), 20)
+  x = rng.normal(size=(40, 3)) + 4 * y[:, None]
+  out = P.self_taught_accuracy(L.Raw(), rng.normal(size=(30, 3)), (x, y),
+                               (x, y), ks=(1, 5), transductive=True)
+  assert out["accuracy"] == {1: 100.0, 5: 100.0}
+  with pytest.raises(P.ProtocolInputError, match="k=20 labels per class"):
+    P.self_taught_accuracy(L.Raw(), x, (x, y), (x, y), ks=(20,),
+                           transductive=True)
+  with pytest.raises(P.ProtocolInputError, match="3 features per example and the unlabelled source 4"):
+    P.self_taught_accuracy(L.Raw(), np.ones((5, 4)), (x, y), (x, y), ks=(1,))
+  with pytest.raises(L.FeatureLearnerInputError, match="all zeros"):
+    P.self_taught_accuracy(L.Raw(), np.zeros((5, 3)), (x, y), (x, y), ks=(1,))
+
+
+def test_domain_specs_and_photo_patches():
+  assert R.parse_domain("digits/sklearn[5-9]") == ("digits/sklearn", (5, 9))
+  assert R.parse_domain("fonts/letters") == ("fonts/letters", None)
+  with pytest.raises(ValueError, match="name\\[lo-hi\\]"):
+    R.parse_domain("digits/sklearn[5]")
+  p = R.photo_patches(8, 12, seed=0)
+  assert p.shape == (12, 64) and 0 <= p.min() and p.max() <= 1 and p.std() > 0
+
+
+def test_quick_classification_config_runs_and_reuses_its_result(tmp_path):
+  config = _config(_CLS, "sparse_coding,quick")
+  result = train.run_experiment(config, tmp_path)
+  assert set(result) >= {"k1", "k5", "target_accuracy", "config"}
+  assert 40.0 <= result["k5"] <= 100.0        # 5 classes: chance is 20%
+  with open(tmp_path / "result.json") as f:
+    assert json.load(f)["method"] == "sparse_coding"
+  assert train.run_experiment(config, tmp_path)["k1"] == result["k1"]
+  other = _config(_CLS, "sparse_coding,quick")
+  other.C = 10.0
+  with pytest.raises(train.ConfigMismatchError, match="C: requested 10.0"):
+    train.run_experiment(other, tmp_path)
+
+
+def test_k_too_large_is_skipped_or_raises(tmp_path):
+  config = _config(_CLS, "raw,quick")
+  config.ks = (1, 500)
+  result = train.run_experiment(config, tmp_path / "skip")
+  assert result["skipped_ks"] == [500] and "k1" in result
+  config.ks_too_large = "error"
+  with pytest.raises(P.ProtocolInputError, match="k=500 labels per class"):
+    train.run_experiment(config, tmp_path / "error")
+
+
+def test_quick_clustering_config_runs(tmp_path):
+  result = train.run_experiment(_config(_CLU, "quick"), tmp_path)
+  algs = {"stc", "kmeans", "spectral", "kmeans_selftaught",
+          "spectral_selftaught"}
+  assert set(result["nmi"]) == algs and set(result["acc"]) == algs
+  assert all(0 <= v <= 100 for v in result["nmi"].values())
+  assert result["acc"]["kmeans"] > 40.0           # 5 digit classes
+  assert np.all(np.diff(result["stc_objectives"]) <= 1e-5)
+
+
+def test_unknown_config_argument():
+  with pytest.raises(ValueError, match="a learner \\(raw, pca"):
+    _config(_CLS, "ica")
