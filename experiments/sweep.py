@@ -319,11 +319,14 @@ def main(argv):
   wall = sum(r.get("wall_time_s", 0.0) for r in results.values())
   header = (
       f"# Results: {', '.join(methods)}\n\n"
-      f"Target accuracy (%) at the final step and at the steps selected "
-      f"without target labels (src-val: best source-validation accuracy; "
-      f"DEV: lowest importance-weighted validation risk, "
-      f"tlax/train/selection.py), mean ± std over seeds "
-      f"{', '.join(map(str, seeds))} (ddof=1).\n\n"
+      + (f"Target accuracy (%) at the final step and at the steps selected "
+         f"without target labels (src-val: best source-validation accuracy; "
+         f"DEV: lowest importance-weighted validation risk, "
+         f"tlax/train/selection.py), mean ± std over seeds "
+         f"{', '.join(map(str, seeds))} (ddof=1).\n\n"
+         if set(_COLUMNS.value) & {"final", "src_val", "dev"} else
+         f"The result.json fields {', '.join(_COLUMNS.value)}, mean ± std "
+         f"over seeds {', '.join(map(str, seeds))} (ddof=1).\n\n") +
       f"Rebuilt with:\n\n```\n{command}\n```\n\n"
       f"({len(results)} of {len(runs)} runs finished, {wall / 60:.1f} min "
       f"of training wall time in total, {provenance(results)}; "
