@@ -94,3 +94,14 @@ def test_quick_clustering_config_runs(tmp_path):
 def test_unknown_config_argument():
   with pytest.raises(ValueError, match="a learner \\(raw, pca"):
     _config(_CLS, "ica")
+
+
+def test_standardiser_does_not_blow_up_features_constant_on_the_source():
+  ref = np.array([[0.0, 1.0], [0.0, 3.0], [1e-7, 5.0]])
+  scale = P.Standardiser(ref)
+  z = scale(np.array([[1.0, 3.0]]))
+  # std of column 1 is 1.633; column 0 is floored at 0.1 * mean std.
+  np.testing.assert_allclose(scale.std[0], 0.1 * np.mean(ref.std(0)))
+  np.testing.assert_allclose(z, [[(1.0 - ref[:, 0].mean()) / scale.std[0], 0.0]],
+                             atol=1e-6)
+  assert abs(z[0, 0]) < 20

@@ -6,7 +6,7 @@
 2. ``k`` labelled examples per class are drawn from the target (seeded).
 3. Both the labelled examples and the target test examples are encoded with
    the learned representation, each feature standardised by its mean and
-   standard deviation over the encoded unlabelled source.
+   standard deviation over the encoded unlabelled source (:class:`Standardiser`).
 4. A linear classifier (L2 logistic regression, or a linear SVM) is trained
    on the ``k * C`` encoded examples; its accuracy on the target test
    examples is reported.
@@ -78,12 +78,18 @@ def make_classifier(name: str = "logistic", C: float = 1.0, seed: int = 0):
 
 
 class Standardiser:
-  """Per-feature standardisation with statistics of one reference set."""
+  """Per-feature standardisation with statistics of one reference set.
+
+  Each feature is centred by its reference mean and divided by its reference
+  standard deviation, floored at a tenth of the mean standard deviation: a
+  feature (nearly) constant on the reference set, such as a border pixel of
+  the source images, is not blown up on another domain where it varies.
+  """
 
   def __init__(self, reference: np.ndarray):
     self.mean = reference.mean(axis=0)
     std = reference.std(axis=0)
-    self.std = np.where(std > 1e-6 * max(std.max(), 1e-12), std, 1.0)
+    self.std = np.maximum(std, max(0.1 * float(std.mean()), 1e-12))
 
   def __call__(self, z):
     return (z - self.mean) / self.std
