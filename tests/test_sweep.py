@@ -68,8 +68,13 @@ def test_cells_say_how_many_seeds_when_runs_are_missing():
 
 
 def test_unknown_column():
-  with pytest.raises(ValueError, match="Unknown columns"):
-    sweep.make_table(_results(), GROUPS, ["dann"], [0], columns=("best",))
+  with pytest.raises(ValueError, match="Unknown column"):
+    sweep.make_table(_results(), GROUPS, ["dann"], [0],
+                     columns=("best step",))
+  # Any result.json field is a column; absent fields show as "-".
+  table = sweep.make_table(_results(), GROUPS, ["dann"], [0],
+                           columns=("no_such_field",))
+  assert "| - |" in table
 
 
 def test_table_only_reads_finished_runs_and_trains_nothing(tmp_path):

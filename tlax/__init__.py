@@ -13,8 +13,8 @@ import importlib
 
 __version__ = "0.2.0"
 
-_SUBPACKAGES = ("data", "kernels", "losses", "methods", "models", "shallow",
-                "train", "transfer", "viz")
+_SUBPACKAGES = ("data", "kernels", "losses", "methods", "models",
+                "selftaught", "shallow", "train", "transfer", "viz")
 __all__ = list(_SUBPACKAGES) + ["__version__"]
 
 
