@@ -20,20 +20,15 @@ validators of :mod:`tlax.train.validators` (highest).
 
 from __future__ import annotations
 
+import argparse
 import collections
-import json
 import os
 
-from absl import app
-from absl import flags
 import numpy as np
 
 from tlax.train import validators as validators_lib
 from tlax.train.metrics_log import read_metrics
 from tlax.train.metrics_log import write_atomic
-
-_ROOT = flags.DEFINE_string("root", "runs/validators", "Root of the runs.")
-_OUT = flags.DEFINE_string("out", None, "Markdown file for the table.")
 
 SELECTORS = ("final", "src_val", "dev") + tuple(
     f"val_{v}" for v in validators_lib.VALIDATORS)
@@ -111,11 +106,16 @@ def table(rows) -> str:
   return "\n".join(lines) + "\n"
 
 
-def main(argv):
-  del argv
-  runs = collect(_ROOT.value)
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--root", default="runs/validators",
+                      help="Root of the runs.")
+  parser.add_argument("--out", default=None,
+                      help="Markdown file for the table.")
+  args = parser.parse_args(argv)
+  runs = collect(args.root) if os.path.isdir(args.root) else {}
   if not runs:
-    raise SystemExit(f"No finished runs under {_ROOT.value!r}: run the sweep "
+    raise SystemExit(f"No finished runs under {args.root!r}: run the sweep "
                      "first (see this script's docstring).")
   methods = collections.Counter(m for m, _, _ in runs)
   text = (f"Gap (points of target accuracy) between each label-free "
@@ -123,9 +123,9 @@ def main(argv):
           f"({', '.join(f'{m}: {c}' for m, c in sorted(methods.items()))}).\n\n"
           + table(summarise(runs)))
   print(text)
-  if _OUT.value:
-    write_atomic(_OUT.value, text)
+  if args.out:
+    write_atomic(args.out, text)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  main()
