@@ -24,6 +24,7 @@ import math
 from typing import Any, Callable
 
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "lamb")
@@ -34,6 +35,58 @@ def _check_choice(field: str, value, valid) -> None:
   if value not in valid:
     raise ValueError(f"Unknown {field} {value!r}; valid values: "
                      f"{', '.join(valid)}.")
+
+
+def _number(field: str, value, *, low: float, high: float = math.inf,
+            low_open: bool = False, high_open: bool = False) -> float:
+  """``value`` as a float in the given range, or a ValueError naming it."""
+  if isinstance(value, bool) or not isinstance(value, (int, float,
+                                                        np.number)):
+    raise ValueError(f"config.{field} must be a number, got {value!r}; "
+                     f"set --config.{field}=<number>.")
+  value = float(value)
+  too_low = value <= low if low_open else value < low
+  too_high = value >= high if high_open else value > high
+  if not math.isfinite(value) or too_low or too_high:
+    lo, hi = "(" if low_open else "[", ")" if high_open else "]"
+    raise ValueError(
+        f"config.{field} must be a finite number in {lo}{low:g}, {high:g}{hi}, "
+        f"got {value!r}; set --config.{field}=<number>.")
+  return value
+
+
+def validate_optimizer(config) -> None:
+  """Checks every optimiser field of ``config.optimizer`` up front.
+
+  NaN or infinite values and values outside their range are refused, each
+  error naming the field: ``lr >= 0``; ``momentum``, ``b1``, ``b2`` in
+  ``[0, 1)``; ``eps >= 0``; ``weight_decay >= 0``; ``clip_norm >= 0`` (0 or
+  None: no clipping); ``warmup_steps`` a non-negative integer; ``nesterov``
+  a boolean.
+
+  Raises:
+    ValueError: naming the field, the value and the valid range.
+  """
+  opt = config.optimizer
+  _check_choice("optimizer.name", opt.get("name"), OPTIMIZERS)
+  if opt.get("lr") is not None:
+    _number("optimizer.lr", opt.lr, low=0.0)
+  for field in ("momentum", "b1", "b2"):
+    if opt.get(field) is not None:
+      _number(f"optimizer.{field}", opt[field], low=0.0, high=1.0,
+              high_open=True)
+  for field in ("eps", "weight_decay", "clip_norm"):
+    if opt.get(field) is not None:
+      _number(f"optimizer.{field}", opt[field], low=0.0)
+  warmup = opt.get("warmup_steps")
+  if warmup is not None and (isinstance(warmup, bool) or not isinstance(
+      warmup, int) or warmup < 0):
+    raise ValueError(f"config.optimizer.warmup_steps must be an integer >= "
+                     f"0, got {warmup!r}.")
+  nesterov = opt.get("nesterov")
+  if nesterov is not None and not isinstance(nesterov, bool):
+    raise ValueError(f"config.optimizer.nesterov must be True or False, got "
+                     f"{nesterov!r}.")
 
 
 def make_optimizer(config, params: Any = None) -> optax.GradientTransformation:
@@ -54,7 +107,7 @@ def make_optimizer(config, params: Any = None) -> optax.GradientTransformation:
     ValueError: an unknown optimiser name or an invalid setting.
   """
   opt = config.optimizer
-  _check_choice("optimizer.name", opt.name, OPTIMIZERS)
+  validate_optimizer(config)
   weight_decay = float(opt.get("weight_decay") or 0.0)
   clip_norm = opt.get("clip_norm") or 0.0
   if weight_decay < 0:

@@ -45,6 +45,9 @@ import tqdm
 import tlax
 from tlax.train import checkpoint as ckpt_lib
 from tlax.train import selection
+from tlax.train import workdir as workdir_lib
+from tlax.train.finite import FiniteCheck
+from tlax.train.finite import NonFiniteLossError  # pylint: disable=unused-import
 from tlax.train.evaluate import evaluate
 from tlax.train.metrics_log import MetricsLog
 from tlax.train.metrics_log import write_atomic
@@ -66,23 +69,23 @@ REQUIRED_FIELDS = ("model.name", "steps", "batch_size", "optimizer.name",
 # ``auto`` (the per-collection defaults table) is not compared itself: the
 # values it resolves to are.
 NON_RESULT_FIELDS = ("progress", "stop_after_step", "data_dir", "auto",
-                     "plots", "iw_validation", "validators")
+                     "plots", "validators", "checkpoint_every")
 MODEL_BY_KIND = {"features": "mlp", "image": "lenet"}
 # Config keys added after runs were made, each with the value that does what
 # runs made before the key existed did. A workdir whose config lacks one of
 # them matches a request holding that value (and the other way round), so
 # finished runs stay valid when a config grows an option.
 KEYS_ADDED_LATER = {
-    "method.align_start": 0,  # session 4: alignment weight held at 0 for N steps
+    "method.align_start": 0,  # alignment weight held at 0 for N steps
+    # Runs made before the DEV selection existed did not record it; their
+    # other numbers are those of a run with it (the final accuracy, the
+    # source-validation selection).
+    "iw_validation": True,
 }
 
 
 class ConfigMismatchError(ValueError):
   """The workdir holds a run (checkpoint or result) made with another config."""
-
-
-class NonFiniteLossError(FloatingPointError):
-  """The training loss became NaN or infinite."""
 
 
 # ----------------------------------------------------------------------------
@@ -125,8 +128,11 @@ def config_diff(requested: Mapping[str, Any], saved: Mapping[str, Any], *,
   Args:
     requested: the config of this run (a dict).
     saved: the config stored in the workdir (a dict).
-    partial: if True, keys that ``requested`` leaves None or ``"auto"`` are
-      not compared (the saved config is resolved, the request may not be).
+    partial: if True, the keys that run-time resolution fills
+      (:data:`AUTO_FIELDS`, ``model.kwargs``, ``eval_every``,
+      ``checkpoint_every``) are not compared where ``requested`` leaves them
+      None or ``"auto"`` (the saved config is resolved, the request may not
+      be). Every other key is compared, None included.
   """
   a = _flatten(config_to_dict(requested))
   b = _flatten(config_to_dict(saved))
@@ -135,7 +141,7 @@ def config_diff(requested: Mapping[str, Any], saved: Mapping[str, Any], *,
     if key.split(".")[0] in NON_RESULT_FIELDS:
       continue
     va, vb = a.get(key, "<absent>"), b.get(key, "<absent>")
-    if partial and va in (None, "auto"):
+    if partial and va in (None, "auto") and _resolved_at_run_time(key):
       continue
     if key in KEYS_ADDED_LATER and "<absent>" in (va, vb) and (
         KEYS_ADDED_LATER[key] in (va, vb)):
@@ -143,6 +149,11 @@ def config_diff(requested: Mapping[str, Any], saved: Mapping[str, Any], *,
     if va != vb:
       lines.append(f"  {key}: requested {va!r}, workdir has {vb!r}")
   return lines
+
+
+def _resolved_at_run_time(key: str) -> bool:
+  return (key in AUTO_FIELDS or key.startswith("model.kwargs.")
+          or key in ("eval_every", "checkpoint_every"))
 
 
 def _get(config, dotted: str):
@@ -377,21 +388,34 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
 
   Raises:
     ConfigMismatchError: the workdir holds a run with another config.
-    NonFiniteLossError: the loss became NaN/inf (the step is named; the
-      last checkpoint saved before it is kept).
+    NonFiniteLossError: the loss, the parameters or the optimiser state
+      became NaN/inf (the step is named; every checkpoint kept is finite).
+    WorkdirBusyError: another live process is running in ``workdir``.
+    WorkdirError: the workdir cannot be used, the disk is full, or
+      ``result.json`` is damaged (the path is named).
+    CheckpointError: every checkpoint in the workdir is damaged.
+    RunInterrupted: SIGINT/SIGTERM arrived; a checkpoint of the step reached
+      was saved.
     KeyError / ValueError: unknown names or invalid values in the config,
       naming the valid ones; errors of :func:`tlax.data.make_task` (missing
       files, mismatched domain shapes) are passed through unchanged.
   """
+  workdir = workdir_lib.prepare_workdir(workdir)
+  with workdir_lib.WorkdirLock(workdir), \
+      workdir_lib.Interrupts() as interrupts:
+    workdir_lib.remove_temporaries(workdir)
+    return _train_and_evaluate(config, workdir, interrupts, task)
+
+
+def _train_and_evaluate(config, workdir: str,
+                        interrupts: workdir_lib.Interrupts, task) -> dict:
+  """:func:`train_and_evaluate` inside the workdir lock."""
   t_start = time.time()
   if task is not None:
     config = _with_task_names(config, task)
-  workdir = os.path.abspath(os.fspath(workdir))
-  os.makedirs(workdir, exist_ok=True)
   result_path = os.path.join(workdir, "result.json")
   if os.path.exists(result_path):
-    with open(result_path) as f:
-      previous = json.load(f)
+    previous = workdir_lib.read_result(result_path)
     # Compare the table-resolved request (all but the model chosen by the
     # domains' kind, which needs the data) with the stored resolved config.
     diff = config_diff(resolve_config(config), previous.get("config", {}),
@@ -417,20 +441,27 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   steps = int(config.steps)
 
   state, tx = create_train_state(config, method, batches.batch(0))
-  manager = ckpt_lib.checkpoint_manager(os.path.join(workdir, "checkpoints"))
+  ckpt_dir = os.path.join(workdir, "checkpoints")
+  manager = ckpt_lib.checkpoint_manager(ckpt_dir)
   start_step, elapsed_before = 0, 0.0
-  if manager.latest_step() is not None:
-    saved_config = ckpt_lib.restore_config(manager)
+
+  def check_saved_config(saved_config):
     diff = config_diff(config_dict, saved_config)
     if diff:
       raise ConfigMismatchError(
           f"The checkpoint in {workdir} was made with a different config:\n"
           + "\n".join(diff) + "\nUse another --workdir or delete this one.")
-    state = ckpt_lib.restore_checkpoint(manager, state)
+
+  pending: list[tuple[int, dict]] = []   # metrics since the last log
+  restored = ckpt_lib.restore_intact(manager, state, check_saved_config)
+  if restored is not None:
+    state, _, extra = restored
     start_step = int(jax.device_get(state.step))
+    pending = _window_from_json(extra)
     logging.info("Resumed from step %d in %s.", start_step, workdir)
-  log = MetricsLog(os.path.join(workdir, "metrics.jsonl"),
-                   keep_until_step=start_step if start_step else None)
+  with workdir_lib.disk_errors(workdir, "metrics.jsonl"):
+    log = MetricsLog(os.path.join(workdir, "metrics.jsonl"),
+                     keep_until_step=start_step if start_step else None)
   if start_step and log.records:
     elapsed_before = max(float(r.get("elapsed", 0.0)) for r in log.records)
 
@@ -473,25 +504,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     log.write(record)
     return record, tgt, src
 
-  pending: list[tuple[int, dict]] = []   # metrics since the last log
-  unchecked: list[tuple[int, Any]] = []  # losses not yet checked on host
+  finite = FiniteCheck(
+      f"{config.method.name} on {config.source} -> {config.target}",
+      manager.latest_step, ckpt_dir,
+      hints=f"a lower optimizer.lr (now {config.optimizer.lr}) or "
+      "optimizer.clip_norm (e.g. --config.optimizer.clip_norm=10)")
 
   def check_finite():
-    if not unchecked:
-      return
-    losses = jax.device_get([l for _, l in unchecked])
-    for (s, _), value in zip(unchecked, losses):
-      if not np.isfinite(value):
-        last = manager.latest_step()
-        kept = (f"The last good checkpoint is step {last} in {workdir}/"
-                "checkpoints." if last is not None else
-                "No checkpoint was saved before it.")
-        raise NonFiniteLossError(
-            f"The training loss is {float(value)} at step {s} "
-            f"({config.method.name} on {config.source} -> {config.target}). "
-            f"{kept} Try a lower optimizer.lr or optimizer.clip_norm "
-            "(e.g. --config.optimizer.clip_norm=10).")
-    unchecked.clear()
+    finite.check(state, done)
+
+  def save(st):
+    with workdir_lib.disk_errors(ckpt_dir, f"the checkpoint of step {done}"):
+      ckpt_lib.save_checkpoint(manager, st, config_dict,
+                               extra=_window_to_json(pending))
 
   show = bool(config.get("progress", True)) and sys.stderr.isatty()
   bar = tqdm.tqdm(total=steps, initial=start_step, disable=not show,
@@ -505,7 +530,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     state, metrics = step_fn(state, batches.batch(step))
     done = step + 1
     pending.append((done, metrics))
-    unchecked.append((done, metrics["loss"]))
+    finite.add(done, metrics["loss"])
     if done % config.log_every == 0 or done == steps:
       check_finite()
       host = jax.device_get([m for _, m in pending])
@@ -515,7 +540,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                 "steps_per_sec": (done - last_log_step) /
                                  max(now - last_log_time, 1e-9)}
       last_log_time, last_log_step = now, done
-      log.write(record)
+      with workdir_lib.disk_errors(log.path, "a metrics record"):
+        log.write(record)
       pending.clear()
       postfix["loss"] = f"{avg['loss']:.4f}"
       bar.set_postfix(postfix, refresh=False)
@@ -527,8 +553,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       bar.set_postfix(postfix, refresh=False)
     if done % config.checkpoint_every == 0 or done == steps:
       check_finite()
-      ckpt_lib.save_checkpoint(manager, state, config_dict)
+      save(state)
     bar.update(1)
+    if interrupts.signum is not None:  # SIGINT/SIGTERM: save, then stop
+      bar.close()
+      if manager.latest_step() != done:
+        check_finite()
+        save(state)
+      manager.close()
+      interrupts.check(done)
     if done == stop_after:  # test hook: die like a killed process
       bar.close()
       sys.stdout.flush()
@@ -574,7 +607,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       "python_version": platform.python_version(),
       "device": _device_name(),
   }
-  write_atomic(result_path, json.dumps(result, indent=2) + "\n")
+  with workdir_lib.disk_errors(result_path, "the result"):
+    write_atomic(result_path, json.dumps(result, indent=2) + "\n")
   if config.get("plots", False):
     # t-SNE/PCA of source and target features and the learning curves, as
     # PNGs in the workdir (config.plots = "tsne" or "pca"; True means tsne).
@@ -591,6 +625,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   return result
 
 
+def _window_to_json(pending) -> dict:
+  """The metrics of the current logging window, for the checkpoint (so a
+  resumed run logs the same averages as an uninterrupted one)."""
+  host = jax.device_get([m for _, m in pending])
+  return {"window": [{"step": s, **{k: float(v) for k, v in m.items()}}
+                     for (s, _), m in zip(pending, host)]}
+
+
+def _window_from_json(extra) -> list[tuple[int, dict]]:
+  """Inverse of :func:`_window_to_json` (float32 values, exact)."""
+  out = []
+  for rec in (extra or {}).get("window", []):
+    rec = dict(rec)
+    step = int(rec.pop("step"))
+    out.append((step, {k: np.float32(v) for k, v in rec.items()}))
+  return out
+
+
 def run_experiment(config: ml_collections.ConfigDict,
                    workdir: str | os.PathLike, **kwargs) -> dict:
   """Runs one experiment of any family and returns its result dict.
@@ -603,12 +655,14 @@ def run_experiment(config: ml_collections.ConfigDict,
   stage, ``config.stage == "pretrain"``, included).
   """
   runner = config.get("runner", None)
-  if runner:
-    from tlax import utils  # pylint: disable=g-import-not-at-top
-    fn = utils.import_object(str(runner), what="runner")
-    return fn(config, workdir, **kwargs)
-  if config.get("stage", None) == "pretrain":
-    from tlax.train import parallel  # pylint: disable=g-import-not-at-top
-    return parallel.pretrain_and_evaluate(config, workdir)
-  return train_and_evaluate(config, workdir, **kwargs)
+  workdir = workdir_lib.prepare_workdir(workdir)
+  with workdir_lib.WorkdirLock(workdir):  # one run per workdir, any family
+    if runner:
+      from tlax import utils  # pylint: disable=g-import-not-at-top
+      fn = utils.import_object(str(runner), what="runner")
+      return fn(config, workdir, **kwargs)
+    if config.get("stage", None) == "pretrain":
+      from tlax.train import parallel  # pylint: disable=g-import-not-at-top
+      return parallel.pretrain_and_evaluate(config, workdir)
+    return train_and_evaluate(config, workdir, **kwargs)
 
