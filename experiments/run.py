@@ -7,15 +7,23 @@ r"""Runs one experiment: trains, evaluates, writes ``<workdir>/result.json``.
 A killed run resumes from its last checkpoint when started again with the
 same flags; a finished one returns its result at once. The last line printed
 is the result summary as JSON.
+
+SIGINT (Ctrl-C) and SIGTERM (preemption) save a checkpoint at the next step
+boundary, print ``interrupted at step N; run the same command to resume``
+and exit with 130 / 143. Errors of the run itself (another process in the
+workdir, a config that differs from the workdir's, a full disk, NaN/inf in
+training, a damaged checkpoint) are printed as one ``error:`` line, exit 1.
 """
 
 import json
+import sys
 
 from absl import app
 from absl import flags
 from ml_collections import config_flags
 
 from tlax import train
+from tlax.train import workdir as workdir_lib
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file (experiments/configs/*.py).",
@@ -31,12 +39,19 @@ def summary(result: dict) -> dict:
                                 or k.startswith("selected"))}
 
 
+def _run(config, workdir):
+  result = train.run_experiment(config, workdir)
+  print(json.dumps(summary(result)))
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   train.quiet_orbax_logs()
-  result = train.run_experiment(_CONFIG.value, _WORKDIR.value)
-  print(json.dumps(summary(result)))
+  code = workdir_lib.run_cli(_run, _CONFIG.value, _WORKDIR.value)
+  sys.stdout.flush()
+  if code:
+    sys.exit(code)
 
 
 if __name__ == "__main__":

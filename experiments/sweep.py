@@ -20,6 +20,12 @@ made before DEV was recorded show "-" in its column. The
 ``average`` row of a group is the mean of the task means; its ± is the
 standard deviation over seeds of the per-seed average over tasks.
 
+A table is never replaced by one with fewer finished cells (a rerun whose
+runs all fail, a mistyped override): the sweep then prints the new table,
+leaves ``--out`` as it was and exits with status 1. Seeds must be distinct
+integers. SIGINT / SIGTERM stop the sweep after checkpointing the current
+run (exit status 130 / 143); rerunning the same command continues it.
+
 Task groups (``--tasks``, comma-separated): ``office_caltech10`` (the 12
 ordered pairs), ``mnist_usps`` (both directions), ``coil20`` (both
 directions), ``default`` (the embedded default task), ``selftaught`` and
@@ -36,6 +42,7 @@ import importlib.util
 import itertools
 import json
 import os
+import re
 import sys
 import time
 import traceback
@@ -51,6 +58,7 @@ import tqdm
 
 from experiments.configs import common
 from tlax import train
+from tlax.train import workdir as workdir_lib
 from tlax.train.metrics_log import write_atomic
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -123,6 +131,40 @@ def load_config_file(spec: str) -> ml_collections.ConfigDict:
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
   return module.get_config(arg or None)
+
+
+def parse_seeds(values) -> list[int]:
+  """``--seeds`` as distinct integers, or a ValueError naming the bad ones."""
+  seeds = []
+  for v in values:
+    try:
+      seeds.append(int(str(v).strip()))
+    except ValueError:
+      raise ValueError(f"--seeds: {v!r} is not an integer; give distinct "
+                       "integers such as --seeds=0,1,2.") from None
+  if not seeds:
+    raise ValueError("--seeds is empty; give integers such as --seeds=0,1,2.")
+  dups = sorted({s for s in seeds if seeds.count(s) > 1})
+  if dups:
+    raise ValueError(f"--seeds repeats {', '.join(map(str, dups))}: a "
+                     "repeated seed is the same run counted twice (its ± "
+                     "would be 0); give distinct seeds.")
+  return seeds
+
+
+def finished_cells(text: str) -> int:
+  """The number of table cells holding a number in a markdown page (header
+  rows and the first column, the row labels, are not counted)."""
+  lines = text.splitlines()
+  count = 0
+  for i, line in enumerate(lines):
+    if not line.startswith("|") or re.match(r"^\|[-:| ]+\|$", line):
+      continue
+    if i + 1 < len(lines) and re.match(r"^\|[-:| ]+\|$", lines[i + 1]):
+      continue  # a header row
+    cells = [c.strip() for c in line.strip().strip("|").split("|")][1:]
+    count += sum(bool(re.search(r"\d", c)) for c in cells)
+  return count
 
 
 def short(domain: str) -> str:
@@ -280,9 +322,16 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   train.quiet_orbax_logs()
+  code = workdir_lib.run_cli(_sweep)
+  sys.stdout.flush()
+  if code:
+    sys.exit(code)
+
+
+def _sweep():
   t0 = time.time()
   groups = expand_tasks(_TASKS.value)
-  seeds = [int(s) for s in _SEEDS.value]
+  seeds = parse_seeds(_SEEDS.value)
   configs = [_CONFIG.value] + [load_config_file(p) for p in _METHODS.value]
   methods = [c.method.name for c in configs]
   if len(set(methods)) != len(methods):
@@ -303,16 +352,28 @@ def main(argv):
     if _TABLE_ONLY.value:
       path = os.path.join(workdir, "result.json")
       if os.path.exists(path):
-        with open(path) as f:
-          results[(method, source, target, seed)] = json.load(f)
+        results[(method, source, target, seed)] = workdir_lib.read_result(
+            path)
       continue
     try:
       results[(method, source, target, seed)] = train.run_experiment(
           config, workdir)
-    except Exception:  # pylint: disable=broad-except
-      failures.append((workdir, traceback.format_exc()))
-      logging.error("Run %s failed:\n%s", workdir, failures[-1][1])
+    except (workdir_lib.RunInterrupted, KeyboardInterrupt):
+      bar.close()
+      raise
+    except workdir_lib.run_errors() as e:  # the message says it all
+      failures.append((workdir, f"{type(e).__name__}: {e}"))
+      logging.error("Run %s failed: %s", workdir, failures[-1][1])
+    except Exception as e:  # pylint: disable=broad-except
+      logging.error("Run %s failed:\n%s", workdir, traceback.format_exc())
+      failures.append((workdir, f"{type(e).__name__}: {e}"))
   bar.close()
+  if _TABLE_ONLY.value and not results:
+    raise workdir_lib.RunError(
+        f"--table_only: no finished run (result.json) under {_ROOT.value} "
+        f"for methods {', '.join(methods)}, tasks {', '.join(_TASKS.value)} "
+        f"and seeds {', '.join(map(str, seeds))}; nothing written. Check "
+        "--root, --tasks and --seeds.")
 
   command = "python -m experiments.sweep " + " ".join(
       a for a in sys.argv[1:])
@@ -339,15 +400,36 @@ def main(argv):
     table = make_table(results, groups, methods, seeds, _COLUMNS.value)
   text = header + table
   print(text)
+  kept = None
   if _OUT.value:
-    os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
-    write_atomic(_OUT.value, text)
+    kept = _write_table(_OUT.value, text)
   if failures:
     print(f"{len(failures)} run(s) failed:", file=sys.stderr)
-    for workdir, tb in failures:
-      print(f"--- {workdir}\n{tb.strip().splitlines()[-1]}", file=sys.stderr)
-    sys.exit(1)
+    for workdir, message in failures:
+      print(f"--- {workdir}\n{message.strip()}", file=sys.stderr)
+  if kept:
+    print(kept, file=sys.stderr)
+  if failures or kept:
+    raise SystemExit(1)
   logging.info("Sweep done in %.1f min.", (time.time() - t0) / 60)
+
+
+def _write_table(out: str, text: str) -> str | None:
+  """Writes ``text`` to ``out`` unless ``out`` has more finished cells;
+  returns the reason when it keeps the old file."""
+  old_cells = 0
+  if os.path.isfile(out):
+    with open(out) as f:
+      old_cells = finished_cells(f.read())
+  new_cells = finished_cells(text)
+  if new_cells < old_cells:
+    return (f"{out} kept as it was: it has {old_cells} finished cell(s), "
+            f"this sweep only {new_cells}. Fix the failed runs, or give "
+            "another --out.")
+  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+  with workdir_lib.disk_errors(out, "the table"):
+    write_atomic(out, text)
+  return None
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ task from a config and writes ``metrics.jsonl``, orbax checkpoints and
 ``result.json`` to a workdir, resuming exactly after a kill.
 """
 
+from tlax.train.checkpoint import CheckpointError
 from tlax.train.checkpoint import checkpoint_manager
 from tlax.train.checkpoint import quiet_orbax_logs
 from tlax.train.checkpoint import restore_checkpoint
@@ -31,3 +32,7 @@ from tlax.train.trainer import config_diff
 from tlax.train.trainer import resolve_config
 from tlax.train.trainer import run_experiment
 from tlax.train.trainer import train_and_evaluate
+from tlax.train.workdir import RunError
+from tlax.train.workdir import RunInterrupted
+from tlax.train.workdir import WorkdirBusyError
+from tlax.train.workdir import WorkdirError

@@ -45,13 +45,19 @@ def read_metrics(path: str | os.PathLike, type: str | None = None  # pylint: dis
 
 
 def write_atomic(path: str | os.PathLike, text: str) -> None:
-  """Writes ``text`` to ``path`` through a temporary file and a rename."""
+  """Writes ``text`` to ``path`` through a temporary file and a rename (the
+  temporary file is removed if the write fails)."""
   tmp = f"{os.fspath(path)}.tmp{os.getpid()}"
-  with open(tmp, "w") as f:
-    f.write(text)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
+  try:
+    with open(tmp, "w") as f:
+      f.write(text)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):  # a full disk, an interrupt: leave nothing behind
+      os.remove(tmp)
+    raise
 
 
 class MetricsLog:

@@ -317,3 +317,45 @@ def read_result(path: str | os.PathLike) -> dict:
     raise WorkdirError(f"{path} does not hold a result (a JSON object); "
                        "delete it and run the same command again.")
   return result
+
+
+# ----------------------------------------------------------------------------
+# Command-line entry points
+# ----------------------------------------------------------------------------
+def run_errors() -> tuple[type[BaseException], ...]:
+  """The errors a command line reports as one line: their messages name the
+  path or config key and the fix (anything else keeps its traceback)."""
+  # pylint: disable=g-import-not-at-top
+  from tlax.train.checkpoint import CheckpointError
+  from tlax.train.finite import NonFiniteLossError
+  from tlax.train.trainer import ConfigMismatchError
+  return (RunError, ConfigMismatchError, NonFiniteLossError, CheckpointError)
+
+
+def _sigterm(signum, frame):
+  """SIGTERM outside a training loop (data loading, closed-form runners)."""
+  del frame
+  raise RunInterrupted(None, signum)
+
+
+def run_cli(run, *args) -> int:
+  """Calls ``run(*args)`` and returns the exit status: 0; 130 / 143 after
+  SIGINT / SIGTERM (one line ``interrupted at step N; run the same command
+  to resume`` on stderr); 1 after a run error (one ``error:`` line)."""
+  main = threading.current_thread() is threading.main_thread()
+  previous = signal.signal(signal.SIGTERM, _sigterm) if main else None
+  try:
+    run(*args)
+    return 0
+  except RunInterrupted as e:
+    print(str(e), file=sys.stderr)
+    return e.exit_code
+  except KeyboardInterrupt:
+    print("interrupted; run the same command to resume", file=sys.stderr)
+    return 128 + signal.SIGINT
+  except run_errors() as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 1
+  finally:
+    if main:
+      signal.signal(signal.SIGTERM, previous)
