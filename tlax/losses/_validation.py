@@ -83,6 +83,29 @@ def check_finite(values: Any, what: str, fn: str) -> None:
     raise ValueError(f"{fn}: {what} must be finite; got {arr.tolist()}.")
 
 
+def check_in_range(value: Any, what: str, fn: str, low: float,
+                   high: float) -> None:
+  """Eagerly checks a concrete scalar is finite and in [low, high]."""
+  if not is_concrete(value):
+    return
+  v = float(np.asarray(value, dtype=np.float64))
+  if not (np.isfinite(v) and low <= v <= high):
+    raise ValueError(f"{fn}: {what} must be finite and in [{low:g}, "
+                     f"{high:g}]; got {v!r}.")
+
+
+def nan_unless(ok: Any, value: jax.Array) -> jax.Array:
+  """``value`` where ``ok`` holds, else NaN: how a jitted loss reports a
+  traced input it cannot check at trace time (a NaN hyper-parameter,
+  negative kernel weights), so that no plausible number comes out."""
+  return jnp.where(ok, value, jnp.asarray(jnp.nan, value.dtype))
+
+
+def all_finite(*xs: Any) -> jax.Array:
+  """One scalar: every entry of every array is finite."""
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in xs]))
+
+
 def check_estimator(estimator: str, fn: str) -> None:
   if estimator not in ("biased", "unbiased", "linear"):
     raise ValueError(

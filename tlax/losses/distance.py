@@ -119,7 +119,10 @@ def _pad_core(xs, xt, key, l2, num_steps, standardize):
   err_s = jnp.mean((te_s @ w + b) <= 0)
   err_t = jnp.mean((te_t @ w + b) > 0)
   err = 0.5 * (err_s + err_t)
-  return a_distance_from_error(err).astype(xs.dtype)
+  # NaN/inf features make the classifier's comparisons false, which would
+  # read as a plausible error rate: report NaN instead.
+  return val.nan_unless(val.all_finite(xs, xt, l2),
+                        a_distance_from_error(err).astype(xs.dtype))
 
 
 def proxy_a_distance(xs: Any, xt: Any, key: Array, *, l2: float = 1e-3,

@@ -130,12 +130,14 @@ def dynamic_mmd(xs: Any, xt: Any, labels_s: Any, labels_t: Any, mu: Any,
   val.check_finite(mu, "mu", fn)
   if jnp.ndim(mu) != 0:
     raise ValueError(f"{fn}: mu must be a scalar; got shape {jnp.shape(mu)}.")
+  val.check_in_range(mu, "mu", fn, 0.0, 1.0)
   xs, xt, ys, yt, spec, w = mm._prepare_conditional(  # pylint: disable=protected-access
       xs, xt, labels_s, labels_t, num_classes, kernel, sigmas, weights,
       reduction, fn)
   data_spec, fixed = mm._split_spec(spec)  # pylint: disable=protected-access
-  return _dynamic_mmd_core(xs, xt, ys, yt, jnp.asarray(mu), fixed, w,
-                           data_spec, kernel, reduction)
+  mu = jnp.asarray(mu)
+  return val.nan_unless((mu >= 0) & (mu <= 1), _dynamic_mmd_core(
+      xs, xt, ys, yt, mu, fixed, w, data_spec, kernel, reduction))
 
 
 # ---------------------------------------------------------------------------

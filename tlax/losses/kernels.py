@@ -124,7 +124,22 @@ def _sq_norms(x: jax.Array) -> jax.Array:
 
 
 def _clamp(d: jax.Array) -> jax.Array:
-  return jnp.where(d > 0, d, jnp.zeros_like(d))
+  """Negative rounding errors to 0; NaN stays NaN (never a plausible 0)."""
+  return jnp.where(d < 0, jnp.zeros_like(d), d)
+
+
+def center_pooled(xs: jax.Array, xt: Optional[jax.Array] = None):
+  """Subtracts the mean of the pooled batch ``[xs; xt]`` (not differentiated).
+
+  Squared distances are shift-invariant, but ``|x|^2 + |y|^2 - 2 x.y``
+  loses ``log10(|offset|^2 / |x - y|^2)`` digits when the features share a
+  large offset; centring first keeps float32 distances (and everything
+  built on them) accurate. The mean is a constant for differentiation, which
+  leaves every derivative of a distance unchanged.
+  """
+  z = xs if xt is None else jnp.concatenate([xs, xt], axis=0)
+  c = jax.lax.stop_gradient(column_mean(z))
+  return (xs - c) if xt is None else (xs - c, xt - c)
 
 
 def _zero_diagonal(d: jax.Array) -> jax.Array:
@@ -165,13 +180,13 @@ def pairwise_sq_distances(x: Any, y: Optional[Any] = None) -> jax.Array:
   fn = "pairwise_sq_distances"
   x = val.as_features(x, "x", fn)
   if y is None:
-    x = x.astype(val.compute_dtype(x))
+    x = center_pooled(x.astype(val.compute_dtype(x)))
     n2 = _sq_norms(x)
     return _zero_diagonal(_clamp(n2[:, None] + n2[None, :] - 2 * sym_gram(x)))
   y = val.as_features(y, "y", fn)
   val.check_same_features(x, y, fn, ("x", "y"))
   dt = val.compute_dtype(x, y)
-  x, y = x.astype(dt), y.astype(dt)
+  x, y = center_pooled(x.astype(dt), y.astype(dt))
   return _clamp(_sq_norms(x)[:, None] + _sq_norms(y)[None, :] - 2 * x @ y.T)
 
 
@@ -272,7 +287,11 @@ def _stat_to_inv_bandwidths(spec: DataSigmas, stat: jax.Array) -> jax.Array:
   """1 / (2 sigma_k^2) for a data spec, ordered by increasing bandwidth."""
   stat = jax.lax.stop_gradient(stat)
   mult = jnp.asarray([spec.base ** k for k in spec.exponents], stat.dtype)
-  bw = jnp.maximum(stat * mult, jnp.finfo(stat.dtype).tiny)
+  # Collapsed features (all distances ~0) would give a bandwidth of ~0 and
+  # kernels that amplify rounding noise without bound: the bandwidth is at
+  # least the dtype's epsilon (NaN stays NaN).
+  floor = jnp.asarray(jnp.finfo(stat.dtype).eps, stat.dtype)
+  bw = jnp.where(stat * mult < floor, floor, stat * mult)
   return 1.0 / bw
 
 
@@ -333,7 +352,7 @@ def _inv_bandwidths_for(spec, xs, xt, blocks=None):
     stat = mean_sq_distance(jnp.concatenate([xs, xt], axis=0))
   else:
     if blocks is None:
-      blocks = block_sq_distances(xs, xt)
+      blocks = block_sq_distances(*center_pooled(xs, xt))
     stat = _median_of_blocks(*blocks)
   return _stat_to_inv_bandwidths(spec, stat)
 

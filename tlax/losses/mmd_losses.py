@@ -82,6 +82,10 @@ def _resolve_weights(weights, num: int, fn: str, what: str = "weights"):
   if weights is None:
     return None
   val.check_finite(weights, what, fn)
+  if val.is_concrete(weights) and (np.asarray(weights) < 0).any():
+    raise ValueError(f"{fn}: {what} must be >= 0 (a negative kernel weight "
+                     "can make the MMD negative); got "
+                     f"{np.asarray(weights).tolist()}.")
   w = jnp.asarray(weights)
   if w.shape != (num,):
     raise ValueError(
@@ -93,7 +97,10 @@ def _resolve_weights(weights, num: int, fn: str, what: str = "weights"):
 def _weights_or_mean(w, num, dtype):
   if w is None:
     return jnp.full((num,), 1.0 / num, dtype)
-  return w.astype(dtype)
+  w = w.astype(dtype)
+  # Traced weights cannot be checked at trace time: negative or NaN ones
+  # make every kernel value NaN, so the loss is NaN, never a plausible value.
+  return val.nan_unless(jnp.all(w >= 0), w)
 
 
 def _split_spec(spec):
@@ -133,6 +140,10 @@ def _ladder(spec) -> int:
 
 
 def _gaussian_discrepancy(xs_layers, xt_layers, specs, ws, coefs):
+  # Gaussian kernels are shift-invariant: centre each layer's pooled batch
+  # (float32 accuracy under a large common offset).
+  xs_layers, xt_layers = zip(*[kern.center_pooled(a, b) for a, b in
+                               zip(xs_layers, xt_layers)])
   invs, wts = zip(*[_gaussian_layer(a, b, s, w) for a, b, s, w in
                     zip(xs_layers, xt_layers, specs, ws)])
   return _fused.kernel_discrepancy(tuple(xs_layers), tuple(xt_layers),

@@ -114,7 +114,7 @@ def coral(xs: Any, xt: Any) -> Array:
 def _safe_norm(v: Array) -> Array:
   """Euclidean norm with gradient 0 (not NaN) at v = 0."""
   s = jnp.sum(v * v)
-  pos = s > 0
+  pos = ~(s <= 0)  # NaN counts as positive: a NaN gap gives a NaN norm
   return jnp.where(pos, jnp.sqrt(jnp.where(pos, s, 1.0)), 0.0)
 
 
@@ -204,7 +204,7 @@ def _moments(x, n_moments):
 def _unit(v):
   """v / ||v|| (0 at v = 0): the (sub)gradient of the norm."""
   s = jnp.sum(v * v)
-  pos = s > 0
+  pos = ~(s <= 0)  # NaN propagates
   return jnp.where(pos, v / jnp.sqrt(jnp.where(pos, s, 1.0)), 0.0)
 
 
