@@ -11,11 +11,79 @@ Inputs are validated here once, with messages that say what is wrong.
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import numpy as np
 
 
 class ShallowInputError(ValueError):
   """Bad input to a shallow method (shapes, labels, NaNs)."""
+
+
+def integer(value, what: str, name: str, *, low: int = 1) -> int:
+  """``value`` as an int ``>= low``; a whole float (2.0, as config files
+  give) is accepted, a fractional one (2.5), NaN, a bool or a string is
+  refused rather than truncated."""
+  if isinstance(value, numbers.Real) and not isinstance(
+      value, (bool, numbers.Integral)):
+    if math.isfinite(float(value)) and float(value).is_integer():
+      value = int(value)
+  if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    raise ShallowInputError(
+        f"{name}: {what} must be an integer >= {low}, got {value!r}.")
+  if value < low:
+    raise ShallowInputError(
+        f"{name}: {what} must be an integer >= {low}, got {value}.")
+  return int(value)
+
+
+def real(value, what: str, name: str, *, low: float | None = None,
+         high: float | None = None, low_open: bool = False,
+         none_ok: bool = False) -> float | None:
+  """``value`` as a finite float in the range (``low_open``: ``> low``);
+  NaN, inf, non-numbers and values out of range are refused."""
+  if value is None and none_ok:
+    return None
+  if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    raise ShallowInputError(f"{name}: {what} must be a number, got "
+                            f"{value!r}.")
+  v = float(value)
+  bad = not math.isfinite(v)
+  if low is not None:
+    bad = bad or (v <= low if low_open else v < low)
+  if high is not None:
+    bad = bad or v > high
+  if bad:
+    rng = []
+    if low is not None:
+      rng.append(f"{'>' if low_open else '>='} {low:g}")
+    if high is not None:
+      rng.append(f"<= {high:g}")
+    raise ShallowInputError(
+        f"{name}: {what} must be a finite number"
+        f"{' ' + ' and '.join(rng) if rng else ''}, got {value!r}.")
+  return v
+
+
+def check_labels(ys, name: str, what: str = "source labels ys"):
+  """Class labels: integers, strings or booleans; floats only when every
+  value is a whole number (continuous targets are refused: they would make
+  one class per sample)."""
+  ys = np.asarray(ys)
+  if ys.dtype.kind == "f":
+    if not np.isfinite(ys).all():
+      raise ShallowInputError(f"{name}: {what} contain NaN or inf.")
+    if not np.all(ys == np.round(ys)):
+      frac = ys[ys != np.round(ys)][:3].tolist()
+      raise ShallowInputError(
+          f"{name}: {what} must be class ids; got non-integer values such "
+          f"as {frac} (continuous targets are regression, not "
+          "classification). Pass integer or string labels.")
+  elif ys.dtype.kind not in "iubUSO":
+    raise ShallowInputError(f"{name}: {what} must be class ids (integers or "
+                            f"strings), got dtype {ys.dtype}.")
+  return ys
 
 
 def check_inputs(xs, ys, xt, *, min_classes: int = 2, name: str = "method"):
@@ -52,6 +120,7 @@ def check_inputs(xs, ys, xt, *, min_classes: int = 2, name: str = "method"):
     raise ShallowInputError(
         f"{name}: source labels ys must have shape ({xs.shape[0]},), got "
         f"{ys.shape}.")
+  check_labels(ys, name)
   classes, ys_idx = np.unique(ys, return_inverse=True)
   if len(classes) < min_classes:
     raise ShallowInputError(

@@ -587,14 +587,12 @@ class _MMDProjection:
       raise base.ShallowInputError(
           f"{name}: the RBF kernel has no primal (feature-space) problem; "
           "use solver='auto' or 'dual'.")
-    try:
-      lam_ok = float(self.lam) > 0          # False for NaN
-    except (TypeError, ValueError):
-      lam_ok = False
-    if not lam_ok:
-      raise base.ShallowInputError(f"{name}: lam must be > 0, got {self.lam}.")
-    if int(self.T) < 1:
-      raise base.ShallowInputError(f"{name}: T must be >= 1, got {self.T}.")
+    base.real(self.lam, "lam", name, low=0.0, low_open=True)
+    base.integer(self.T, "T", name)
+    base.integer(self.k, "k", name)
+    if self.kernel != "primal":
+      base.real(self.gamma, "gamma", name, low=0.0, low_open=True,
+                none_ok=True)
     dim = n if self.kernel == "rbf" else min(n, d)
     if not 1 <= int(self.k) <= dim:
       raise base.ShallowInputError(
@@ -816,9 +814,8 @@ class BDA(_MMDProjection):
         raise base.ShallowInputError(
             f"BDA: mu must be a number in [0, 1] or 'auto', got {self.mu!r}.")
       return 0.0, True
-    if not 0.0 <= float(self.mu) <= 1.0:
-      raise base.ShallowInputError(f"BDA: mu must be in [0, 1], got {self.mu}.")
-    return float(self.mu), False
+    return base.real(self.mu, "mu", "BDA", low=0.0,
+                     high=1.0), False
 
 
 # ------------------------------------------------------------------ CORAL --
@@ -875,8 +872,7 @@ class CORAL:
     if self.classifier not in ("svm", "nn"):
       raise base.ShallowInputError(
           f"CORAL: classifier must be 'svm' or 'nn', got {self.classifier!r}.")
-    if not self.eps > 0:
-      raise base.ShallowInputError(f"CORAL: eps must be > 0, got {self.eps}.")
+    base.real(self.eps, "eps", "CORAL", low=0.0, low_open=True)
     with jax.enable_x64(True):
       a = _coral_map(jnp.asarray(xs, jnp.float64),
                      jnp.asarray(xt, jnp.float64), float(self.eps))

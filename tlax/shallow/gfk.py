@@ -175,7 +175,7 @@ class GFK:
   """
 
   def __init__(self, dim: int = 20):
-    self.dim = int(dim)
+    self.dim = base.integer(dim, "dim", "GFK")
 
   def fit(self, xs, ys=None, xt=None):
     if xt is None:

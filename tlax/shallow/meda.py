@@ -433,12 +433,15 @@ class MEDA:
     if solver not in ("woodbury", "dense"):
       raise ValueError(f"MEDA: solver must be 'woodbury' or 'dense', got "
                        f"{solver!r}.")
-    if mu is not None and not 0.0 <= float(mu) <= 1.0:
-      raise ValueError(f"MEDA: fixed mu must be in [0, 1], got {mu}.")
-    if int(T) < 1:
-      raise ValueError(f"MEDA: T must be >= 1, got {T}.")
-    self.dim, self.p, self.lam, self.eta, self.rho, self.T = (
-        int(dim), int(p), float(lam), float(eta), float(rho), int(T))
+    base.real(mu, "fixed mu", "MEDA", low=0.0, high=1.0, none_ok=True)
+    self.dim, self.p, self.T = (base.integer(dim, "dim", "MEDA"),
+                                base.integer(p, "p", "MEDA"),
+                                base.integer(T, "T", "MEDA"))
+    self.lam, self.eta, self.rho = (
+        base.real(lam, "lam", "MEDA", low=0.0),
+        base.real(eta, "eta", "MEDA", low=0.0),
+        base.real(rho, "rho", "MEDA", low=0.0))
+    base.integer(bucket, "bucket", "MEDA", low=0)
     self.kernel, self.mu, self.solver, self.bucket = kernel, mu, solver, int(
         bucket)
     if dtype not in ("float64", "float32"):

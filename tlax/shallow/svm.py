@@ -423,7 +423,7 @@ class LinearSVM:
   """
 
   def __init__(self, C: float = 1.0):
-    self.C = float(C)
+    self.C = base.real(C, "C", "LinearSVM", low=0.0, low_open=True)
 
   def fit(self, x, y, sample_weight=None):
     x = np.asarray(x, np.float64)

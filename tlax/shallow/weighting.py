@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tlax.shallow import base
+from tlax.shallow import base as _base
 from tlax.shallow import kernels
 
 
@@ -152,9 +153,12 @@ def kmm_weights(xs, xt, kernel: str = "rbf", gamma=None, B: float = 1000.0,
   ns, nt = len(xs), len(xt)
   if eps is None:
     eps = (math.sqrt(ns) - 1.0) / math.sqrt(ns)
-  if B <= 0 or eps < 0:
-    raise ValueError(f"kmm_weights: need B > 0 and eps >= 0, got B={B}, "
-                     f"eps={eps}.")
+  fn = "kmm_weights"
+  base.real(B, "B", fn, low=0.0, low_open=True)
+  base.real(eps, "eps", fn, low=0.0)
+  base.real(gamma, "gamma", fn, low=0.0, low_open=True, none_ok=True)
+  base.integer(max_iter, "max_iter", fn)
+  base.real(tol, "tol", fn, low=0.0, low_open=True)
   lo, hi = max(ns * (1.0 - eps), 0.0), ns * (1.0 + eps)
   if lo > ns * B:
     raise ValueError(f"kmm_weights: infeasible, B={B} cannot reach a sum "
@@ -272,6 +276,7 @@ class DomainClassifierWeights:
     self.C, self.clip, self.standardize = C, clip, standardize
 
   def fit(self, xs, xt):
+    base.real(self.C, "C", "DomainClassifierWeights", low=0.0, low_open=True)
     self.weights_ = domain_classifier_weights(
         xs, xt, C=self.C, clip=self.clip, standardize=self.standardize)
     return self
@@ -309,10 +314,8 @@ class TrAdaBoost:
   """
 
   def __init__(self, n_estimators: int = 20, base=None):
-    if n_estimators < 1:
-      raise ValueError(f"TrAdaBoost: n_estimators must be >= 1, got "
-                       f"{n_estimators}.")
-    self.n_estimators = int(n_estimators)
+    self.n_estimators = _base.integer(n_estimators, "n_estimators",
+                                      "TrAdaBoost")
     self.base = base
 
   def _make_base(self):
