@@ -133,20 +133,24 @@ def load_config_file(spec: str) -> ml_collections.ConfigDict:
   return module.get_config(arg or None)
 
 
+class SweepError(workdir_lib.RunError, ValueError):
+  """A bad sweep flag (printed as one line by the command line)."""
+
+
 def parse_seeds(values) -> list[int]:
-  """``--seeds`` as distinct integers, or a ValueError naming the bad ones."""
+  """``--seeds`` as distinct integers, or a SweepError naming the bad ones."""
   seeds = []
   for v in values:
     try:
       seeds.append(int(str(v).strip()))
     except ValueError:
-      raise ValueError(f"--seeds: {v!r} is not an integer; give distinct "
+      raise SweepError(f"--seeds: {v!r} is not an integer; give distinct "
                        "integers such as --seeds=0,1,2.") from None
   if not seeds:
-    raise ValueError("--seeds is empty; give integers such as --seeds=0,1,2.")
+    raise SweepError("--seeds is empty; give integers such as --seeds=0,1,2.")
   dups = sorted({s for s in seeds if seeds.count(s) > 1})
   if dups:
-    raise ValueError(f"--seeds repeats {', '.join(map(str, dups))}: a "
+    raise SweepError(f"--seeds repeats {', '.join(map(str, dups))}: a "
                      "repeated seed is the same run counted twice (its ± "
                      "would be 0); give distinct seeds.")
   return seeds

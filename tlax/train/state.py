@@ -75,8 +75,9 @@ def init_hparams(config, method) -> dict[str, jax.Array]:
     except (TypeError, ValueError):
       raise ValueError(f"Hyper-parameter {key!r} must be a number, got "
                        f"{value!r}.") from None
-    if not np.isfinite(value):
-      raise ValueError(f"Hyper-parameter {key!r} must be finite, got {value}.")
+    if not np.isfinite(value) or not np.isfinite(np.float32(value)):
+      raise ValueError(f"Hyper-parameter {key!r} must be finite in float32, "
+                       f"got {value}.")
     out[key] = jnp.asarray(value, jnp.float32)
   return out
 

@@ -404,6 +404,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   with workdir_lib.WorkdirLock(workdir), \
       workdir_lib.Interrupts() as interrupts:
     workdir_lib.remove_temporaries(workdir)
+    workdir_lib.remove_temporaries(os.path.join(workdir, "checkpoints"))
     return _train_and_evaluate(config, workdir, interrupts, task)
 
 
