@@ -493,3 +493,22 @@ def test_run_errors_are_one_line_without_traceback(tmp_path):
   assert "Traceback" not in done.stderr
   assert done.stderr.strip().splitlines()[-1].startswith(
       f"error: --workdir {tmp_path / 'f'} is a file")
+
+
+@pytest.mark.parametrize("workdir", ["", "  "])
+def test_empty_workdir_is_refused(workdir):
+  with pytest.raises(train.WorkdirError, match="--workdir is empty"):
+    train.run_experiment(quick_config(), workdir)
+
+
+def test_zero_target_batch_size_is_refused(tmp_path):
+  with pytest.raises(ValueError, match="target_batch_size must be a positive"):
+    train.run_experiment(quick_config(target_batch_size=0), tmp_path)
+
+
+def test_data_dir_that_is_a_file_is_named(tmp_path):
+  from tlax.data import files  # pylint: disable=g-import-not-at-top
+  path = tmp_path / "data"
+  path.write_text("x")
+  with pytest.raises(files.DataFileError, match="is a file, not a folder"):
+    files.default_data_dir(path)

@@ -111,7 +111,13 @@ def default_data_dir(data_dir: str | os.PathLike | None = None) -> pathlib.Path:
         f"${ENV_VAR} to the folder holding office_caltech10_surf/, "
         f"mnist_usps/ and coil20/. The public files are at {PUBLIC_SOURCE} "
         f"(see tlax/data/files.py for the layout).")
-  return pathlib.Path(data_dir).expanduser()
+  path = pathlib.Path(data_dir).expanduser()
+  if path.exists() and not path.is_dir():
+    raise DataFileError(
+        f"The benchmark data directory {str(path)!r} (from data_dir= or "
+        f"${ENV_VAR}) is a file, not a folder; point it at the folder holding "
+        "office_caltech10_surf/, mnist_usps/ and coil20/.")
+  return path
 
 
 def _sha256(path: pathlib.Path) -> str:

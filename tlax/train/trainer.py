@@ -241,6 +241,11 @@ def validate_config(config, check_model: bool = True) -> None:
         or value < 1:
       raise ValueError(f"config.{field} must be a positive integer, got "
                        f"{value!r}.")
+  tbs = config.get("target_batch_size")
+  if tbs is not None and (isinstance(tbs, bool) or not isinstance(
+      tbs, (int, np.integer)) or tbs < 1):
+    raise ValueError(f"config.target_batch_size must be a positive integer "
+                     f"or None (the source batch size), got {tbs!r}.")
   if config.get("labeled_batch_size", 0) < 0:
     raise ValueError("config.labeled_batch_size must be >= 0.")
   lr = config.optimizer.lr

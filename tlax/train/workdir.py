@@ -101,6 +101,9 @@ def check_folder(path: str | os.PathLike, what: str, fix: str, *,
 
 def prepare_workdir(workdir: str | os.PathLike) -> str:
   """The absolute workdir, created and checked (see :func:`check_folder`)."""
+  if workdir is None or not os.fspath(workdir).strip():
+    raise WorkdirError("--workdir is empty; give the run's own folder, e.g. "
+                       "--workdir=runs/<name>.")
   return check_folder(workdir, "--workdir", "give another --workdir",
                       create=True, writable=True)
 
