@@ -37,7 +37,7 @@ def child(num_devices: int, model_name: str, batch_size: int, steps: int,
   import jax  # pylint: disable=g-import-not-at-top
   import ml_collections  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from tlax.methods import Method, MethodContext  # pylint: disable=g-import-not-at-top
+  from tlax.methods import METHODS  # pylint: disable=g-import-not-at-top
   from tlax.models import get_model  # pylint: disable=g-import-not-at-top
   from tlax.train import optim, parallel, state as state_lib  # pylint: disable=g-import-not-at-top
 
@@ -51,8 +51,9 @@ def child(num_devices: int, model_name: str, batch_size: int, steps: int,
                     "b2": 0.999, "eps": 1e-6, "clip_norm": 0.0}})
   kwargs = {} if model_name == "mlp" else {"conv_impl": conv_impl}
   model = get_model(model_name, 10, **kwargs)
-  method = Method(MethodContext(parallel.with_axis_name(model), 10, cfg, 1000))
-  init_method = Method(MethodContext(model, 10, cfg, 1000))
+  method = METHODS["source_only"](parallel.with_axis_name(model), 10,
+                                  total_steps=1000)
+  init_method = METHODS["source_only"](model, 10, total_steps=1000)
   rng = np.random.default_rng(0)
   batch = {"xs": rng.random((batch_size, 16, 16, 1), np.float32),
            "ys": rng.integers(0, 10, batch_size).astype(np.int32),

@@ -139,12 +139,12 @@ def tlax_step_fn(method_name, data, total_steps, conv_impl="auto",
                  net="dann", forward="auto", sync="every"):
   """``(run(n) -> seconds per step list)`` for the trainer's jitted step.
 
-  ``forward``: :data:`tlax.methods.networks.FORWARD_MODE` while the step is
+  ``forward``: :data:`tlax.methods.common.FORWARD_MODE` while the step is
   traced (how the two domains go through the network).
   """
   import jax  # pylint: disable=g-import-not-at-top
   import importlib  # pylint: disable=g-import-not-at-top
-  from tlax.methods import networks  # pylint: disable=g-import-not-at-top
+  from tlax.methods import common as networks  # pylint: disable=g-import-not-at-top
   from tlax.train import make_schedule  # pylint: disable=g-import-not-at-top
   from tlax.train import make_train_step  # pylint: disable=g-import-not-at-top
   from tlax.train.state import create_train_state  # pylint: disable=g-import-not-at-top

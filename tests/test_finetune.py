@@ -11,7 +11,7 @@ import pytest
 
 from tlax.methods import conservative
 from tlax.train import finetune
-from tlax.train import lora
+from tlax.transfer import lora
 
 
 def _tree():
@@ -32,7 +32,7 @@ def _like(tree, value):
 # --------------------------------------------------------------------------
 def test_merge_copies_everything_and_reinits_by_rule(caplog):
   init, loaded = _like(_tree(), 0.0), _like(_tree(), 7.0)
-  with caplog.at_level(logging.INFO, logger="tlax.train.finetune"):
+  with caplog.at_level(logging.INFO, logger="tlax.transfer"):
     out = finetune.merge_params(loaded, init, prefix="model",
                                 reinit=("^model/head/",))
   assert float(out["conv1"]["kernel"].sum()) == 7.0 * 18
@@ -68,7 +68,7 @@ def test_merge_allow_rules(caplog):
   loaded["aux"] = {"w": np.ones(3, np.float32)}
   loaded["head"]["kernel"] = np.ones((4, 5), np.float32)
   loaded["head"]["bias"] = np.ones(5, np.float32)
-  with caplog.at_level(logging.INFO, logger="tlax.train.finetune"):
+  with caplog.at_level(logging.INFO, logger="tlax.transfer"):
     out = finetune.merge_params(
         loaded, init, prefix="model", reinit=(r"^model/head/",),
         allow_missing=(r"^model/fc1/bias$",),
@@ -208,7 +208,7 @@ def test_output_kl_matches_numpy():
   p = np.exp(s / t) / np.exp(s / t).sum(-1, keepdims=True)
   q = np.exp(z / t) / np.exp(z / t).sum(-1, keepdims=True)
   want = t * t * np.sum(p * (np.log(p) - np.log(q)), -1)
-  got = jax.jit(conservative.output_kl)(s, z, t)
+  got = jax.jit(conservative.output_kl_divergence)(s, z, t)
   np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
-  np.testing.assert_allclose(conservative.output_kl(s, s, t), 0.0, atol=1e-6)
+  np.testing.assert_allclose(conservative.output_kl_divergence(s, s, t), 0.0, atol=1e-6)
   assert got.shape == (4,)

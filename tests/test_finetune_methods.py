@@ -14,7 +14,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import tlax.methods.conservative  # pylint: disable=unused-import  (registers)
 from experiments.configs import finetune as ft_config
 from experiments.configs import pretrain as pt_config
 from tlax.train import checkpoint as ckpt_lib
@@ -56,7 +55,7 @@ def _same(a, b):
 
 def test_linear_probe_freezes_all_but_the_head(pretrained, tmp_path, caplog):
   src = pretrained[1]["params"]["model"]
-  with caplog.at_level(logging.INFO, logger="tlax.train.finetune"):
+  with caplog.at_level(logging.INFO, logger="tlax.transfer"):
     result, final = _finetune("linear_probe", pretrained, tmp_path)
   assert 0.0 <= result["target_accuracy"] <= 100.0
   model = final["params"]["model"]
@@ -70,7 +69,7 @@ def test_linear_probe_freezes_all_but_the_head(pretrained, tmp_path, caplog):
 def test_layer_transfer_copies_first_k_and_reinits_the_rest(pretrained,
                                                             tmp_path, caplog):
   src = pretrained[1]["params"]["model"]
-  with caplog.at_level(logging.INFO, logger="tlax.train.finetune"):
+  with caplog.at_level(logging.INFO, logger="tlax.transfer"):
     _, final = _finetune("layer_transfer", pretrained, tmp_path,
                          **{"finetune.copy_layers": 1,
                             "finetune.freeze_copied": True})

@@ -1,5 +1,5 @@
-"""Deep domain-adaptation methods (issue 4): a few steps of every method on
-tiny data, instance weights, gradient reversal, method state, configs.
+"""Deep domain-adaptation methods: a few steps of every method on tiny data,
+instance weights, gradient reversal, method state, configs.
 
 Tiny random batches and tiny networks, every loss under ``jax.jit``; the
 image-specific networks (DSN's encoders/decoder, PixelDA's generator and
@@ -7,17 +7,20 @@ critic) also run once on 8x8 images.
 """
 
 import importlib
+import inspect
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
 from tlax import losses
 from tlax import methods
+from tlax.methods import common
+from tlax.methods import contract
 from tlax.methods import networks
+from tlax.methods import pixelda
 from tlax.models import get_model
 
 DEEP_METHODS = ("ddc", "dan", "jan", "coral", "cmd", "ddan", "dann", "cdan",
@@ -31,11 +34,12 @@ SMALL = {"disc_hidden": (16,), "gen_features": 4, "gen_blocks": 1,
 
 def make_method(name, model=None, total_steps=10, **options):
   model = model or get_model("mlp", NUM_CLASSES, hidden=(16,))
-  cfg = ml_collections.ConfigDict({"method": {"name": name, **SMALL,
-                                              **options}})
-  ctx = methods.MethodContext(model=model, num_classes=NUM_CLASSES,
-                              config=cfg, total_steps=total_steps)
-  return methods.get_method(name)(ctx)
+  factory = methods.get_method(name)
+  takes = inspect.signature(factory).parameters
+  small = {k: v for k, v in SMALL.items() if k in takes}
+  return contract.call_factory(factory, {**small, **options}, model=model,
+                               num_classes=NUM_CLASSES,
+                               total_steps=total_steps)
 
 
 def make_batch(shape=(8, 5), seed=0, labelled=0):
@@ -52,7 +56,7 @@ def make_batch(shape=(8, 5), seed=0, labelled=0):
 
 
 def hparams_of(method, **override):
-  hp = {k: jnp.float32(v) for k, v in method.default_hparams.items()}
+  hp = {k: jnp.float32(v) for k, v in method.hparams.items()}
   hp.update({k: jnp.float32(v) for k, v in override.items()})
   return hp
 
@@ -126,7 +130,7 @@ def test_instance_weights_enter_the_classification_loss(name, mlp_setups):
   assert cls({**batch, "ws": 0 * batch["ws"]}) == pytest.approx(0, abs=1e-7)
   # All alignment weights 0: the classifier's gradient is the source risk's.
   hp0 = {k: (jnp.float32(1.0) if k == "temperature" else jnp.float32(0.0))
-         for k in m.default_hparams}
+         for k in m.hparams}
   zero = {**batch, "ws": np.zeros_like(batch["ws"])}
   (_, _), g0 = f(params, state, zero, key, step, hp0)
   (_, _), g1 = f(params, state, batch, key, step, hp0)
@@ -167,7 +171,7 @@ def test_gradient_reversal_features_ascend_discriminator_descends(name):
                   jax.tree.leaves(g2["discriminator"])):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-8)
   assert float(met["align_weight"]) == pytest.approx(
-      float(networks.dann_ramp(10, 10)))
+      float(common.dann_ramp(10, 10)))
 
   def dom_loss(p):
     return float(f(p, state, batch, key, step, hp1)[0][1][0]["align_loss"])
@@ -233,7 +237,8 @@ def test_image_networks(name):
   for part, g in grads.items():
     assert tree_norm(g) > 0, (name, part)
   if name == "pixelda":
-    fake = m.generate(params, jnp.asarray(batch["xs"]), jax.random.key(0))
+    fake = pixelda.generate(params, jnp.asarray(batch["xs"]),
+                            jax.random.key(0), gen_features=4, gen_blocks=1)
     assert fake.shape == batch["xs"].shape
 
 
@@ -257,8 +262,9 @@ def test_config_files(name):
   quick = mod.get_config("quick")
   assert cfg.method.name == name == quick.method.name
   assert quick.steps <= 20
-  cls = methods.get_method(name)
-  for key, value in cls.default_hparams.items():
+  defaults = make_method(name).hparams  # the factory's own defaults
+  assert defaults
+  for key, value in defaults.items():
     assert cfg.method[key] == pytest.approx(value), (name, key)
   with pytest.raises(ValueError):
     mod.get_config("nonsense")
@@ -275,7 +281,7 @@ def test_unknown_layer_is_named():
 
 def test_losses_are_the_library_functions():
   """DDC (biased) is exactly tlax.losses.linear_mmd of the embeddings."""
-  m = make_method("ddc", estimator="biased")
+  m = make_method("ddc", loss="linear_mmd", loss_kwargs={})
   batch = make_batch()
   params, state = m.init(jax.random.key(0), batch)
   _, (metrics, _) = m.loss(params, state, batch, jax.random.key(0),
@@ -334,15 +340,18 @@ def test_align_start_holds_alignment_off_then_ramps(name, ramped):
 
 @pytest.mark.parametrize("bad", (-1, 20, 2.5, True))
 def test_align_start_rejects_bad_values(bad):
-  m = make_method("dann", total_steps=20, align_start=bad)
   with pytest.raises(ValueError, match="align_start"):
-    networks.alignment_schedule(m, 0)
+    make_method("dann", total_steps=20, align_start=bad)
+  with pytest.raises(ValueError, match="align_start"):
+    common.alignment_schedule(0, 20, bad)
 
 
-def _forward_both(m, params, state, batch, mode):
+def _forward_both(model, params, state, batch, mode):
+  classify = common.classifier_fn(model)
+
   def f(p):
-    out, new_state = networks.forward_domains(m, p, state, batch,
-                                              jax.random.key(3), mode=mode)
+    out, new_state = common.forward_domains(classify, p, state, batch,
+                                            jax.random.key(3), mode=mode)
     (ls, fs), (lt, ft) = out["s"], out["t"]
     value = (jnp.sum(jnp.tanh(ls)) + jnp.sum(lt ** 2)
              + sum(jnp.sum(jnp.sin(v)) for v in ft.values()))
@@ -352,14 +361,15 @@ def _forward_both(m, params, state, batch, mode):
 
 def test_forward_domains_split_equals_concat_without_batch_statistics():
   """Split (one call per domain) and concat give the same outputs and
-  gradients for a network without BatchNorm; ``auto`` is split on the CPU."""
+  gradients for a network without BatchNorm; ``auto`` is split on every
+  backend."""
   model = get_model("lenet", NUM_CLASSES, conv_features=(4, 6), hidden=(8,))
   m = make_method("dann", model=model)
   batch = make_batch(shape=(4, 8, 8, 1), labelled=2)
   params, state = m.init(jax.random.key(0), batch)
   assert not state["model"]
-  (v1, (o1, _)), g1 = _forward_both(m, params, state, batch, "concat")
-  (v2, (o2, _)), g2 = _forward_both(m, params, state, batch, "split")
+  (v1, (o1, _)), g1 = _forward_both(model, params, state, batch, "concat")
+  (v2, (o2, _)), g2 = _forward_both(model, params, state, batch, "split")
   assert sorted(o1) == sorted(o2) == ["s", "t", "tl"]
   for key in o1:
     np.testing.assert_allclose(o1[key][0], o2[key][0], rtol=1e-5, atol=1e-6)
@@ -369,8 +379,7 @@ def test_forward_domains_split_equals_concat_without_batch_statistics():
   np.testing.assert_allclose(v1, v2, rtol=1e-5)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4,
                                                        atol=1e-5), g1, g2)
-  assert networks.resolve_forward_mode("auto", state) == (
-      "split" if jax.default_backend() == "cpu" else "concat")
+  assert common.resolve_forward_mode("auto", state) == "split"
 
 
 class _BatchNormNet(nn.Module):
@@ -386,15 +395,17 @@ class _BatchNormNet(nn.Module):
 def test_forward_domains_keeps_one_call_for_batchnorm_models():
   """With BatchNorm the joint call is what DAN/DANN do (statistics over both
   domains); ``auto`` keeps it, and ``split`` really differs."""
-  m = make_method("dann", model=_BatchNormNet())
+  model = _BatchNormNet()
+  m = make_method("dann", model=model)
+  classify = common.classifier_fn(model)
   batch = make_batch()
   batch["xt"] = batch["xt"] * 3.0  # another scale: per-domain stats differ
   params, state = m.init(jax.random.key(0), batch)
   assert state["model"]
-  assert networks.resolve_forward_mode("auto", state) == "concat"
+  assert common.resolve_forward_mode("auto", state) == "concat"
   forward = jax.jit(
-      lambda mode: networks.forward_domains(m, params, state, batch,
-                                            jax.random.key(3), mode=mode),
+      lambda mode: common.forward_domains(classify, params, state, batch,
+                                          jax.random.key(3), mode=mode),
       static_argnums=0)
   auto_out, auto_state = forward("auto")
   cat_out, cat_state = forward("concat")
@@ -406,4 +417,4 @@ def test_forward_domains_keeps_one_call_for_batchnorm_models():
 
 def test_forward_domains_unknown_mode_is_named():
   with pytest.raises(ValueError, match="Unknown forward mode 'both'"):
-    networks.resolve_forward_mode("both", {"model": {}})
+    common.resolve_forward_mode("both", {"model": {}})

@@ -1,4 +1,4 @@
-"""Feature-embedding plots and learning curves (tlax.viz, issue 4)."""
+"""Feature-embedding plots and learning curves (tlax.viz)."""
 
 import json
 import os

@@ -2,12 +2,9 @@
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
-from tlax.methods import MethodContext
-from tlax.methods import get_method
 from tlax.methods import multitask
 from tlax.models import get_model
 
@@ -21,9 +18,8 @@ def test_joint_loss_is_the_weighted_sum():
 
 
 def _method():
-  cfg = ml_collections.ConfigDict({"method": {"name": "multitask"}})
   model = get_model("mlp", 3, hidden=(8,))
-  return get_method("multitask")(MethodContext(model, 3, cfg, 10))
+  return multitask.multitask(model, 3, total_steps=10)
 
 
 def _batch(rng):

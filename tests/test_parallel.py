@@ -144,7 +144,7 @@ def _equivalence() -> dict:
   import jax
   import jax.numpy as jnp
   import ml_collections
-  from tlax.methods import Method, MethodContext
+  from tlax.methods import METHODS
   from tlax.models import get_model
   from tlax.train import optim, parallel
   from tlax.train.state import create_train_state
@@ -168,8 +168,9 @@ def _equivalence() -> dict:
         "optimizer": {"name": opt, "lr": 0.05, "momentum": 0.9,
                       "schedule": "cosine", "weight_decay": 1e-3}})
     model = get_model(name, 10, **kwargs)
-    single = Method(MethodContext(model, 10, cfg, 10))
-    multi = Method(MethodContext(parallel.with_axis_name(model), 10, cfg, 10))
+    single = METHODS["source_only"](model, 10, total_steps=10)
+    multi = METHODS["source_only"](parallel.with_axis_name(model), 10,
+                                   total_steps=10)
     state0, tx = create_train_state(cfg, single, batches[0])
     sched = optim.make_schedule(cfg)
     host0 = jax.device_get(state0)

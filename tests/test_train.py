@@ -106,26 +106,25 @@ def test_classification_metrics_by_hand():
   assert m["mean_class_accuracy"] == pytest.approx(200.0 / 3)
 
 
-class _CountingLinear(methods.Method):
-  """A linear classifier that counts how often its functions are traced."""
+class _CountingLinear:
+  """Counts how often a linear classifier's functions are traced."""
   traces = {"loss": 0, "predict": 0}
-
-  def loss(self, params, state, batch, rng, step, hparams):
-    type(self).traces["loss"] += 1
-    return super().loss(params, state, batch, rng, step, hparams)
-
-  def predict(self, params, state, x):
-    type(self).traces["predict"] += 1
-    return super().predict(params, state, x)
 
 
 def _counting_method(num_classes=3):
   from tlax import models  # pylint: disable=g-import-not-at-top
   model = models.get_model("mlp", num_classes, hidden=())
-  ctx = methods.MethodContext(model=model, num_classes=num_classes,
-                              config=quick_config(), total_steps=10)
+  base = methods.METHODS["source_only"](model, num_classes, total_steps=10)
   _CountingLinear.traces = {"loss": 0, "predict": 0}
-  return _CountingLinear(ctx)
+
+  def loss(*args):
+    _CountingLinear.traces["loss"] += 1
+    return base.loss(*args)
+
+  def predict(*args):
+    _CountingLinear.traces["predict"] += 1
+    return base.predict(*args)
+  return base._replace(loss=loss, predict=predict)
 
 
 def test_evaluate_pads_last_batch_and_compiles_once():
@@ -287,18 +286,19 @@ def test_config_diff_accepts_keys_added_later_at_their_neutral_value():
   assert train.config_diff({"method": {"name": "dann", "extra": 0}}, old)
 
 
-@methods.register
-class _NaNAfterSeven(methods.Method):
+def nan_after_7(model, num_classes, *, total_steps):
   """Test method: the loss becomes NaN from the eighth update on."""
-  name = "test_nan_after_7"
+  base = methods.METHODS["source_only"](model, num_classes,
+                                        total_steps=total_steps)
 
-  def loss(self, params, state, batch, rng, step, hparams):
-    loss, aux = super().loss(params, state, batch, rng, step, hparams)
-    return jnp.where(step >= 7, jnp.nan, loss), aux
+  def loss(params, state, batch, rng, step, hparams):
+    value, aux = base.loss(params, state, batch, rng, step, hparams)
+    return jnp.where(step >= 7, jnp.nan, value), aux
+  return base._replace(loss=loss)
 
 
 def test_nan_loss_stops_with_the_step_and_keeps_good_checkpoint(tmp_path):
-  config = quick_config(**{"method.name": "test_nan_after_7"})
+  config = quick_config(**{"method.name": "tests.test_train:nan_after_7"})
   with pytest.raises(train.NonFiniteLossError,
                      match=r"nan at step 8 .*last good checkpoint is step 5"):
     train.train_and_evaluate(config, tmp_path)
@@ -307,7 +307,7 @@ def test_nan_loss_stops_with_the_step_and_keeps_good_checkpoint(tmp_path):
 
 
 def test_nan_loss_before_any_checkpoint_says_so(tmp_path):
-  config = quick_config(**{"method.name": "test_nan_after_7",
+  config = quick_config(**{"method.name": "tests.test_train:nan_after_7",
                            "checkpoint_every": 100})
   with pytest.raises(train.NonFiniteLossError,
                      match=r"nan at step 8 .*No checkpoint was saved before "

@@ -4,9 +4,9 @@ Defaults (paper / released code): multilinear map of the head input and
 the softmax (randomized, 1024-d, when d*C > 4096), discriminator 1024-1024-1
 with dropout 0.5, GRL ramp 2/(1+exp(-10p))-1, lambda = 1.
 
-Every value here is a default of :mod:`tlax.methods.cdan` (see its docstring for
-sources); swept values (``lambda`` and the other ``default_hparams``) become
-float32 scalars in the TrainState.
+The method's options take the defaults of its factory (see its docstring
+for sources) unless set here; swept values (``lambda`` and the method's
+other ``hparams``) become float32 scalars in the TrainState.
 
 COMMAND:
   python -m experiments.run --config=experiments/configs/cdan.py \
@@ -25,13 +25,5 @@ def get_config(arg: str | None = None):
   """The cdan config; ``arg``: :func:`common.apply_arg` ("quick": tests)."""
   config = common.base_config()
   config.method.name = "cdan"
-  config.method["lambda"] = 1.0
-  config.method.feature_layer = 'embedding'
-  config.method.disc_hidden = (1024, 1024)
-  config.method.disc_dropout = 0.5
-  config.method.grl_gamma = 10.0
-  config.method.randomized = 'auto'
-  config.method.randomized_dim = 1024
-  config.method.align_start = 0  # steps without alignment (tlax option)
   common.apply_arg(config, arg)
   return config

@@ -2,9 +2,9 @@ r"""CDAN+E: CDAN with entropy conditioning (Long et al., NeurIPS 2018).
 
 As CDAN, each example's domain loss weighted by 1 + exp(-H(softmax)).
 
-Every value here is a default of :mod:`tlax.methods.cdan` (see its docstring for
-sources); swept values (``lambda`` and the other ``default_hparams``) become
-float32 scalars in the TrainState.
+The method's options take the defaults of its factory (see its docstring
+for sources) unless set here; swept values (``lambda`` and the method's
+other ``hparams``) become float32 scalars in the TrainState.
 
 COMMAND:
   python -m experiments.run --config=experiments/configs/cdan_e.py \
@@ -16,11 +16,12 @@ Quick mode (a ten-step run on the embedded default task, used by the tests):
     --workdir=/tmp/tlax_quick_cdan_e
 """
 
-from experiments.configs import cdan
+from experiments.configs import common
 
 
 def get_config(arg: str | None = None):
-  """The cdan_e config: CDAN's, with the entropy-conditioned method."""
-  config = cdan.get_config(arg)
+  """The cdan_e config; ``arg``: :func:`common.apply_arg` ("quick": tests)."""
+  config = common.base_config()
   config.method.name = "cdan_e"
+  common.apply_arg(config, arg)
   return config

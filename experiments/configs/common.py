@@ -9,6 +9,10 @@ runner command gives sensible settings for every benchmark while any
 records the resolved values.
 """
 
+import inspect
+import keyword
+from typing import Mapping
+
 import ml_collections
 from ml_collections import config_dict
 
@@ -107,9 +111,54 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
+# Factory arguments that are not config options.
+_NOT_OPTIONS = ("model", "num_classes", "total_steps", "pretrained")
+
+
+def method_defaults(name: str) -> dict:
+  """The options of method ``name`` with their defaults, as config values.
+
+  Read from the factory's signature (where the defaults live), so a config
+  sets only what differs and every option can still be overridden on the
+  command line (``--config.method.<option>=...``). Keyword names take their
+  config spelling (``lambda_`` -> ``lambda``); options without a config
+  value (default None, callables) are left out.
+  """
+  from tlax import methods  # pylint: disable=g-import-not-at-top
+  factory = methods.get_method(name)
+  out = {}
+  for p in inspect.signature(factory).parameters.values():
+    if (p.kind != p.KEYWORD_ONLY or p.name in _NOT_OPTIONS
+        or p.default is p.empty or p.default is None
+        or callable(p.default)):
+      continue
+    key = p.name
+    if key.endswith("_") and keyword.iskeyword(key[:-1]):
+      key = key[:-1]
+    value = p.default
+    if isinstance(value, Mapping):
+      value = ml_collections.ConfigDict(dict(value))
+    out[key] = value
+  return out
+
+
+def fill_method_options(c: ml_collections.ConfigDict
+                        ) -> ml_collections.ConfigDict:
+  """Adds to ``c.method`` every option of its method that it does not set,
+  with the factory's default (:func:`method_defaults`)."""
+  for key, value in method_defaults(c.method.name).items():
+    if key not in c.method:
+      c.method[key] = value
+  return c
+
+
 def apply_arg(c: ml_collections.ConfigDict, arg: str | None
               ) -> ml_collections.ConfigDict:
-  """Applies a method config's argument (``--config=<file>:<arg>``).
+  """Completes a method config and applies its argument
+  (``--config=<file>:<arg>``).
+
+  The method's options it does not set are added with their defaults
+  (:func:`fill_method_options`).
 
   ``arg`` is a comma-separated list of ``quick`` (:func:`make_quick`) and
   ``<hparam>=<number>`` items that set ``c.method.<hparam>``, for
@@ -117,6 +166,7 @@ def apply_arg(c: ml_collections.ConfigDict, arg: str | None
   keyword, so ``--config.method.lambda=...`` cannot be parsed), e.g.
   ``experiments/configs/coral.py:lambda=0.1``.
   """
+  fill_method_options(c)
   for item in (arg or "").split(","):
     item = item.strip()
     if not item:

@@ -2,9 +2,9 @@ r"""Deep CORAL (Sun & Saenko, ECCV-W 2016).
 
 Defaults (paper): CORAL on the last layer (logits), lambda = 1.
 
-Every value here is a default of :mod:`tlax.methods.coral` (see its docstring for
-sources); swept values (``lambda`` and the other ``default_hparams``) become
-float32 scalars in the TrainState.
+The method's options take the defaults of its factory (see its docstring
+for sources) unless set here; swept values (``lambda`` and the method's
+other ``hparams``) become float32 scalars in the TrainState.
 
 COMMAND:
   python -m experiments.run --config=experiments/configs/coral.py \
@@ -23,9 +23,5 @@ def get_config(arg: str | None = None):
   """The coral config; ``arg``: :func:`common.apply_arg` ("quick": tests)."""
   config = common.base_config()
   config.method.name = "coral"
-  config.method["lambda"] = 1.0
-  config.method.layers = ('logits',)
-  config.method.warmup = False
-  config.method.align_start = 0  # steps without alignment (tlax option)
   common.apply_arg(config, arg)
   return config

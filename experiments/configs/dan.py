@@ -3,9 +3,9 @@ r"""DAN: multi-kernel MMD on several layers (Long et al., ICML 2015).
 Defaults: five Gaussian kernels around the mean distance ("mean:5") on the
 head input and the logits, unbiased estimate, lambda = 1.
 
-Every value here is a default of :mod:`tlax.methods.dan` (see its docstring for
-sources); swept values (``lambda`` and the other ``default_hparams``) become
-float32 scalars in the TrainState.
+The method's options take the defaults of its factory (see its docstring
+for sources) unless set here; swept values (``lambda`` and the method's
+other ``hparams``) become float32 scalars in the TrainState.
 
 COMMAND:
   python -m experiments.run --config=experiments/configs/dan.py \
@@ -24,11 +24,5 @@ def get_config(arg: str | None = None):
   """The dan config; ``arg``: :func:`common.apply_arg` ("quick": tests)."""
   config = common.base_config()
   config.method.name = "dan"
-  config.method["lambda"] = 1.0
-  config.method.layers = ('embedding', 'logits')
-  config.method.sigmas = 'mean:5'
-  config.method.estimator = 'unbiased'
-  config.method.warmup = False
-  config.method.align_start = 0  # steps without alignment (tlax option)
   common.apply_arg(config, arg)
   return config

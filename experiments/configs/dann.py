@@ -5,9 +5,9 @@ domain classifier 1024-1024-1, dropout 0.5, on the feature extractor output
 (LeNet "flat", else "embedding"); SGD momentum 0.9 with the DANN
 learning-rate annealing (common.AUTO).
 
-Every value here is a default of :mod:`tlax.methods.dann` (see its docstring for
-sources); swept values (``lambda`` and the other ``default_hparams``) become
-float32 scalars in the TrainState.
+The method's options take the defaults of its factory (see its docstring
+for sources) unless set here; swept values (``lambda`` and the method's
+other ``hparams``) become float32 scalars in the TrainState.
 
 COMMAND:
   python -m experiments.run --config=experiments/configs/dann.py \
@@ -26,11 +26,5 @@ def get_config(arg: str | None = None):
   """The dann config; ``arg``: :func:`common.apply_arg` ("quick": tests)."""
   config = common.base_config()
   config.method.name = "dann"
-  config.method["lambda"] = 1.0
-  config.method.feature_layer = 'auto'
-  config.method.disc_hidden = (1024, 1024)
-  config.method.disc_dropout = 0.5
-  config.method.grl_gamma = 10.0
-  config.method.align_start = 0  # steps without alignment (tlax option)
   common.apply_arg(config, arg)
   return config

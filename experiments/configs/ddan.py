@@ -3,9 +3,9 @@ r"""DDAN: dynamic distribution adaptation with a learned mu (Wang et al., TIST 2
 Defaults: (1-mu) MK-MMD + mu class-conditional MMD (soft target labels) on the
 head input, mu from in-graph proxy A-distances, lambda = 1 ramped.
 
-Every value here is a default of :mod:`tlax.methods.ddan` (see its docstring for
-sources); swept values (``lambda`` and the other ``default_hparams``) become
-float32 scalars in the TrainState.
+The method's options take the defaults of its factory (see its docstring
+for sources) unless set here; swept values (``lambda`` and the method's
+other ``hparams``) become float32 scalars in the TrainState.
 
 COMMAND:
   python -m experiments.run --config=experiments/configs/ddan.py \
@@ -24,13 +24,5 @@ def get_config(arg: str | None = None):
   """The ddan config; ``arg``: :func:`common.apply_arg` ("quick": tests)."""
   config = common.base_config()
   config.method.name = "ddan"
-  config.method["lambda"] = 1.0
-  config.method.layers = ('embedding',)
-  config.method.sigmas = 'mean:5'
-  config.method.warmup = True
-  config.method.mu_learning_rate = 0.05
-  config.method.mu_ema_decay = 0.9
-  config.method.mu_class_reduction = 'mean'
-  config.method.align_start = 0  # steps without alignment (tlax option)
   common.apply_arg(config, arg)
   return config

@@ -2,9 +2,9 @@ r"""DDC: linear MMD on the adaptation layer (Tzeng et al., 2014).
 
 Defaults (paper): lambda = 0.25 on the head input ("embedding").
 
-Every value here is a default of :mod:`tlax.methods.ddc` (see its docstring for
-sources); swept values (``lambda`` and the other ``default_hparams``) become
-float32 scalars in the TrainState.
+The method's options take the defaults of its factory (see its docstring
+for sources) unless set here; swept values (``lambda`` and the method's
+other ``hparams``) become float32 scalars in the TrainState.
 
 COMMAND:
   python -m experiments.run --config=experiments/configs/ddc.py \
@@ -23,10 +23,5 @@ def get_config(arg: str | None = None):
   """The ddc config; ``arg``: :func:`common.apply_arg` ("quick": tests)."""
   config = common.base_config()
   config.method.name = "ddc"
-  config.method["lambda"] = 0.25
-  config.method.layers = ('embedding',)
-  config.method.warmup = False
-  config.method.estimator = "unbiased"
-  config.method.align_start = 0  # steps without alignment (tlax option)
   common.apply_arg(config, arg)
   return config

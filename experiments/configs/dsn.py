@@ -3,9 +3,9 @@ r"""DSN: domain separation networks (Bousmalis et al., NeurIPS 2016).
 Defaults (fungtion/DSN port, MNIST->MNIST-M): alpha = 0.01 (scale-invariant
 reconstruction), beta = 0.075 (difference), gamma = 0.25 (DANN similarity).
 
-Every value here is a default of :mod:`tlax.methods.dsn` (see its docstring for
-sources); swept values (``lambda`` and the other ``default_hparams``) become
-float32 scalars in the TrainState.
+The method's options take the defaults of its factory (see its docstring
+for sources) unless set here; swept values (``lambda`` and the method's
+other ``hparams``) become float32 scalars in the TrainState.
 
 COMMAND:
   python -m experiments.run --config=experiments/configs/dsn.py \
@@ -24,15 +24,5 @@ def get_config(arg: str | None = None):
   """The dsn config; ``arg``: :func:`common.apply_arg` ("quick": tests)."""
   config = common.base_config()
   config.method.name = "dsn"
-  config.method.alpha = 0.01
-  config.method.beta = 0.075
-  config.method.gamma = 0.25
-  config.method.shared_layer = 'embedding'
-  config.method.private_hidden = (256,)
-  config.method.decoder_hidden = (256,)
-  config.method.disc_hidden = (1024, 1024)
-  config.method.disc_dropout = 0.5
-  config.method.grl_gamma = 10.0
-  config.method.align_start = 0  # steps without alignment (tlax option)
   common.apply_arg(config, arg)
   return config

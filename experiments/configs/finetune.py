@@ -1,7 +1,7 @@
 r"""Fine-tuning a pretrained network on a few labelled target examples.
 
 Loads ``finetune.checkpoint`` (a run of ``experiments/configs/pretrain.py``)
-strictly (:mod:`tlax.train.finetune`): parameters match by name and shape,
+strictly (:mod:`tlax.train.finetune`, :mod:`tlax.transfer`): parameters match by name and shape,
 the head is re-initialised by the rule ``reinit = ("^model/head/",)``, every
 reset or skipped parameter is logged, anything else that does not match is an
 error. Then trains on ``target_labeled_per_class`` labelled target examples
@@ -100,16 +100,10 @@ def get_config(arg: str | None = None):
   elif preset == "l2sp":
     c.method.name = "l2sp"
     c.method.l2sp_alpha = 0.1
-    c.method.l2sp_beta = 0.01
   elif preset == "output_kl":
     c.method.name = "output_kl"
-    c.method.kl_weight = 1.0
-    c.method.kl_temperature = 2.0
-    c.method.kl_inputs = "labelled"
   elif preset == "lora":
     c.method.name = "lora"
-    c.method.lora_rank = 4
-    c.method.lora_alpha = 4.0
     c.finetune.lr_mults = (("^model/head/", 1.0), ("^model/", 0.0))
     c.optimizer.lr = 3e-3
   elif preset == "layer_transfer":
@@ -134,4 +128,5 @@ def get_config(arg: str | None = None):
     c.checkpoint_every = 2
     c.eval_batch_size = 64
     c.progress = False
+  common.fill_method_options(c)
   return c

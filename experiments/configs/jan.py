@@ -3,9 +3,9 @@ r"""JAN: joint MMD over features and softmax (Long et al., ICML 2017).
 Defaults (paper / released code): features with "mean:5", softmax with
 sigma = 0.9165 (2 sigma^2 = 1.68), lambda = 1 ramped by 2/(1+exp(-10p))-1.
 
-Every value here is a default of :mod:`tlax.methods.jan` (see its docstring for
-sources); swept values (``lambda`` and the other ``default_hparams``) become
-float32 scalars in the TrainState.
+The method's options take the defaults of its factory (see its docstring
+for sources) unless set here; swept values (``lambda`` and the method's
+other ``hparams``) become float32 scalars in the TrainState.
 
 COMMAND:
   python -m experiments.run --config=experiments/configs/jan.py \
@@ -24,10 +24,5 @@ def get_config(arg: str | None = None):
   """The jan config; ``arg``: :func:`common.apply_arg` ("quick": tests)."""
   config = common.base_config()
   config.method.name = "jan"
-  config.method["lambda"] = 1.0
-  config.method.layers = ('embedding', 'softmax')
-  config.method.estimator = 'unbiased'
-  config.method.warmup = True
-  config.method.align_start = 0  # steps without alignment (tlax option)
   common.apply_arg(config, arg)
   return config

@@ -13,9 +13,9 @@ at step 93. ``--config.optimizer.clip_norm=10`` prevents it (all three seeds
 finish, 50.4 +- 0.3; docs/results_deep_da.md). The tables' runs use no
 clipping, so the default stays 0.
 
-Every value here is a default of :mod:`tlax.methods.pixelda` (see its docstring for
-sources); swept values (``lambda`` and the other ``default_hparams``) become
-float32 scalars in the TrainState.
+The method's options take the defaults of its factory (see its docstring
+for sources) unless set here; swept values (``lambda`` and the method's
+other ``hparams``) become float32 scalars in the TrainState.
 
 COMMAND:
   python -m experiments.run --config=experiments/configs/pixelda.py \
@@ -34,13 +34,9 @@ def get_config(arg: str | None = None):
   """The pixelda config; ``arg``: :func:`common.apply_arg` ("quick": tests)."""
   config = common.base_config()
   config.method.name = "pixelda"
-  config.method["lambda"] = 1.0
-  config.method.content = 0.0
-  config.method.noise_dim = 10
+  # Smaller networks than the paper's for CPU runs (see the module doc).
   config.method.gen_features = 32
   config.method.gen_blocks = 3
   config.method.critic_features = (32, 64, 128)
-  config.method.critic_hidden = (512, 512)
-  config.method.critic_dropout = 0.1
   common.apply_arg(config, arg)
   return config

@@ -1,7 +1,7 @@
 r"""Source-only: train on the labelled source, test on the target.
 
 The lower bound every transfer method is compared with: the weighted source
-classification risk only (:class:`tlax.methods.Method`).
+classification risk only (:func:`tlax.methods.source_only`).
 
 COMMAND:
   python -m experiments.run --config=experiments/configs/source_only.py \

@@ -1,26 +1,69 @@
-"""Transfer methods: each one the loss it adds to the generic trainer.
+"""Transfer methods: factories of :class:`tlax.methods.contract.Method`.
 
-Methods register themselves by name (``experiments/configs/<name>.py`` sets
-``config.method.name``); :func:`get_method` looks them up.
+A method is a function ``fn(model, num_classes, *, total_steps, **options)``
+returning a record of pure functions (:mod:`tlax.methods.contract`); a
+config names it in ``config.method.name`` and sets its options in
+``config.method.<option>``. :data:`METHODS` maps the names users type to
+the factories; :func:`get_method` also takes ``"package.module:factory"``
+for a method of your own.
 """
 
-from tlax.methods.base import METHODS
-from tlax.methods.base import Method
-from tlax.methods.base import MethodContext
-from tlax.methods.base import accuracy
-from tlax.methods.base import get_method
-from tlax.methods.base import register
-from tlax.methods.base import weighted_cross_entropy
-from tlax.methods import cdan  # deep DA (issue 4): CDAN, CDAN+E
-from tlax.methods import cmd  # deep DA (issue 4): CMD
-from tlax.methods import coral  # deep DA (issue 4): Deep CORAL
-from tlax.methods import dan  # deep DA (issue 4): DAN
-from tlax.methods import dann  # deep DA (issue 4): DANN
-from tlax.methods import ddan  # deep DA (issue 4): DDAN (learned mu)
-from tlax.methods import ddc  # deep DA (issue 4): DDC
-from tlax.methods import dsn  # deep DA (issue 4): DSN
-from tlax.methods import jan  # deep DA (issue 4): JAN
-from tlax.methods import pixelda  # deep DA (issue 4): PixelDA
-from tlax.methods import sdt  # deep DA (issue 4): SDT
-from tlax.methods import conservative  # issue 6: finetune, l2sp, output_kl, lora
-from tlax.methods import multitask  # issue 6: multitask
+from typing import Callable
+
+from tlax.methods import cdan as _cdan
+from tlax.methods import conservative as _conservative
+from tlax.methods import contract
+from tlax.methods import dann as _dann
+from tlax.methods import ddan as _ddan
+from tlax.methods import discrepancy as _discrepancy
+from tlax.methods import dsn as _dsn
+from tlax.methods import multitask as _multitask
+from tlax.methods import pixelda as _pixelda
+from tlax.methods import sdt as _sdt
+from tlax.methods import source_only as _source_only
+from tlax.methods.contract import Method
+from tlax.methods.contract import accuracy
+from tlax.methods.contract import weighted_cross_entropy
+
+# The names users type in ``config.method.name`` -> factories.
+METHODS: dict[str, Callable[..., Method]] = {
+    "source_only": _source_only.source_only,
+    # Discrepancy: one method with the loss named in the config, and the
+    # published methods as its presets.
+    "discrepancy": _discrepancy.discrepancy,
+    "ddc": _discrepancy.ddc,
+    "dan": _discrepancy.dan,
+    "jan": _discrepancy.jan,
+    "coral": _discrepancy.coral,
+    "cmd": _discrepancy.cmd,
+    "ddan": _ddan.ddan,
+    # Adversarial.
+    "dann": _dann.dann,
+    "cdan": _cdan.cdan,
+    "cdan_e": _cdan.cdan_e,
+    "sdt": _sdt.sdt,
+    "dsn": _dsn.dsn,
+    "pixelda": _pixelda.pixelda,
+    # Fine-tuning and multitask.
+    "finetune": _conservative.finetune,
+    "l2sp": _conservative.l2sp,
+    "output_kl": _conservative.output_kl,
+    "lora": _conservative.lora,
+    "multitask": _multitask.multitask,
+}
+
+
+def get_method(name: str) -> Callable[..., Method]:
+  """The method factory registered under ``name``, or ``"package.module:factory"``.
+
+  Raises:
+    KeyError: an unknown name; the message lists the registered ones.
+  """
+  if name in METHODS:
+    return METHODS[name]
+  if isinstance(name, str) and name.count(":") == 1:
+    from tlax import utils  # pylint: disable=g-import-not-at-top
+    return utils.import_object(name, what="method")
+  raise KeyError(f"Unknown method {name!r}; registered methods: "
+                 f"{', '.join(sorted(METHODS))}, or 'package.module:factory' "
+                 "for a method of your own.")

@@ -11,9 +11,8 @@ its released code:
 
 * the randomized multilinear map ``(f R_f) * (g R_g) / sqrt(1024)`` with
   fixed Gaussian ``R_f``, ``R_g`` (kept in the method state) when
-  ``d * C > 4096``, else the exact outer product
-  (``config.method.randomized``: ``"auto"``, ``True`` or ``False``;
-  ``randomized_dim = 1024``);
+  ``d * C > 4096``, else the exact outer product (``randomized``:
+  ``"auto"``, ``True`` or ``False``; ``randomized_dim = 1024``);
 * ``g`` enters the map with its gradient stopped (``softmax_output.detach()``
   in the released code; the Transfer-Learning-Library does the same);
 * CDAN+E (``cdan_e``) weights each example's domain loss by ``w = 1 +
@@ -25,65 +24,87 @@ its released code:
 
 from __future__ import annotations
 
+import functools
+from typing import Sequence
+
 import jax
 import jax.numpy as jnp
 
 from tlax import losses
+from tlax.methods import common
+from tlax.methods import contract
 from tlax.methods import networks
-from tlax.methods.base import register
-from tlax.methods.dann import DANN
+from tlax.methods.dann import adversarial_method
 
 
-@register
-class CDAN(DANN):
-  """DANN on the multilinear map of features and predictions."""
+def cdan(model, num_classes: int, *, total_steps: int,
+         lambda_: float = 1.0,
+         feature_layer: str = "embedding",
+         randomized="auto",
+         randomized_dim: int = 1024,
+         max_multilinear_dim: int = 4096,
+         entropy_conditioning: bool = False,
+         disc_hidden: Sequence[int] = (1024, 1024),
+         disc_dropout: float = 0.5,
+         grl_gamma: float = 10.0,
+         align_start: int = 0) -> contract.Method:
+  """CDAN: DANN on the multilinear map of features and predictions.
 
-  name = "cdan"
-  default_feature_layer = "embedding"
-  entropy_conditioning = False
+  Args:
+    model, num_classes, total_steps: see :mod:`tlax.methods.contract`.
+    lambda_: the maximum GRL coefficient (config key ``lambda``; swept).
+    feature_layer: the features ``f`` of the map.
+    randomized: ``"auto"`` (random map when ``d * C > max_multilinear_dim``),
+      True or False.
+    randomized_dim: the random map's output size.
+    max_multilinear_dim: see ``randomized``.
+    entropy_conditioning: CDAN+E's example weights ``1 + exp(-H(g))``.
+    disc_hidden, disc_dropout, grl_gamma, align_start: as :func:`dann`.
 
-  def __init__(self, ctx):
-    super().__init__(ctx)
-    opt = lambda k, d: networks.method_option(self, k, d)
-    self.randomized = opt("randomized", "auto")
-    self.randomized_dim = int(opt("randomized_dim", 1024))
-    self.max_multilinear_dim = int(opt("max_multilinear_dim", 4096))
+  Returns:
+    A :class:`tlax.methods.contract.Method`.
+  """
+  classify = common.classifier_fn(model)
 
-  def _use_random(self, dim):
-    if self.randomized == "auto":
-      return dim * self.num_classes > self.max_multilinear_dim
-    return bool(self.randomized)
+  def use_random(dim):
+    if randomized == "auto":
+      return dim * num_classes > max_multilinear_dim
+    return bool(randomized)
 
-  def init_domain_state(self, rng, batch, params, state):
-    _, feats, _ = self.classifier(params, state,
-                                  jnp.asarray(batch["xs"])[:2], train=False)
-    dim = networks.select_layer(self.feature_layer, feats["embedding"],
-                                feats).shape[-1]
-    if not self._use_random(dim):
+  def init_domain_state(rng, batch, params, state):
+    _, feats, _ = classify(params, state, jnp.asarray(batch["xs"])[:2],
+                           train=False)
+    dim = common.select_layer(feature_layer, feats["embedding"],
+                              feats).shape[-1]
+    if not use_random(dim):
       return {}
     rf, rg = losses.cdan_random_projection(
-        jax.random.fold_in(rng, 1), dim, self.num_classes, self.randomized_dim)
+        jax.random.fold_in(rng, 1), dim, num_classes, int(randomized_dim))
     return {"cdan_projection": {"features": rf, "predictions": rg}}
 
-  def domain_inputs(self, out, state):
+  def domain_inputs(out, state):
     proj = state.get("cdan_projection")
     proj = None if proj is None else (proj["features"], proj["predictions"])
 
     def side(logits, feats):
-      f = networks.select_layer(self.feature_layer, logits, feats)
+      f = common.select_layer(feature_layer, logits, feats)
       g = jax.lax.stop_gradient(jax.nn.softmax(logits, -1))
       h = losses.cdan_multilinear(f, g, proj)
-      w = losses.entropy_weights(g) if self.entropy_conditioning else None
+      w = losses.entropy_weights(g) if entropy_conditioning else None
       return h, w
 
     hs, ws = side(*out["s"])
     ht, wt = side(*out["t"])
-    return hs, ht, (ws, wt) if self.entropy_conditioning else None
+    return hs, ht, (ws, wt) if entropy_conditioning else None
+
+  disc = networks.DomainDiscriminator(hidden=tuple(disc_hidden),
+                                      dropout=float(disc_dropout))
+  return adversarial_method(
+      model, total_steps=total_steps, lambda_=lambda_, disc=disc,
+      grl_gamma=float(grl_gamma), align_start=align_start,
+      domain_inputs=domain_inputs, init_domain_state=init_domain_state,
+      name="cdan_e" if entropy_conditioning else "cdan")
 
 
-@register
-class CDANE(CDAN):
-  """CDAN+E: CDAN with entropy-conditioned example weights."""
-
-  name = "cdan_e"
-  entropy_conditioning = True
+# CDAN+E: CDAN with entropy-conditioned example weights.
+cdan_e = functools.partial(cdan, entropy_conditioning=True)

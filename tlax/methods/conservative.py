@@ -1,34 +1,33 @@
 """Fine-tuning methods that stay close to a pretrained source model.
 
-Model-based transfer (DESIGN.md): the network ``f`` starts from a source
-checkpoint (``config.finetune``, loaded strictly by
-:func:`tlax.train.finetune.init_from_pretrained`) and is trained on the few
-labelled target examples. These methods differ in what keeps ``f`` near the
-source:
+Model-based transfer: the network ``f`` starts from a source checkpoint
+(loaded by the trainer from ``config.finetune`` and given to the factory as
+``pretrained``, a :class:`tlax.transfer.Pretrained`; ``init`` merges it
+strictly with :func:`tlax.transfer.merge_pretrained`) and is trained on the
+few labelled target examples. These methods differ in what keeps ``f`` near
+the source:
 
-* :class:`Finetune` (``"finetune"``): nothing but the fine-tuning rules of
-  the config (freeze, learning-rate multipliers, copy the first k layers):
-  full fine-tuning, a linear probe (everything but the head frozen) and layer
-  transfer are configs of this one method;
-* :class:`L2SP` (``"l2sp"``): a penalty toward the pretrained weights
+* :func:`finetune` (``"finetune"``): nothing but the fine-tuning rules of
+  the config (freeze, learning-rate multipliers, copy the first k layers,
+  applied by the trainer's optimiser): full fine-tuning, a linear probe
+  (everything but the head frozen) and layer transfer are configs of this
+  one method;
+* :func:`l2sp` (``"l2sp"``): a penalty toward the pretrained weights
   (Li, Grandvalet & Davoine, 2018);
-* :class:`OutputKL` (``"output_kl"``): output consistency, the KL divergence
+* :func:`output_kl` (``"output_kl"``): output consistency, the KL divergence
   from the frozen source model's predictions on target inputs (the
   distillation term of Learning without Forgetting, Li & Hoiem, 2016, where
   source and target share the label set);
-* :class:`LoRA` (``"lora"``): the pretrained kernels are frozen and only a
+* :func:`lora` (``"lora"``): the pretrained kernels are frozen and only a
   low-rank change ``(alpha/r) A B`` of chosen Dense and Conv kernels, plus the
-  new head, is trained (Hu et al., 2022; :mod:`tlax.train.lora`).
+  new head, is trained (Hu et al., 2022; :mod:`tlax.transfer.lora`).
 
 All of them train on the labelled target examples of a batch (``xtl``,
 ``ytl``: set ``config.target_labeled_per_class`` and
 ``config.labeled_batch_size``), or on ``xs, ys`` when a batch has none (a run
 whose "source" is the target training set). Unlabelled inputs are not used
-unless :class:`OutputKL` is asked to (``method.kl_inputs = "all"``).
-
-They load the checkpoint themselves in :meth:`Finetune.init` (so they need no
-trainer support), and set ``loads_pretrained = True`` so that a trainer that
-loads ``config.finetune.checkpoint`` for every method does not do it twice.
+unless :func:`output_kl` is asked to (``kl_inputs = "all"``). Without
+``pretrained`` they train from their random initialisation.
 
 References:
   Li, Grandvalet, Davoine. Explicit inductive bias for transfer learning with
@@ -40,26 +39,18 @@ References:
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
 
-from tlax.methods.base import Method
-from tlax.methods.base import accuracy
-from tlax.methods.base import register
-from tlax.methods.base import weighted_cross_entropy
+from tlax.methods import common
+from tlax.methods import contract
+from tlax.transfer import lora as lora_lib
+from tlax.transfer import params as transfer
 
 Array = jax.Array
 PyTree = Any
-
-
-def _option(method, key: str, default):
-  cfg = method.config.get("method", None) if method.config is not None else None
-  if cfg is None:
-    return default
-  value = cfg.get(key, None)
-  return default if value is None else value
 
 
 def labelled_inputs(batch: Mapping[str, Any]) -> tuple[Array, Array]:
@@ -107,7 +98,7 @@ def l2_sp_penalty(params: PyTree, anchor: PyTree, shared_mask: PyTree,
   return 0.5 * alpha * sp + 0.5 * beta * wd
 
 
-def output_kl(source_logits: Array, logits: Array,
+def output_kl_divergence(source_logits: Array, logits: Array,
               temperature: float | Array = 1.0) -> Array:
   """Per-example ``T^2 * KL(softmax(s/T) || softmax(z/T))``.
 
@@ -125,212 +116,224 @@ def output_kl(source_logits: Array, logits: Array,
 # --------------------------------------------------------------------------
 # Methods.
 # --------------------------------------------------------------------------
-@register
-class Finetune(Method):
+def _finetune_method(model, pretrained, *, name, extra=None, regulariser=None,
+                     hparams=None, classify=None, loss=None):
+  """The shared body: init = fresh network, merged with ``pretrained``, then
+  ``extra(rng, batch, params, state)``; loss = CE on the labelled examples
+  plus ``regulariser(params, state, logits) -> (value, metrics)``."""
+  classify = classify or common.classifier_fn(model)
+  fresh = common.init_with(model)
+
+  def init(rng, batch):
+    params, state = fresh(rng, batch)
+    if pretrained is not None:
+      params, state = transfer.merge_pretrained(pretrained, params, state)
+    if extra is not None:
+      extra_params, extra_state = extra(rng, batch, params, state)
+      params, state = {**params, **extra_params}, {**state, **extra_state}
+    return params, state
+
+  def default_loss(params, state, batch, rng, step, hparams):
+    del step
+    x, y = labelled_inputs(batch)
+    logits, _, state = classify(params, state, x, train=True, rng=rng)
+    ce = contract.weighted_cross_entropy(logits, y)
+    reg, reg_metrics = (jnp.zeros((), jnp.float32), {})
+    if regulariser is not None:
+      reg, reg_metrics = regulariser(params, state, hparams)
+    value = ce + reg
+    metrics = {"loss": value, "cls_loss": ce,
+               "train_acc": contract.accuracy(logits, y), **reg_metrics}
+    return value, (metrics, state)
+
+  def predict(params, state, x):
+    return classify(params, state, x, train=False)[0]
+
+  def features(params, state, x):
+    return classify(params, state, x, train=False)[1]
+
+  return contract.Method(init=init, loss=loss or default_loss,
+                         predict=predict, features=features,
+                         hparams=dict(hparams or {}), name=name)
+
+
+def finetune(model, num_classes: int, *, total_steps: int,
+             pretrained: transfer.Pretrained | None = None) -> contract.Method:
   """Supervised fine-tuning of a pretrained network on labelled target data.
 
-  ``init`` loads ``config.finetune.checkpoint`` strictly (when set);
-  freezing and learning-rate multipliers come from ``config.finetune``
-  through the optimiser (:func:`tlax.train.finetune.finetune_optimizer`).
+  Args:
+    model, num_classes, total_steps: see :mod:`tlax.methods.contract`.
+    pretrained: the source network and its merge rules (the trainer loads
+      ``config.finetune.checkpoint``); None: train from scratch.
+
+  Freezing and learning-rate multipliers are the trainer's (the optimiser
+  built from ``config.finetune``).
   """
-
-  name = "finetune"
-  loads_pretrained = True
-
-  def init(self, rng, batch):
-    from tlax.train import finetune  # pylint: disable=g-import-not-at-top
-    params, state = super().init(rng, batch)
-    params, state = finetune.init_from_pretrained(self.config, params, state)
-    extra_params, extra_state = self.init_after_load(rng, batch, params, state)
-    return {**params, **extra_params}, {**state, **extra_state}
-
-  def init_after_load(self, rng, batch, params, state):
-    """Extra ``(params, state)`` built from the loaded network."""
-    del rng, batch, params, state
-    return {}, {}
-
-  def supervised(self, params, state, batch, rng):
-    """``(ce, logits, feats, x, new_state)`` on the labelled examples."""
-    x, y = labelled_inputs(batch)
-    logits, feats, state = self.classifier(params, state, x, train=True,
-                                           rng=rng)
-    return weighted_cross_entropy(logits, y), logits, feats, x, state
-
-  def regulariser(self, params, state, batch, rng, step, hparams, x, logits):
-    """``(value, metrics)`` added to the cross-entropy (none here)."""
-    del params, state, batch, rng, step, hparams, x, logits
-    return jnp.zeros((), jnp.float32), {}
-
-  def loss(self, params, state, batch, rng, step, hparams):
-    ce, logits, _, x, state = self.supervised(params, state, batch, rng)
-    reg, reg_metrics = self.regulariser(params, state, batch, rng, step,
-                                        hparams, x, logits)
-    loss = ce + reg
-    _, y = labelled_inputs(batch)
-    metrics = {"loss": loss, "cls_loss": ce, "train_acc": accuracy(logits, y),
-               **reg_metrics}
-    return loss, (metrics, state)
+  del num_classes, total_steps
+  return _finetune_method(model, pretrained, name="finetune")
 
 
-@register
-class L2SP(Finetune):
+def l2sp(model, num_classes: int, *, total_steps: int,
+         pretrained: transfer.Pretrained | None = None,
+         l2sp_alpha: float = 0.01, l2sp_beta: float = 0.01
+         ) -> contract.Method:
   """Fine-tuning with the L2-SP penalty toward the pretrained weights.
 
-  Hyper-parameters (``config.method``): ``l2sp_alpha`` (weight of the
-  penalty on the copied parameters, default 0.01) and ``l2sp_beta``
-  (weight decay of the re-initialised ones, default 0.01). The paper uses
-  alpha = 0.1, beta = 0.01 with SGD on ImageNet-pretrained ResNets; the
-  right alpha depends on the target set size.
+  Args:
+    model, num_classes, total_steps, pretrained: as :func:`finetune`.
+    l2sp_alpha: weight of the penalty on the copied parameters (swept). The
+      paper uses 0.1 with SGD on ImageNet-pretrained ResNets; the right value
+      depends on the target set size.
+    l2sp_beta: weight decay of the re-initialised ones (swept).
 
   The anchor (the pretrained values of the copied parameters) is kept in
-  ``state["l2sp_anchor"]``; which parameters are copied follows the
-  ``finetune.reinit`` / ``copy_layers`` rules.
+  ``state["l2sp_anchor"]``; the copied parameters are those no ``reinit``
+  rule of ``pretrained`` matches (all of them without ``pretrained``).
   """
+  del num_classes, total_steps
+  reinit = tuple(pretrained.reinit) if pretrained is not None else ()
 
-  name = "l2sp"
-  default_hparams = {"l2sp_alpha": 0.01, "l2sp_beta": 0.01}
-
-  def init_after_load(self, rng, batch, params, state):
+  def extra(rng, batch, params, state):
     del rng, batch, state
-    anchor = jax.tree.map(jnp.array, params["model"])
-    return {}, {"l2sp_anchor": anchor}
+    return {}, {"l2sp_anchor": jax.tree.map(jnp.array, params["model"])}
 
-  def shared_mask(self, model_params):
-    """True for the parameters copied from the checkpoint (static)."""
-    from tlax.train import finetune  # pylint: disable=g-import-not-at-top
-    reinit, _ = finetune.resolve_rules(self.config, model_params)
-    def shared(path, _):
-      p = "model/" + finetune.path_str(path)
-      return not any(re.search(r, p) for r in reinit)
-    return jax.tree_util.tree_map_with_path(shared, model_params)
-
-  def regulariser(self, params, state, batch, rng, step, hparams, x, logits):
-    del batch, rng, step, x, logits
-    mask = self.shared_mask(params["model"])
+  def regulariser(params, state, hparams):
+    mask = transfer.shared_mask(params["model"], reinit)
     reg = l2_sp_penalty(params["model"], state["l2sp_anchor"], mask,
                         hparams["l2sp_alpha"], hparams["l2sp_beta"])
     return reg, {"l2sp": reg}
 
+  return _finetune_method(model, pretrained, name="l2sp", extra=extra,
+                          regulariser=regulariser,
+                          hparams={"l2sp_alpha": l2sp_alpha,
+                                   "l2sp_beta": l2sp_beta})
 
-@register
-class OutputKL(Finetune):
+
+def output_kl(model, num_classes: int, *, total_steps: int,
+              pretrained: transfer.Pretrained | None = None,
+              kl_weight: float = 1.0, kl_temperature: float = 2.0,
+              kl_inputs: str = "labelled") -> contract.Method:
   """Fine-tuning with output consistency to the frozen source model.
 
   ``loss = CE(target labels) + kl_weight * mean_x T^2 KL(p_src(x) || p(x))``
-  over target inputs ``x``: the labelled ones (``method.kl_inputs =
-  "labelled"``, default) or labelled and unlabelled (``"all"``). The source
-  model is the checkpoint's network *with its own head* (so source and target
-  must share the label set; a head of another size is a
-  :class:`tlax.train.finetune.CheckpointMismatchError`), kept frozen in
-  ``state["source_model"]``. Options: ``kl_weight`` (hparam, default 1.0),
-  ``kl_temperature`` (static, default 2.0).
+  over target inputs ``x``: the labelled ones (``kl_inputs = "labelled"``)
+  or labelled and unlabelled (``"all"``). The source model is the
+  checkpoint's network *with its own head* (so source and target must share
+  the label set; a head of another size is a
+  :class:`tlax.transfer.CheckpointMismatchError`), kept frozen in
+  ``state["source_model"]``.
+
+  Args:
+    model, num_classes, total_steps: as :func:`finetune`.
+    pretrained: the source network (required).
+    kl_weight: weight of the KL term (swept).
+    kl_temperature: the temperature ``T``.
+    kl_inputs: ``"labelled"`` or ``"all"``.
+
+  Raises:
+    ValueError: no ``pretrained`` network, or an unknown ``kl_inputs``.
   """
+  del num_classes, total_steps
+  if kl_inputs not in ("labelled", "all"):
+    raise ValueError(f"config.method.kl_inputs must be 'labelled' or 'all', "
+                     f"got {kl_inputs!r}.")
+  if pretrained is None:
+    raise ValueError("output_kl needs a source model: set "
+                     "config.finetune.checkpoint.")
+  temperature = float(kl_temperature)
+  classify = common.classifier_fn(model)
 
-  name = "output_kl"
-  default_hparams = {"kl_weight": 1.0}
-
-  def __init__(self, ctx):
-    super().__init__(ctx)
-    self.temperature = float(_option(self, "kl_temperature", 2.0))
-    self.kl_inputs = str(_option(self, "kl_inputs", "labelled"))
-    if self.kl_inputs not in ("labelled", "all"):
-      raise ValueError(f"method.kl_inputs must be 'labelled' or 'all', got "
-                       f"{self.kl_inputs!r}.")
-
-  def init_after_load(self, rng, batch, params, state):
+  def extra(rng, batch, params, state):
     del rng, batch
-    from tlax.train import finetune  # pylint: disable=g-import-not-at-top
-    ft = self.config.get("finetune", None)
-    if ft is None or not ft.get("checkpoint", ""):
-      raise ValueError("output_kl needs a source model: set "
-                       "config.finetune.checkpoint.")
-    trees = finetune.load_checkpoint_trees(ft.checkpoint,
-                                           int(ft.get("step", -1)))
     # The whole source network, head included, strictly.
-    src = finetune.merge_params(trees["params"]["model"], params["model"],
+    src = transfer.merge_params(pretrained.params, params["model"],
                                 prefix="model", what="source params",
                                 log=False)
-    src_state = finetune.merge_params(
-        (trees.get("state") or {}).get("model", {}) or {},
-        state.get("model", {}), prefix="model",
-        match_path=finetune.state_match_path, what="source state", log=False)
+    src_state = transfer.merge_params(
+        pretrained.state or {}, state.get("model", {}), prefix="model",
+        match_path=transfer.state_match_path, what="source state", log=False)
     return {}, {"source_model": {"params": src, "state": src_state}}
 
-  def loss(self, params, state, batch, rng, step, hparams):
+  def loss(params, state, batch, rng, step, hparams):
     del step
     x, y = labelled_inputs(batch)
     n = x.shape[0]
     x_kl = x
-    if self.kl_inputs == "all" and "xt" in batch:
+    if kl_inputs == "all" and "xt" in batch:
       x_kl = jnp.concatenate([x, batch["xt"]], axis=0)
-    logits_all, _, state = self.classifier(params, state, x_kl, train=True,
-                                           rng=rng)
+    logits_all, _, state = classify(params, state, x_kl, train=True, rng=rng)
     logits = logits_all[:n]
-    ce = weighted_cross_entropy(logits, y)
+    ce = contract.weighted_cross_entropy(logits, y)
     src = state["source_model"]
-    src_logits, _ = self.model.apply(
-        {"params": src["params"], **src["state"]}, x_kl, train=False)
+    src_logits, _ = model.apply({"params": src["params"], **src["state"]},
+                                x_kl, train=False)
     src_logits = jax.lax.stop_gradient(src_logits)
-    kl = jnp.mean(output_kl(src_logits, logits_all, self.temperature))
-    loss = ce + hparams["kl_weight"] * kl
-    metrics = {"loss": loss, "cls_loss": ce, "output_kl": kl,
-               "train_acc": accuracy(logits, y)}
-    return loss, (metrics, state)
+    kl = jnp.mean(output_kl_divergence(src_logits, logits_all, temperature))
+    value = ce + hparams["kl_weight"] * kl
+    metrics = {"loss": value, "cls_loss": ce, "output_kl": kl,
+               "train_acc": contract.accuracy(logits, y)}
+    return value, (metrics, state)
+
+  return _finetune_method(model, pretrained, name="output_kl", extra=extra,
+                          loss=loss, hparams={"kl_weight": kl_weight})
 
 
-@register
-class LoRA(Finetune):
+def lora(model, num_classes: int, *, total_steps: int,
+         pretrained: transfer.Pretrained | None = None,
+         lora_rank: int = 4,
+         lora_alpha: float | None = None,
+         lora_targets: Sequence[str] = lora_lib.DEFAULT_TARGETS,
+         lora_exclude: Sequence[str] = lora_lib.DEFAULT_EXCLUDE,
+         lora_trainable: Sequence[str] = ("^head/",)) -> contract.Method:
   """Parameter-efficient fine-tuning with low-rank adapters.
 
   The loaded network is frozen (``stop_gradient``) except the parameters
-  matching ``method.lora_trainable`` (default ``("^head/",)``, the new
-  head); chosen Dense and Conv kernels (``method.lora_targets``, regexes over
-  model paths, default every kernel; ``method.lora_exclude``, default
-  ``("^head/",)``) get low-rank factors ``A, B`` of rank ``method.lora_rank``
-  (default 4) under ``params["lora"]``, merged as ``W + (alpha/r) A B`` at
-  apply time (``method.lora_alpha``, default = rank, i.e. scale 1).
+  matching ``lora_trainable`` (the new head); chosen Dense and Conv kernels
+  (``lora_targets``, regexes over model paths, minus ``lora_exclude``) get
+  low-rank factors ``A, B`` of rank ``lora_rank`` under ``params["lora"]``,
+  merged as ``W + (alpha/r) A B`` at apply time.
 
   Pair it with ``finetune.lr_mults`` that freeze ``^model/`` except the head
   (``experiments/configs/finetune.py:lora`` does) so the optimiser keeps no
   state for, and applies no weight decay to, the frozen weights.
+
+  Args:
+    model, num_classes, total_steps, pretrained: as :func:`finetune`.
+    lora_rank: the rank ``r``.
+    lora_alpha: the scale numerator ``alpha`` (None: ``r``, a scale of 1).
+    lora_targets, lora_exclude: regexes over model paths.
+    lora_trainable: regexes of the model parameters left trainable.
   """
+  del num_classes, total_steps
+  rank = int(lora_rank)
+  alpha = float(rank if lora_alpha is None else lora_alpha)
+  targets_re, exclude_re = tuple(lora_targets), tuple(lora_exclude)
+  trainable = tuple(lora_trainable)
 
-  name = "lora"
-
-  def __init__(self, ctx):
-    super().__init__(ctx)
-    from tlax.train import lora  # pylint: disable=g-import-not-at-top
-    self.rank = int(_option(self, "lora_rank", 4))
-    self.alpha = float(_option(self, "lora_alpha", float(self.rank)))
-    self.targets = tuple(_option(self, "lora_targets", lora.DEFAULT_TARGETS))
-    self.exclude = tuple(_option(self, "lora_exclude", lora.DEFAULT_EXCLUDE))
-    self.trainable = tuple(_option(self, "lora_trainable", ("^head/",)))
-
-  def init_after_load(self, rng, batch, params, state):
+  def extra(rng, batch, params, state):
     del batch, state
-    from tlax.train import lora  # pylint: disable=g-import-not-at-top
-    targets = lora.lora_targets(params["model"], self.targets, self.exclude)
+    targets = lora_lib.lora_targets(params["model"], targets_re, exclude_re)
     if not targets:
-      raise ValueError(f"No kernel matches method.lora_targets="
-                       f"{self.targets} (exclude {self.exclude}).")
-    factors = lora.init_lora(jax.random.fold_in(rng, 7), params["model"],
-                             targets, self.rank)
+      raise ValueError(f"No kernel matches config.method.lora_targets="
+                       f"{targets_re} (exclude {exclude_re}).")
+    factors = lora_lib.init_lora(jax.random.fold_in(rng, 7), params["model"],
+                                 targets, rank)
     return {"lora": factors}, {}
 
-  def _frozen_model(self, model_params):
-    from tlax.train import finetune  # pylint: disable=g-import-not-at-top
+  def frozen_model(model_params):
     def freeze(path, w):
-      p = finetune.path_str(path)
-      if any(re.search(r, p) for r in self.trainable):
+      if any(re.search(r, transfer.path_str(path)) for r in trainable):
         return w
       return jax.lax.stop_gradient(w)
     return jax.tree_util.tree_map_with_path(freeze, model_params)
 
-  def classifier(self, params, state, x, *, train: bool, rng=None):
-    from tlax.train import lora  # pylint: disable=g-import-not-at-top
+  def classify(params, state, x, *, train, rng=None):
     if "lora" in params:
-      merged = lora.merge_lora(self._frozen_model(params["model"]),
-                               params["lora"], alpha=self.alpha,
-                               rank=self.rank)
+      merged = lora_lib.merge_lora(frozen_model(params["model"]),
+                                   params["lora"], alpha=alpha, rank=rank)
       params = {**params, "model": merged}
-    return super().classifier(params, state, x, train=train, rng=rng)
+    return contract.apply_classifier(model, params, state, x, train=train,
+                                     rng=rng)
+
+  return _finetune_method(model, pretrained, name="lora", extra=extra,
+                          classify=classify)

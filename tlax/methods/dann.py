@@ -19,96 +19,130 @@ Defaults from the JMLR paper:
 * ``T`` is the feature extractor's output, the input of the label predictor
   in the paper's MNIST net: ``"flat"`` for LeNet (the flattened conv
   features), ``"embedding"`` for models without ``"flat"``
-  (``config.method.feature_layer``, ``"auto"``);
+  (``feature_layer = "auto"``);
 * ``D``: ``T -> 1024 -> 1024 -> 1`` with ReLU and dropout 0.5 (sec. 5.2.2,
   the Office architecture; the paper's MNIST domain classifier is ``T -> 100
-  -> 1``: set ``config.method.disc_hidden = (100,)``);
-* ``config.method.align_start`` (not in the paper, default 0): no reversal
-  for that many steps, the ramp over the rest
-  (:func:`tlax.methods.networks.alignment_schedule`);
+  -> 1``: set ``disc_hidden = (100,)``);
+* ``align_start`` (not in the paper, default 0): no reversal for that many
+  steps, the ramp over the rest
+  (:func:`tlax.methods.common.alignment_schedule`);
 * the learning-rate annealing ``mu_p = 0.01 / (1 + 10 p)^0.75`` with SGD
   momentum 0.9 is the trainer's ``optimizer.schedule = "dann"``.
 
-:class:`DANN` is also the base of CDAN (:mod:`tlax.methods.cdan`), which
-changes only what ``D`` sees (:meth:`DANN.domain_inputs`).
+:func:`adversarial_method` is also the body of CDAN (:mod:`tlax.methods.cdan`),
+which changes only what ``D`` sees (its ``domain_inputs``).
 """
 
 from __future__ import annotations
+
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp
 
 from tlax import losses
+from tlax.methods import common
+from tlax.methods import contract
 from tlax.methods import networks
-from tlax.methods.base import Method
-from tlax.methods.base import register
 
 
-@register
-class DANN(Method):
-  """Gradient reversal + domain classifier with DANN's lambda schedule."""
+def adversarial_method(model, *, total_steps: int, lambda_: float,
+                       disc: networks.DomainDiscriminator, grl_gamma: float,
+                       align_start: int, domain_inputs,
+                       init_domain_state=None, name: str = ""
+                       ) -> contract.Method:
+  """Source risk + the domain loss of ``disc`` behind a gradient reversal.
 
-  name = "dann"
-  default_hparams = {"lambda": 1.0}
-  default_feature_layer = "auto"
+  ``domain_inputs(out, state) -> (h_s, h_t, weights)`` gives what the
+  discriminator sees from :func:`common.forward_domains`' output ``out``
+  (``weights``: None or per-domain example weights of the domain loss);
+  ``init_domain_state(rng, batch, params, state) -> dict`` adds
+  non-trainable state (CDAN's random projection).
+  """
+  common.check_align_start(align_start, total_steps)
+  classify = common.classifier_fn(model)
 
-  def __init__(self, ctx):
-    super().__init__(ctx)
-    opt = lambda k, d: networks.method_option(self, k, d)
-    self.feature_layer = opt("feature_layer", self.default_feature_layer)
-    self.grl_gamma = float(opt("grl_gamma", 10.0))
-    self.disc = networks.DomainDiscriminator(
-        hidden=tuple(opt("disc_hidden", (1024, 1024))),
-        dropout=float(opt("disc_dropout", 0.5)))
-
-  # ----- what the domain classifier sees --------------------------------
-  def _layer(self, logits, feats):
-    name = self.feature_layer
-    if name == "auto":
-      name = "flat" if "flat" in feats else "embedding"
-    return networks.select_layer(name, logits, feats)
-
-  def domain_inputs(self, out, state):
-    """``(h_s, h_t, weights)``: discriminator inputs, optional weights."""
-    del state
-    return self._layer(*out["s"]), self._layer(*out["t"]), None
-
-  def init_extra(self, rng, batch, params, state):
+  def extra_init(rng, batch, params, state):
     xs = jnp.asarray(batch["xs"])[:2]
     xt = jnp.asarray(batch["xt"])[:2]
-    extra_state = self.init_domain_state(rng, batch, params, state)
-    out, _ = networks.forward_domains(
-        self, params, {**state, **extra_state}, {"xs": xs, "xt": xt}, None,
-        train=False)
-    hs, _, _ = self.domain_inputs(out, {**state, **extra_state})
-    disc_params = self.disc.init(rng, hs)["params"]
-    return {"discriminator": disc_params}, extra_state
+    extra_state = ({} if init_domain_state is None
+                   else init_domain_state(rng, batch, params, state))
+    full_state = {**state, **extra_state}
+    out, _ = common.forward_domains(classify, params, full_state,
+                                    {"xs": xs, "xt": xt}, None, train=False)
+    hs, _, _ = domain_inputs(out, full_state)
+    return {"discriminator": disc.init(rng, hs)["params"]}, extra_state
 
-  def init_domain_state(self, rng, batch, params, state):
-    """Extra non-trainable state (CDAN's random projection)."""
-    del rng, batch, params, state
-    return {}
-
-  def grl_coefficient(self, step, hparams):
-    return hparams["lambda"] * networks.alignment_schedule(
-        self, step, gamma=self.grl_gamma)
-
-  # ----- the objective --------------------------------------------------
-  def loss(self, params, state, batch, rng, step, hparams):
+  def loss(params, state, batch, rng, step, hparams):
     rng_model, rng_disc = jax.random.split(rng)
-    out, state = networks.forward_domains(self, params, state, batch,
-                                          rng_model)
-    cls_loss, metrics = networks.supervised_loss(out, batch)
-    hs, ht, weights = self.domain_inputs(out, state)
-    coeff = self.grl_coefficient(step, hparams)
+    out, state = common.forward_domains(classify, params, state, batch,
+                                        rng_model)
+    cls_loss, metrics = common.supervised_loss(out, batch)
+    hs, ht, weights = domain_inputs(out, state)
+    coeff = hparams["lambda"] * common.alignment_schedule(
+        step, total_steps, align_start, gamma=grl_gamma)
     h = losses.gradient_reversal(jnp.concatenate([hs, ht], 0), coeff)
-    d = self.disc.apply({"params": params["discriminator"]}, h, train=True,
-                        rngs={"dropout": rng_disc})
+    d = disc.apply({"params": params["discriminator"]}, h, train=True,
+                   rngs={"dropout": rng_disc})
     ns = hs.shape[0]
     dom_loss = losses.dann_domain_loss(d[:ns], d[ns:], weights)
-    loss = cls_loss + dom_loss
+    value = cls_loss + dom_loss
     metrics.update(
-        loss=loss, align_loss=dom_loss, align_weight=coeff,
+        loss=value, align_loss=dom_loss, align_weight=coeff,
         domain_acc=0.5 * (jnp.mean((d[:ns] > 0).astype(jnp.float32))
                           + jnp.mean((d[ns:] < 0).astype(jnp.float32))))
-    return loss, (metrics, state)
+    return value, (metrics, state)
+
+  predict, features = contract.eval_fns(model)
+  return contract.Method(init=common.init_with(model, extra_init), loss=loss,
+                         predict=predict, features=features,
+                         hparams={"lambda": lambda_}, name=name)
+
+
+def feature_layer_fn(feature_layer: str):
+  """``(logits, feats) -> array``: the named layer; ``"auto"`` is ``"flat"``
+  when the model has it (LeNet's flattened conv features), else
+  ``"embedding"``."""
+  def layer(logits, feats):
+    name = feature_layer
+    if name == "auto":
+      name = "flat" if "flat" in feats else "embedding"
+    return common.select_layer(name, logits, feats)
+  return layer
+
+
+def dann(model, num_classes: int, *, total_steps: int,
+         lambda_: float = 1.0,
+         feature_layer: str = "auto",
+         disc_hidden: Sequence[int] = (1024, 1024),
+         disc_dropout: float = 0.5,
+         grl_gamma: float = 10.0,
+         align_start: int = 0) -> contract.Method:
+  """DANN: gradient reversal + domain classifier with DANN's lambda schedule.
+
+  Args:
+    model, num_classes, total_steps: see :mod:`tlax.methods.contract`.
+    lambda_: the maximum GRL coefficient (config key ``lambda``; swept).
+    feature_layer: what the discriminator sees (``"auto"``: ``"flat"`` when
+      the model has it, else ``"embedding"``).
+    disc_hidden, disc_dropout: the discriminator's hidden widths and dropout.
+    grl_gamma: the ramp's steepness ``gamma`` in ``2 / (1 + exp(-gamma p)) - 1``.
+    align_start: steps without reversal before the ramp starts.
+
+  Returns:
+    A :class:`tlax.methods.contract.Method` with a ``"discriminator"``
+    network; metrics add ``domain_acc``.
+  """
+  del num_classes
+  layer = feature_layer_fn(feature_layer)
+
+  def domain_inputs(out, state):
+    del state
+    return layer(*out["s"]), layer(*out["t"]), None
+
+  disc = networks.DomainDiscriminator(hidden=tuple(disc_hidden),
+                                      dropout=float(disc_dropout))
+  return adversarial_method(model, total_steps=total_steps, lambda_=lambda_,
+                            disc=disc, grl_gamma=float(grl_gamma),
+                            align_start=align_start,
+                            domain_inputs=domain_inputs, name="dann")

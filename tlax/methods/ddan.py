@@ -16,58 +16,81 @@ stopped features, ``mu = mean_c d_c / (d_g + mean_c d_c)``; its state
 ``"mu_estimator"``, so a resumed run continues with the same ``mu``. ``mu``
 itself is stopped in the loss. ``lambda = 1`` with DANN's progressive ramp
 (``warmup``), since the conditional term relies on target predictions that
-are noisy early in training (as in JAN). Estimator options
-(``config.method.mu_learning_rate = 0.05``, ``mu_ema_decay = 0.9``,
-``mu_class_reduction = "mean"``) are the defaults of the estimator.
+are noisy early in training (as in JAN). The estimator's options
+(``mu_learning_rate``, ``mu_ema_decay``, ``mu_class_reduction``) are
+arguments of :func:`ddan`.
 """
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import jax
 
 from tlax import losses
-from tlax.methods import networks
-from tlax.methods.base import register
-from tlax.methods.ddc import DiscrepancyMethod
+from tlax.methods import common
+from tlax.methods import contract
+from tlax.methods.discrepancy import aligned_method
 
 
-@register
-class DDAN(DiscrepancyMethod):
-  """Dynamic MMD with the learned balance factor mu."""
+def ddan(model, num_classes: int, *, total_steps: int,
+         lambda_: float = 1.0,
+         layers: Sequence[str] = ("embedding",),
+         sigmas="mean:5",
+         warmup: bool = True,
+         align_start: int = 0,
+         mu_learning_rate: float = 0.05,
+         mu_ema_decay: float = 0.9,
+         mu_class_reduction: str = "mean") -> contract.Method:
+  """Dynamic MMD with the learned balance factor mu.
 
-  name = "ddan"
-  default_hparams = {"lambda": 1.0}
-  default_layers = ("embedding",)
-  default_warmup = True
+  Args:
+    model, num_classes, total_steps: see :mod:`tlax.methods.contract`.
+    lambda_: alignment weight (config key ``lambda``).
+    layers: the one aligned layer.
+    sigmas: Gaussian bandwidths of the MMDs (:func:`tlax.losses.mk_mmd`).
+    warmup: DANN's ramp on ``lambda``.
+    align_start: steps of source training before alignment.
+    mu_learning_rate, mu_ema_decay, mu_class_reduction: options of
+      :func:`tlax.losses.dynamic_mu_estimator`.
 
-  def __init__(self, ctx):
-    super().__init__(ctx)
-    if len(self.layers) != 1:
-      raise ValueError(f"ddan aligns one layer; got layers={self.layers}.")
-    opt = lambda k, d: networks.method_option(self, k, d)
-    self.sigmas = opt("sigmas", "mean:5")
-    self.estimator = losses.dynamic_mu_estimator(
-        self.num_classes,
-        learning_rate=float(opt("mu_learning_rate", 0.05)),
-        ema_decay=float(opt("mu_ema_decay", 0.9)),
-        class_reduction=opt("mu_class_reduction", "mean"))
+  Returns:
+    A :class:`tlax.methods.contract.Method`; metrics add ``mu`` and
+    ``a_distance_global``.
+  """
+  layers = tuple(layers)
+  if len(layers) != 1:
+    raise ValueError(f"ddan aligns one layer; got layers={layers}.")
+  estimator = losses.dynamic_mu_estimator(
+      num_classes, learning_rate=float(mu_learning_rate),
+      ema_decay=float(mu_ema_decay), class_reduction=mu_class_reduction)
+  classify = common.classifier_fn(model)
 
-  def init_extra(self, rng, batch, params, state):
+  def extra_init(rng, batch, params, state):
     del rng
-    logits, feats, _ = self.classifier(params, state, batch["xs"][:2],
-                                       train=False)
-    dim = networks.select_layer(self.layers[0], logits, feats).shape[-1]
-    return {}, {"mu_estimator": self.estimator.init(int(dim))._asdict()}
+    logits, feats, _ = classify(params, state, batch["xs"][:2], train=False)
+    dim = common.select_layer(layers[0], logits, feats).shape[-1]
+    return {}, {"mu_estimator": estimator.init(int(dim))._asdict()}
 
-  def discrepancy(self, zs, zt, out, batch, state, step):
+  def discrepancy_fn(zs, zt, out, batch, state, step):
+    del step
     zs, zt = zs[0], zt[0]
     probs_t = jax.lax.stop_gradient(jax.nn.softmax(out["t"][0], -1))
     est_state = losses.DynamicMuState(**state["mu_estimator"])
-    est_state, mu = self.estimator.update(est_state, zs, batch["ys"], zt,
-                                          probs_t)
+    est_state, mu = estimator.update(est_state, zs, batch["ys"], zt, probs_t)
     mu = jax.lax.stop_gradient(mu)
-    value = losses.dynamic_mmd(zs, zt, batch["ys"], probs_t, mu,
-                               self.num_classes, sigmas=self.sigmas)
+    value = losses.dynamic_mmd(zs, zt, batch["ys"], probs_t, mu, num_classes,
+                               sigmas=_tuple(sigmas))
     state = {**state, "mu_estimator": est_state._asdict()}
     metrics = {"mu": mu, "a_distance_global": est_state.a_distance_global}
     return value, metrics, state
+
+  return aligned_method(model, num_classes, total_steps=total_steps,
+                        layers=layers, lambda_=lambda_, warmup=warmup,
+                        align_start=align_start,
+                        discrepancy_fn=discrepancy_fn, extra_init=extra_init,
+                        name="ddan")
+
+
+def _tuple(v):
+  return tuple(v) if isinstance(v, list) else v

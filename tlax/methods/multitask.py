@@ -13,7 +13,7 @@ the target test split (the trainer's ``target_accuracy``) scores the small
 task; the source task's head is an extra network under
 ``params["task_heads"]["source"]`` on the shared ``features["embedding"]``.
 
-``hparams``: ``source_weight`` (default 1.0) and ``target_weight`` (1.0).
+``hparams``: ``source_weight`` and ``target_weight``.
 ``source_weight = 0`` trains the target task alone with exactly the same
 network, optimiser and batches (the source trunk pass still runs but gets no
 gradient), the baseline that shows whether sharing helps
@@ -37,10 +37,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from tlax.methods.base import Method
-from tlax.methods.base import accuracy
-from tlax.methods.base import register
-from tlax.methods.base import weighted_cross_entropy
+from tlax.methods import common
+from tlax.methods import contract
 
 
 def joint_loss(losses: Mapping[str, jax.Array],
@@ -68,30 +66,30 @@ class TaskHead(nn.Module):
     return nn.Dense(self.num_classes, name="head")(h).astype(jnp.float32)
 
 
-@register
-class Multitask(Method):
+def multitask(model, num_classes: int, *, total_steps: int,
+              source_weight: float = 1.0, target_weight: float = 1.0,
+              source_num_classes: int | None = None) -> contract.Method:
   """Shared trunk, a head for the source task and one for the target task.
 
-  Options (``config.method``): ``source_num_classes`` (default: the task's
-  number of classes); hparams ``source_weight``, ``target_weight``.
+  Args:
+    model, num_classes, total_steps: see :mod:`tlax.methods.contract`.
+    source_weight, target_weight: the task weights (swept).
+    source_num_classes: classes of the source task (None: ``num_classes``).
+
+  Returns:
+    A :class:`tlax.methods.contract.Method` with a ``"task_heads"`` network.
   """
+  del total_steps
+  source_head = TaskHead(int(source_num_classes or num_classes))
+  classify = common.classifier_fn(model)
 
-  name = "multitask"
-  default_hparams = {"source_weight": 1.0, "target_weight": 1.0}
-
-  def __init__(self, ctx):
-    super().__init__(ctx)
-    cfg = self.config.get("method", None) if self.config is not None else None
-    n = cfg.get("source_num_classes", None) if cfg is not None else None
-    self.source_head = TaskHead(int(n or self.num_classes))
-
-  def init_extra(self, rng, batch, params, state):
-    _, feats, _ = self.classifier(params, state, jnp.asarray(batch["xs"])[:2],
-                                  train=False)
-    head = self.source_head.init(rng, feats["embedding"])["params"]
+  def extra_init(rng, batch, params, state):
+    _, feats, _ = classify(params, state, jnp.asarray(batch["xs"])[:2],
+                           train=False)
+    head = source_head.init(rng, feats["embedding"])["params"]
     return {"task_heads": {"source": head}}, {}
 
-  def loss(self, params, state, batch, rng, step, hparams):
+  def loss(params, state, batch, rng, step, hparams):
     del step
     if "xtl" not in batch:
       raise ValueError("multitask needs labelled target examples: set "
@@ -100,18 +98,26 @@ class Multitask(Method):
     xs, ys, xtl, ytl = batch["xs"], batch["ys"], batch["xtl"], batch["ytl"]
     ns = xs.shape[0]
     x = jnp.concatenate([xs, xtl], axis=0)
-    logits, feats, state = self.classifier(params, state, x, train=True,
-                                           rng=rng)
+    logits, feats, state = classify(params, state, x, train=True, rng=rng)
     logits_t = logits[ns:]
-    logits_s = self.source_head.apply(
-        {"params": params["task_heads"]["source"]}, feats["embedding"][:ns])
-    losses = {"source": weighted_cross_entropy(logits_s, ys, batch.get("ws")),
-              "target": weighted_cross_entropy(logits_t, ytl)}
+    logits_s = source_head.apply({"params": params["task_heads"]["source"]},
+                                 feats["embedding"][:ns])
+    task_losses = {
+        "source": contract.weighted_cross_entropy(logits_s, ys,
+                                                  batch.get("ws")),
+        "target": contract.weighted_cross_entropy(logits_t, ytl)}
     weights = {"source": hparams["source_weight"],
                "target": hparams["target_weight"]}
-    loss = joint_loss(losses, weights)
-    metrics = {"loss": loss, "cls_loss": losses["target"],
-               "source_loss": losses["source"],
-               "source_acc": accuracy(logits_s, ys),
-               "target_train_acc": accuracy(logits_t, ytl)}
-    return loss, (metrics, state)
+    value = joint_loss(task_losses, weights)
+    metrics = {"loss": value, "cls_loss": task_losses["target"],
+               "source_loss": task_losses["source"],
+               "source_acc": contract.accuracy(logits_s, ys),
+               "target_train_acc": contract.accuracy(logits_t, ytl)}
+    return value, (metrics, state)
+
+  predict, features = contract.eval_fns(model)
+  return contract.Method(
+      init=common.init_with(model, extra_init), loss=loss, predict=predict,
+      features=features, name="multitask",
+      hparams={"source_weight": source_weight,
+               "target_weight": target_weight})

@@ -20,120 +20,140 @@ Three terms besides the weighted source risk:
   (paper), ``tau = 2`` (the distillation temperature the paper adopts
   from Hinton et al.).
 
-Deviations, by necessity of a one-optimiser trainer: the paper alternates
-updates of ``D`` and of the features; here both happen in one step with
-``stop_gradient`` (``L_D`` sees stopped features, ``L_conf`` stopped ``D``
+Deviations: the paper alternates updates of ``D`` and of the features;
+here both happen in one step with ``stop_gradient`` (``L_D`` sees stopped features, ``L_conf`` stopped ``D``
 parameters), which gives the same gradients as the alternation. The paper
 computes the soft labels once from a source-trained CNN; here they are an
 exponential moving average (``soft_label_momentum = 0.9``) of the per-class
 means of the current network's source predictions, kept in the method state.
 The soft-label loss needs labelled target examples
 (``config.target_labeled_per_class > 0``); in the unsupervised setting it is
-absent unless ``config.method.soft_label_target = "pseudo"``, which applies
+absent unless ``soft_label_target = "pseudo"``, which applies
 it to target examples whose predicted class has probability above
 ``pseudo_threshold`` (an extension, not in the paper).
 """
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import jax
 import jax.numpy as jnp
 import optax
 
 from tlax import losses
+from tlax.methods import common
+from tlax.methods import contract
 from tlax.methods import networks
-from tlax.methods.base import Method
-from tlax.methods.base import register
 
 
-@register
-class SDT(Method):
-  """Domain confusion toward the uniform prediction + soft-label transfer."""
+def sdt(model, num_classes: int, *, total_steps: int,
+        lambda_: float = 0.01,
+        nu: float = 0.1,
+        temperature: float = 2.0,
+        feature_layer: str = "embedding",
+        disc_hidden: Sequence[int] = (),
+        disc_dropout: float = 0.0,
+        soft_label_momentum: float = 0.9,
+        soft_label_target: str = "labelled",
+        pseudo_threshold: float = 0.9,
+        align_start: int = 0) -> contract.Method:
+  """SDT: domain confusion toward the uniform prediction + soft labels.
 
-  name = "sdt"
-  default_hparams = {"lambda": 0.01, "nu": 0.1, "temperature": 2.0}
+  Args:
+    model, num_classes, total_steps: see :mod:`tlax.methods.contract`.
+    lambda_: weight of the confusion loss (config key ``lambda``; swept).
+    nu: weight of the soft-label loss (swept).
+    temperature: the soft-label temperature ``tau`` (swept).
+    feature_layer: what the domain classifier sees.
+    disc_hidden, disc_dropout: the domain classifier's hidden widths and
+      dropout (the paper: one linear layer).
+    soft_label_momentum: EMA momentum of the per-class soft labels.
+    soft_label_target: ``"labelled"`` or ``"pseudo"`` (see module doc).
+    pseudo_threshold: confidence of the pseudo-labelled target examples.
+    align_start: steps before the confusion term starts.
 
-  def __init__(self, ctx):
-    super().__init__(ctx)
-    opt = lambda k, d: networks.method_option(self, k, d)
-    self.feature_layer = opt("feature_layer", "embedding")
-    self.disc = networks.DomainDiscriminator(
-        hidden=tuple(opt("disc_hidden", ())), dropout=opt("disc_dropout", 0.0),
-        num_outputs=2)
-    self.momentum = float(opt("soft_label_momentum", 0.9))
-    self.soft_label_target = opt("soft_label_target", "labelled")
-    if self.soft_label_target not in ("labelled", "pseudo"):
-      raise ValueError("config.method.soft_label_target must be 'labelled' or "
-                       f"'pseudo', got {self.soft_label_target!r}.")
-    self.pseudo_threshold = float(opt("pseudo_threshold", 0.9))
+  Returns:
+    A :class:`tlax.methods.contract.Method`.
+  """
+  if soft_label_target not in ("labelled", "pseudo"):
+    raise ValueError("config.method.soft_label_target must be 'labelled' or "
+                     f"'pseudo', got {soft_label_target!r}.")
+  common.check_align_start(align_start, total_steps)
+  classify = common.classifier_fn(model)
+  disc = networks.DomainDiscriminator(hidden=tuple(disc_hidden),
+                                      dropout=disc_dropout, num_outputs=2)
+  momentum = float(soft_label_momentum)
+  threshold = float(pseudo_threshold)
+  c = num_classes
 
-  def init_extra(self, rng, batch, params, state):
-    logits, feats, _ = self.classifier(params, state,
-                                       jnp.asarray(batch["xs"])[:2],
-                                       train=False)
-    z = networks.select_layer(self.feature_layer, logits, feats)
-    disc_params = self.disc.init(rng, z)["params"]
-    c = self.num_classes
+  def extra_init(rng, batch, params, state):
+    logits, feats, _ = classify(params, state, jnp.asarray(batch["xs"])[:2],
+                                train=False)
+    z = common.select_layer(feature_layer, logits, feats)
     extra_state = {"soft_labels": jnp.full((c, c), 1.0 / c, jnp.float32),
                    "soft_label_seen": jnp.zeros((c,), jnp.float32)}
-    return {"discriminator": disc_params}, extra_state
+    return {"discriminator": disc.init(rng, z)["params"]}, extra_state
 
-  def _update_soft_labels(self, state, logits_s, ys, temperature):
-    c = self.num_classes
-    p = jax.nn.softmax(jax.lax.stop_gradient(logits_s) / temperature, -1)
+  def update_soft_labels(state, logits_s, ys, tau):
+    p = jax.nn.softmax(jax.lax.stop_gradient(logits_s) / tau, -1)
     onehot = jax.nn.one_hot(ys, c, dtype=p.dtype)
     counts = jnp.sum(onehot, axis=0)
     means = (onehot.T @ p) / jnp.maximum(counts, 1.0)[:, None]
     old, seen = state["soft_labels"], state["soft_label_seen"]
-    m = jnp.where(seen > 0, self.momentum, 0.0)[:, None]
+    m = jnp.where(seen > 0, momentum, 0.0)[:, None]
     new = jnp.where(counts[:, None] > 0, m * old + (1 - m) * means, old)
     seen = jnp.maximum(seen, (counts > 0).astype(seen.dtype))
     return {**state, "soft_labels": new, "soft_label_seen": seen}
 
-  def loss(self, params, state, batch, rng, step, hparams):
+  def loss(params, state, batch, rng, step, hparams):
     rng_model, rng_disc = jax.random.split(rng)
-    out, state = networks.forward_domains(self, params, state, batch,
-                                          rng_model)
-    cls_loss, metrics = networks.supervised_loss(out, batch)
+    out, state = common.forward_domains(classify, params, state, batch,
+                                        rng_model)
+    cls_loss, metrics = common.supervised_loss(out, batch)
     keys = [k for k in ("s", "t", "tl") if k in out]
-    z = jnp.concatenate([networks.select_layer(self.feature_layer, *out[k])
+    z = jnp.concatenate([common.select_layer(feature_layer, *out[k])
                          for k in keys], axis=0)
     ns = out["s"][0].shape[0]
     domain = (jnp.arange(z.shape[0]) >= ns).astype(jnp.int32)
     d_params = params["discriminator"]
     # The domain classifier learns on stopped features ...
-    d_logits = self.disc.apply({"params": d_params}, jax.lax.stop_gradient(z),
-                               train=True, rngs={"dropout": rng_disc})
+    d_logits = disc.apply({"params": d_params}, jax.lax.stop_gradient(z),
+                          train=True, rngs={"dropout": rng_disc})
     disc_loss = jnp.mean(
         optax.softmax_cross_entropy_with_integer_labels(d_logits, domain))
     # ... and the features learn to confuse the stopped domain classifier.
-    conf_logits = self.disc.apply(
-        {"params": jax.lax.stop_gradient(d_params)}, z, train=True,
-        rngs={"dropout": rng_disc})
+    conf_logits = disc.apply({"params": jax.lax.stop_gradient(d_params)}, z,
+                             train=True, rngs={"dropout": rng_disc})
     conf_loss = losses.domain_confusion_loss(conf_logits)
 
     tau = hparams["temperature"]
-    state = self._update_soft_labels(state, out["s"][0], batch["ys"], tau)
+    state = update_soft_labels(state, out["s"][0], batch["ys"], tau)
     soft = jax.lax.stop_gradient(state["soft_labels"])
     if "tl" in out:
       soft_loss = losses.soft_label_loss(out["tl"][0], batch["ytl"], soft, tau)
-    elif self.soft_label_target == "pseudo":
+    elif soft_label_target == "pseudo":
       lt = out["t"][0]
       probs = jax.nn.softmax(jax.lax.stop_gradient(lt), -1)
       soft_loss = losses.soft_label_loss(
           lt, jnp.argmax(probs, -1), soft, tau,
-          mask=jnp.max(probs, -1) >= self.pseudo_threshold)
+          mask=jnp.max(probs, -1) >= threshold)
     else:
       soft_loss = jnp.zeros((), jnp.float32)
 
-    # config.method.align_start: confusion term off for the first steps.
-    weight = hparams["lambda"] * networks.alignment_schedule(self, step,
-                                                             ramp=False)
-    loss = (cls_loss + disc_loss + weight * conf_loss
-            + hparams["nu"] * soft_loss)
+    weight = hparams["lambda"] * common.alignment_schedule(
+        step, total_steps, align_start, ramp=False)
+    value = (cls_loss + disc_loss + weight * conf_loss
+             + hparams["nu"] * soft_loss)
     metrics.update(
-        loss=loss, align_loss=conf_loss, disc_loss=disc_loss,
+        loss=value, align_loss=conf_loss, disc_loss=disc_loss,
         soft_label_loss=soft_loss, align_weight=weight,
         domain_acc=jnp.mean((jnp.argmax(d_logits, -1) == domain)
                             .astype(jnp.float32)))
-    return loss, (metrics, state)
+    return value, (metrics, state)
+
+  predict, features = contract.eval_fns(model)
+  return contract.Method(
+      init=common.init_with(model, extra_init), loss=loss, predict=predict,
+      features=features, name="sdt",
+      hparams={"lambda": lambda_, "nu": nu, "temperature": temperature})

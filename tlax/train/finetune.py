@@ -1,37 +1,9 @@
-"""Fine-tuning: strict loading of a pretrained checkpoint and rules over paths.
+"""Fine-tuning from a config: ``config.finetune`` read into transfer rules.
 
-Model-based transfer (DESIGN.md) copies ``f`` from a source run, then trains
-some of it on the target. This module holds the two declarative pieces:
-
-1. **Strict loading** (the habit of big_vision's ``merge_params``):
-   :func:`merge_params` walks the freshly initialised tree of the target run
-   and takes every leaf from the checkpoint where the *path and shape* match.
-   Paths matching a ``reinit`` rule keep their fresh initialisation (e.g. the
-   head, whose number of classes may differ); ``allow_missing`` and
-   ``allow_unexpected`` rules let through leaves the target has but the
-   checkpoint lacks, and the reverse. Every re-initialised or skipped leaf is
-   logged by name; anything else that does not match raises
-   :class:`CheckpointMismatchError` listing *all* mismatches. A restore never
-   succeeds silently with half the weights.
-
-2. **Rules over parameter paths**, evaluated first-match-wins:
-
-   * ``lr_mults = (("^model/head/", 10.0), ("^model/conv", 0.0))``: a
-     learning-rate multiplier per leaf, 0 meaning frozen;
-     :func:`apply_lr_rules` wraps any optax optimiser with
-     :func:`optax.partition` (frozen leaves get :func:`optax.set_to_zero`, so
-     they keep no optimiser state and are not touched by weight decay);
-   * ``copy_layers = k``: copy the first ``k`` layers of an ordered list of
-     layer names and re-initialise the rest (Yosinski et al., 2014);
-     :func:`layer_transfer_rules` turns it into ``reinit`` rules, and, with
-     ``freeze_copied``, into ``lr_mults`` that freeze the copied layers.
-
-Paths are ``/``-joined keys of the run's trees, starting at the tree's top
-key: ``"model/Conv_0/kernel"`` for the classifier's parameters,
-``"lora/..."`` or ``"task_heads/..."`` for a method's extra networks. The
-model's non-trainable collections (``state["model"]["batch_stats"]...``) are
-matched with the collection name dropped (``"model/BatchNorm_0/mean"``), so
-one rule covers a layer's parameters and its statistics.
+The rules themselves (strict :func:`merge_params`, layer transfer, learning
+rate multipliers) are pure functions of :mod:`tlax.transfer.params`; this
+module reads the config block, loads checkpoints from disk, and builds the
+trainer's optimiser with the rules applied.
 
 The config block (``config.finetune``, see ``experiments/configs/finetune.py``)::
 
@@ -44,271 +16,41 @@ The config block (``config.finetune``, see ``experiments/configs/finetune.py``):
     layers: ()              # ordered layer names; () = order in the params
     freeze_copied: False
     lr_mults: ()            # ((regex, multiplier), ...)
-
-References:
-  Yosinski, Clune, Bengio, Lipson. How transferable are features in deep
-  neural networks? NeurIPS 2014.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping
 
-import jax
-import jax.numpy as jnp
-import numpy as np
 import optax
 
+from tlax.transfer.params import CheckpointMismatchError
+from tlax.transfer.params import Pretrained
+from tlax.transfer.params import apply_lr_rules
+from tlax.transfer.params import flatten
+from tlax.transfer.params import layer_transfer_rules
+from tlax.transfer.params import log_lr_rules
+from tlax.transfer.params import lr_multipliers
+from tlax.transfer.params import merge_params
+from tlax.transfer.params import model_layer_names
+from tlax.transfer.params import path_str
+from tlax.transfer.params import state_match_path
+from tlax.transfer.params import unflatten
+from tlax.transfer import params as transfer_params
+
 PyTree = Any
-Rules = Sequence[tuple[str, float]]
 
 logger = logging.getLogger(__name__)
 
-
-class CheckpointMismatchError(ValueError):
-  """A checkpoint does not match the target tree in a way the config allows."""
-
-
-# --------------------------------------------------------------------------
-# Paths.
-# --------------------------------------------------------------------------
-def _key_str(k) -> str:
-  for attr in ("key", "name", "idx"):
-    if hasattr(k, attr):
-      return str(getattr(k, attr))
-  return str(k)
-
-
-def path_str(path) -> str:
-  """``"a/b/c"`` for a :func:`jax.tree_util.tree_flatten_with_path` path."""
-  return "/".join(_key_str(k) for k in path)
-
-
-def flatten(tree: PyTree, prefix: str = "") -> dict[str, Any]:
-  """``{path: leaf}`` in tree order; ``prefix`` is prepended with a ``/``."""
-  leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
-  out = {}
-  for path, leaf in leaves:
-    p = path_str(path)
-    out[f"{prefix}/{p}" if prefix and p else (prefix or p)] = leaf
-  return out
-
-
-def unflatten(flat: Mapping[str, Any]) -> dict:
-  """Nested dicts from ``{"a/b": leaf}`` (the inverse of :func:`flatten`)."""
-  out: dict = {}
-  for path, leaf in flat.items():
-    keys = path.split("/")
-    node = out
-    for k in keys[:-1]:
-      node = node.setdefault(k, {})
-    node[keys[-1]] = leaf
-  return out
-
-
-def _first_match(path: str, patterns: Iterable[str]) -> str | None:
-  for pat in patterns:
-    if re.search(pat, path):
-      return pat
-  return None
-
-
-def state_match_path(path: str) -> str:
-  """The path a model-state leaf is matched under: the collection dropped.
-
-  ``"model/batch_stats/BatchNorm_0/mean"`` -> ``"model/BatchNorm_0/mean"``.
-  """
-  parts = path.split("/")
-  if len(parts) >= 3:
-    return "/".join(parts[:1] + parts[2:])
-  return path
-
-
-# --------------------------------------------------------------------------
-# Strict merge.
-# --------------------------------------------------------------------------
-def merge_params(loaded: PyTree, init: PyTree, *,
-                 reinit: Sequence[str] = (),
-                 allow_missing: Sequence[str] = (),
-                 allow_unexpected: Sequence[str] = (),
-                 prefix: str = "",
-                 match_path=None,
-                 what: str = "params",
-                 log: bool = True) -> PyTree:
-  """Fills the target tree ``init`` from ``loaded``, strictly.
-
-  For every leaf of ``init`` (path ``p``, matched as ``match_path(p)``):
-
-  * ``p`` matches a ``reinit`` regex: the fresh value is kept (logged);
-  * ``p`` is in ``loaded`` with the same shape: the loaded value is taken,
-    cast to the init leaf's dtype;
-  * ``p`` is missing from ``loaded``: kept from ``init`` if it matches an
-    ``allow_missing`` regex (logged), else a mismatch;
-  * shapes differ: a mismatch (re-initialise such a leaf with ``reinit``).
-
-  Every leaf of ``loaded`` absent from ``init`` must match
-  ``allow_unexpected`` (logged as skipped), else it is a mismatch.
-
-  Args:
-    loaded: the checkpoint's tree (nested dicts of arrays).
-    init: the target's freshly initialised tree (its structure is kept).
-    reinit, allow_missing, allow_unexpected: regexes (``re.search``) over
-      paths.
-    prefix: prepended to every path of both trees (e.g. ``"model"``).
-    match_path: maps a path to the string the regexes see (default:
-      identity); see :func:`state_match_path`.
-    what: a word for log and error messages ("params", "state").
-    log: log every re-initialised or skipped leaf (``logging.INFO``).
-
-  Returns:
-    A tree with the structure of ``init``.
-
-  Raises:
-    CheckpointMismatchError: listing every mismatch not allowed by the rules.
-  """
-  match_path = match_path or (lambda p: p)
-  flat_init = flatten(init, prefix)
-  flat_loaded = flatten(loaded, prefix)
-  out, errors, notes = {}, [], []
-  for path, fresh in flat_init.items():
-    mp = match_path(path)
-    if _first_match(mp, reinit) is not None:
-      out[path] = fresh
-      notes.append(f"re-initialised {what} {path} {tuple(np.shape(fresh))}")
-      continue
-    if path not in flat_loaded:
-      if _first_match(mp, allow_missing) is not None:
-        out[path] = fresh
-        notes.append(f"not in checkpoint, kept initialisation: {what} {path}")
-      else:
-        errors.append(f"missing in checkpoint: {what} {path} "
-                      f"{tuple(np.shape(fresh))}")
-      continue
-    value = flat_loaded[path]
-    if tuple(np.shape(value)) != tuple(np.shape(fresh)):
-      errors.append(f"shape mismatch: {what} {path}: checkpoint "
-                    f"{tuple(np.shape(value))} vs target "
-                    f"{tuple(np.shape(fresh))}")
-      continue
-    out[path] = jnp.asarray(value, dtype=getattr(fresh, "dtype", None))
-  for path in flat_loaded:
-    if path in flat_init:
-      continue
-    if _first_match(match_path(path), allow_unexpected) is not None:
-      notes.append(f"skipped checkpoint {what} {path} (not in target)")
-    else:
-      errors.append(f"unexpected in checkpoint: {what} {path} "
-                    f"{tuple(np.shape(flat_loaded[path]))}")
-  if log:
-    for n in notes:
-      logger.info("finetune: %s", n)
-  if errors:
-    raise CheckpointMismatchError(
-        f"Checkpoint does not match the target {what} ({len(errors)} "
-        "mismatches; allow them with finetune.reinit / allow_missing / "
-        "allow_unexpected):\n  " + "\n  ".join(errors))
-  leaves = [out[p] for p in flat_init]
-  treedef = jax.tree_util.tree_structure(init)
-  return jax.tree_util.tree_unflatten(treedef, leaves)
-
-
-# --------------------------------------------------------------------------
-# Layer transfer and learning-rate rules.
-# --------------------------------------------------------------------------
-def model_layer_names(model_params: Mapping[str, Any]) -> list[str]:
-  """Top-level module names of a flax params dict, in creation order.
-
-  Flax creates parameters in call order, so for a feed-forward network this
-  is input-to-output order (the head last).
-  """
-  return list(model_params.keys())
-
-
-def layer_transfer_rules(layers: Sequence[str], k: int, *,
-                         freeze_copied: bool = False,
-                         tree: str = "model"
-                         ) -> tuple[list[str], list[tuple[str, float]]]:
-  """``(reinit, lr_mults)`` that copy the first ``k`` layers.
-
-  Args:
-    layers: ordered layer (top-level module) names, input first.
-    k: number of layers to copy, ``0 <= k <= len(layers)``.
-    freeze_copied: freeze the copied layers (multiplier 0), the "AnB"
-      setting of Yosinski et al.; otherwise they are fine-tuned ("AnB+").
-    tree: the top key of the parameter paths.
-  """
-  if not 0 <= k <= len(layers):
-    raise ValueError(f"copy_layers={k} outside 0..{len(layers)} "
-                     f"(layers {list(layers)}).")
-  reinit = [f"^{tree}/{re.escape(n)}/" for n in layers[k:]]
-  lr_mults = ([(f"^{tree}/{re.escape(n)}/", 0.0) for n in layers[:k]]
-              if freeze_copied else [])
-  return reinit, lr_mults
-
-
-def lr_multipliers(params: PyTree, rules: Rules) -> PyTree:
-  """The learning-rate multiplier of every leaf (first matching rule; 1.0)."""
-  def mult(path, _):
-    p = path_str(path)
-    for pat, m in rules:
-      if re.search(pat, p):
-        return float(m)
-    return 1.0
-  return jax.tree_util.tree_map_with_path(mult, params)
-
-
-def _label(m: float) -> str:
-  return f"x{m:g}"
-
-
-def apply_lr_rules(tx: optax.GradientTransformation, params: PyTree,
-                   rules: Rules) -> optax.GradientTransformation:
-  """Wraps ``tx`` so each leaf's update is scaled by its multiplier.
-
-  Multiplier 1: the update of ``tx``; 0: :func:`optax.set_to_zero` (frozen,
-  no optimiser state); otherwise ``tx`` followed by ``optax.scale(m)`` (for
-  SGD and Adam alike this is the learning rate times ``m``). Implemented with
-  :func:`optax.partition` over labels computed from the paths.
-
-  Args:
-    tx: the base optimiser.
-    params: the trainable tree (only its structure and paths are used).
-    rules: ``((regex, multiplier), ...)``, first match wins.
-  """
-  rules = [(str(p), float(m)) for p, m in (rules or ())]
-  if not rules:
-    return tx
-  for pat, m in rules:
-    re.compile(pat)
-    if m < 0 or not np.isfinite(m):
-      raise ValueError(f"lr multiplier for {pat!r} must be finite and >= 0, "
-                       f"got {m}.")
-  mults = jax.tree_util.tree_leaves(lr_multipliers(params, rules))
-  transforms = {}
-  for m in sorted(set(mults)):
-    if m == 0.0:
-      transforms[_label(m)] = optax.set_to_zero()
-    elif m == 1.0:
-      transforms[_label(m)] = tx
-    else:
-      transforms[_label(m)] = optax.chain(tx, optax.scale(m))
-
-  def labels(p):
-    return jax.tree.map(_label, lr_multipliers(p, rules))
-
-  return optax.partition(transforms, labels)
-
-
-def log_lr_rules(params: PyTree, rules: Rules) -> None:
-  """Logs the multiplier of every leaf that is not 1 (frozen or scaled)."""
-  for path, m in flatten(lr_multipliers(params, rules)).items():
-    if m == 0.0:
-      logger.info("finetune: frozen %s", path)
-    elif m != 1.0:
-      logger.info("finetune: lr x%g %s", m, path)
+__all__ = [
+    "CheckpointMismatchError", "Pretrained", "apply_lr_rules", "flatten",
+    "layer_transfer_rules", "log_lr_rules", "lr_multipliers", "merge_params",
+    "model_layer_names", "path_str", "state_match_path", "unflatten",
+    "resolve_rules", "finetune_optimizer", "load_checkpoint_trees",
+    "load_pretrained", "init_from_pretrained", "merge_pretrained",
+]
 
 
 def resolve_rules(config, model_params: Mapping[str, Any] | None = None
@@ -406,50 +148,62 @@ def load_checkpoint_trees(path: str, step: int = -1) -> dict[str, PyTree]:
           "step": int(step), "path": os.path.join(directory, str(step))}
 
 
-def init_from_pretrained(config, params: PyTree, state: PyTree, *,
-                         log: bool = True) -> tuple[PyTree, PyTree]:
-  """Loads ``config.finetune.checkpoint`` into ``params["model"]`` and
-  ``state["model"]``, strictly (see :func:`merge_params`).
+def pretrained_record(config, trees: Mapping[str, PyTree],
+                      model_params: PyTree) -> Pretrained:
+  """The :class:`tlax.transfer.Pretrained` of restored ``trees`` under the
+  rules of ``config.finetune`` (``copy_layers`` expanded over the layers of
+  ``model_params``, a tree or its shapes)."""
+  ft = _ft(config)
+  reinit, _ = resolve_rules(config, model_params)
+  src_params = trees["params"]
+  if "model" not in src_params:
+    raise CheckpointMismatchError(
+        "checkpoint params have no 'model' tree; top keys: "
+        f"{sorted(src_params)}")
+  return Pretrained(
+      params=src_params["model"],
+      state=(trees.get("state") or {}).get("model", {}) or {},
+      reinit=tuple(reinit),
+      allow_missing=tuple(ft.get("allow_missing", ()) or ()),
+      allow_unexpected=tuple(ft.get("allow_unexpected", ()) or ()))
 
-  A no-op (returns its inputs) when the config has no ``finetune`` block or
-  its ``checkpoint`` is empty. A method's extra networks (other top keys)
-  keep their initialisation.
 
-  Returns:
-    ``(params, state)`` with the model parts replaced.
+def load_pretrained(config, model_params: PyTree, *, log: bool = True
+                    ) -> Pretrained | None:
+  """``config.finetune.checkpoint`` loaded from disk as a
+  :class:`tlax.transfer.Pretrained`, or None when the config names none.
+
+  ``model_params`` (the target model's parameters, or their shapes from
+  :func:`jax.eval_shape`) lists the layers for ``copy_layers``.
   """
   ft = _ft(config)
   if ft is None or not ft.get("checkpoint", ""):
-    return params, state
+    return None
   trees = load_checkpoint_trees(os.fspath(ft.checkpoint),
                                 int(ft.get("step", -1)))
   if log:
     logger.info("finetune: loading %s", trees["path"])
-  return merge_pretrained(config, trees, params, state, log=log)
+  return pretrained_record(config, trees, model_params)
+
+
+def init_from_pretrained(config, params: PyTree, state: PyTree, *,
+                         log: bool = True) -> tuple[PyTree, PyTree]:
+  """Loads ``config.finetune.checkpoint`` into ``params["model"]`` and
+  ``state["model"]``, strictly (:func:`tlax.transfer.merge_pretrained`).
+
+  A no-op (returns its inputs) when the config has no ``finetune`` block or
+  its ``checkpoint`` is empty.
+  """
+  pretrained = load_pretrained(config, params["model"], log=log)
+  if pretrained is None:
+    return params, state
+  return transfer_params.merge_pretrained(pretrained, params, state, log=log)
 
 
 def merge_pretrained(config, trees: Mapping[str, PyTree], params: PyTree,
                      state: PyTree, *, log: bool = True
                      ) -> tuple[PyTree, PyTree]:
   """:func:`init_from_pretrained` given already restored ``trees``."""
-  ft = _ft(config)
-  reinit, _ = resolve_rules(config, params["model"])
-  kw = dict(reinit=reinit,
-            allow_missing=tuple(ft.get("allow_missing", ()) or ()),
-            allow_unexpected=tuple(ft.get("allow_unexpected", ()) or ()),
-            log=log)
-  src_params = trees["params"]
-  if "model" not in src_params:
-    raise CheckpointMismatchError(
-        "checkpoint params have no 'model' tree; top keys: "
-        f"{sorted(src_params)}")
-  new_model = merge_params(src_params["model"], params["model"],
-                           prefix="model", what="params", **kw)
-  params = {**params, "model": new_model}
-  src_state = (trees.get("state") or {}).get("model", {}) or {}
-  tgt_state = (state or {}).get("model", {}) or {}
-  if src_state or tgt_state:
-    new_state = merge_params(src_state, tgt_state, prefix="model",
-                             match_path=state_match_path, what="state", **kw)
-    state = {**state, "model": new_state}
-  return params, state
+  return transfer_params.merge_pretrained(
+      pretrained_record(config, trees, params["model"]), params, state,
+      log=log)

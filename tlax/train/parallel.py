@@ -382,6 +382,7 @@ def pretrain_and_evaluate(config, workdir: str | os.PathLike) -> dict:
   # pylint: disable=g-import-not-at-top
   import tlax
   from tlax import methods, models
+  from tlax.methods import contract
   from tlax.train import checkpoint as ckpt_lib
   from tlax.train import state as state_lib
   from tlax.train import trainer
@@ -423,12 +424,13 @@ def pretrain_and_evaluate(config, workdir: str | os.PathLike) -> dict:
 
   kwargs = _to_dict(config.model.get("kwargs") or {})
   model = models.get_model(config.model.name, data.num_classes, **kwargs)
-  method_cls = methods.get_method(config.method.name)
+  factory = methods.get_method(config.method.name)
+  options = {k: v for k, v in _to_dict(config.method).items() if k != "name"}
 
   def build(m):
-    return method_cls(methods.MethodContext(
-        model=m, num_classes=data.num_classes, config=config,
-        total_steps=steps))
+    return contract.call_factory(factory, options, model=m,
+                                 num_classes=data.num_classes,
+                                 total_steps=steps)
   train_method = build(with_axis_name(model, AXIS))
   eval_method = build(model)
 

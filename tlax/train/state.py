@@ -21,7 +21,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from tlax.methods.contract import Method
 from tlax.train.optim import make_optimizer
 
 PyTree = Any
@@ -40,7 +39,7 @@ class TrainState:
       is a plain array pytree that orbax saves and restores as is; the step
       wraps it into a typed key.
     hparams: dict of float32 scalars: ``"lr"`` (the base learning rate) and
-      the method's ``default_hparams`` (e.g. ``"lambda"``).
+      the method's ``hparams`` (e.g. ``"lambda"``).
   """
   step: jax.Array
   params: PyTree
@@ -53,21 +52,13 @@ class TrainState:
 def init_hparams(config, method) -> dict[str, jax.Array]:
   """The run's sweepable hyper-parameters as float32 scalars.
 
-  ``"lr"`` comes from ``config.optimizer.lr``; every key of
-  ``method.default_hparams`` takes the value of ``config.method.<key>`` when
-  the config has it, else the method's default.
+  ``"lr"`` comes from ``config.optimizer.lr``; the others are the method's
+  ``hparams`` (its factory took them from ``config.method``).
 
   Raises:
     ValueError: a hyper-parameter value that is not a finite number.
   """
-  values = {"lr": config.optimizer.lr}
-  if isinstance(method, Method):  # values already taken from the config
-    values.update(method.hparams)
-  else:
-    method_cfg = config.method
-    for key, default in dict(method.default_hparams).items():
-      value = method_cfg.get(key, None)
-      values[key] = default if value is None else value
+  values = {"lr": config.optimizer.lr, **dict(method.hparams)}
   out = {}
   for key, value in values.items():
     try:
@@ -88,7 +79,7 @@ def create_train_state(config, method, batch
 
   Args:
     config: the experiment config (``seed``, ``optimizer``, ``method``).
-    method: a :class:`tlax.methods.Method`.
+    method: a :class:`tlax.methods.contract.Method`.
     batch: a sample batch (only shapes matter).
 
   Returns:
@@ -98,10 +89,7 @@ def create_train_state(config, method, batch
   """
   key = jax.random.key(int(config.seed))
   init_key, train_key = jax.random.split(key)
-  try:  # traced: one compilation instead of op-by-op dispatch
-    params, state = jax.jit(method.init)(init_key, batch)
-  except TypeError:  # an init that needs concrete values: run it eagerly
-    params, state = method.init(init_key, batch)
+  params, state = jax.jit(method.init)(init_key, batch)
   # Pretrained backbone weights (config.model.pretrained): a no-op without.
   from tlax.models import convert  # pylint: disable=g-import-not-at-top
   params, state = convert.load_into_state(config, params, state)

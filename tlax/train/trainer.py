@@ -284,23 +284,41 @@ def make_batches(config, task):
 
 
 def build_method(config, task):
-  """The method object of a (resolved) config for ``task``."""
+  """The method of a (resolved) config for ``task``.
+
+  ``config.method.<option>`` values become the factory's keyword arguments
+  (:func:`tlax.methods.contract.call_factory`). A factory that takes
+  ``pretrained`` gets ``config.finetune.checkpoint`` loaded from disk (a
+  :class:`tlax.transfer.Pretrained`, see :func:`tlax.train.finetune.load_pretrained`),
+  so its ``init`` stays pure.
+  """
+  import inspect  # pylint: disable=g-import-not-at-top
   from tlax import methods  # pylint: disable=g-import-not-at-top
   from tlax import models  # pylint: disable=g-import-not-at-top
-  method_cls = methods.get_method(config.method.name)
+  from tlax.methods import contract  # pylint: disable=g-import-not-at-top
+  factory = methods.get_method(config.method.name)
   kwargs = {k: tuple(v) if isinstance(v, list) else v
             for k, v in config_to_dict(config.model.get("kwargs") or {}).items()}
   model = models.get_model(config.model.name, task.num_classes, **kwargs)
-  if not isinstance(method_cls, type):  # a factory of the method contract
-    from tlax.methods import contract  # pylint: disable=g-import-not-at-top
-    options = {k: v for k, v in config_to_dict(config.method).items()
-               if k != "name"}
-    return contract.call_factory(method_cls, options, model=model,
-                                 num_classes=task.num_classes,
-                                 total_steps=int(config.steps))
-  ctx = methods.MethodContext(model=model, num_classes=task.num_classes,
-                              config=config, total_steps=int(config.steps))
-  return method_cls(ctx)
+  options = {k: v for k, v in config_to_dict(config.method).items()
+             if k != "name"}
+  fixed = dict(model=model, num_classes=task.num_classes,
+               total_steps=int(config.steps))
+  try:
+    takes_pretrained = "pretrained" in inspect.signature(factory).parameters
+  except (TypeError, ValueError):
+    takes_pretrained = False
+  if takes_pretrained and "pretrained" not in options:
+    from tlax.train import finetune  # pylint: disable=g-import-not-at-top
+    x = np.asarray(task.xs[:2])
+    key = jax.random.key(0)
+    shapes = jax.eval_shape(
+        lambda: model.init({"params": key, "dropout": key}, x, train=False))
+    pretrained = finetune.load_pretrained(config, shapes["params"])
+    if pretrained is not None:
+      fixed["pretrained"] = pretrained
+  method = contract.call_factory(factory, options, **fixed)
+  return method._replace(name=str(config.method.name))
 
 
 def _device_name() -> str:

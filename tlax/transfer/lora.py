@@ -23,7 +23,7 @@ tree, so it works on any flax model without changing it:
 
 The trainable factors live under ``params["lora"]`` and the base weights under
 ``params["model"]`` are frozen by a fine-tuning rule (``lr_mults``), see
-:class:`tlax.methods.conservative.LoRA`. :func:`num_lora_params` counts what
+:func:`tlax.methods.conservative.lora`. :func:`num_lora_params` counts what
 is trained.
 
 References:
@@ -39,7 +39,7 @@ from typing import Any, Mapping, Sequence
 import jax
 import jax.numpy as jnp
 
-from tlax.train import finetune
+from tlax.transfer import params as paths
 
 Array = jax.Array
 PyTree = Any
@@ -57,7 +57,7 @@ def lora_targets(model_params: PyTree,
   ``exclude`` regexes, and it is 2-D (Dense) or 4-D (Conv, HWIO).
   """
   out = []
-  for path, leaf in finetune.flatten(model_params).items():
+  for path, leaf in paths.flatten(model_params).items():
     if jnp.ndim(leaf) not in (2, 4):
       continue
     if not any(re.search(p, path) for p in targets):
@@ -89,7 +89,7 @@ def init_lora(rng: Array, model_params: PyTree, targets: Sequence[str],
   """
   if rank < 1:
     raise ValueError(f"LoRA rank must be >= 1, got {rank}.")
-  flat = finetune.flatten(model_params)
+  flat = paths.flatten(model_params)
   missing = [t for t in targets if t not in flat]
   if missing:
     raise KeyError(f"LoRA targets not in the model params: {missing}")
@@ -101,7 +101,7 @@ def init_lora(rng: Array, model_params: PyTree, targets: Sequence[str],
     a = jax.random.normal(key, (fan_in, rank), jnp.float32) / jnp.sqrt(fan_in)
     factors[f"{path}/a"] = a.astype(w.dtype)
     factors[f"{path}/b"] = jnp.zeros((rank, fan_out), w.dtype)
-  return finetune.unflatten(factors)
+  return paths.unflatten(factors)
 
 
 def lora_delta(a: Array, b: Array, shape, scale: float | Array) -> Array:
@@ -122,19 +122,19 @@ def merge_lora(model_params: PyTree, lora_params: Mapping[str, Any],
   """
   if not lora_params:
     return model_params
-  flat_lora = finetune.flatten(lora_params)
+  flat_lora = paths.flatten(lora_params)
   pairs = {p[:-2] for p in flat_lora if p.endswith("/a")}
   scale = alpha / rank
 
   def merge(path, w):
-    p = finetune.path_str(path)
+    p = paths.path_str(path)
     if p not in pairs:
       return w
     d = lora_delta(flat_lora[p + "/a"], flat_lora[p + "/b"], w.shape, scale)
     return w + d.astype(w.dtype)
 
   merged = jax.tree_util.tree_map_with_path(merge, model_params)
-  known = set(finetune.flatten(model_params))
+  known = set(paths.flatten(model_params))
   unknown = sorted(pairs - known)
   if unknown:
     raise KeyError(f"LoRA factors for kernels not in the model: {unknown}")
