@@ -10,6 +10,7 @@ for a method of your own.
 
 from typing import Callable
 
+from tlax.methods import adda as _adda
 from tlax.methods import cdan as _cdan
 from tlax.methods import conservative as _conservative
 from tlax.methods import contract
@@ -17,6 +18,7 @@ from tlax.methods import dann as _dann
 from tlax.methods import ddan as _ddan
 from tlax.methods import discrepancy as _discrepancy
 from tlax.methods import dsn as _dsn
+from tlax.methods import mcd as _mcd
 from tlax.methods import multitask as _multitask
 from tlax.methods import pixelda as _pixelda
 from tlax.methods import sdt as _sdt
@@ -44,6 +46,9 @@ METHODS: dict[str, Callable[..., Method]] = {
     "sdt": _sdt.sdt,
     "dsn": _dsn.dsn,
     "pixelda": _pixelda.pixelda,
+    # Owning their update: alternating phases, several optimiser states.
+    "mcd": _mcd.mcd,
+    "adda": _adda.adda,
     # Fine-tuning and multitask.
     "finetune": _conservative.finetune,
     "l2sp": _conservative.l2sp,
