@@ -210,7 +210,10 @@ def cdan_multilinear(features: Any, probs: Any,
 
   Args:
     features: (batch, d).
-    probs: (batch, C) softmax outputs (CDAN does not stop their gradient).
+    probs: (batch, C) softmax outputs, used as given: CDAN passes them with
+      their gradient stopped (``softmax_output.detach()`` in the authors'
+      code, as :mod:`tlax.methods.cdan` does); the map itself does not stop
+      it.
     projection: optional pair ``(R_f (d, out), R_g (C, out))``.
 
   Returns:

@@ -11,7 +11,7 @@ reconstructs each input from ``h_c + h_p``::
 
     loss = L_task + alpha L_recon + beta L_difference + gamma L_similarity
 
-* ``L_task``: the weighted source risk (DESIGN.md's ``v_i``);
+* ``L_task``: the weighted source risk (instance weights ``v_i``);
 * ``L_recon``: the scale-invariant MSE ``(1/k)||x - x_hat||^2 -
   (1/k^2)(sum(x - x_hat))^2`` (per example, averaged), on both domains;
 * ``L_difference``: the soft orthogonality ``||H_c^T H_p||_F^2`` between

@@ -1,6 +1,6 @@
 """The train state: everything a run depends on, in one checkpointable pytree.
 
-Exact resumability (DESIGN.md) holds because the step, the parameters, the
+Exact resumability holds because the step, the parameters, the
 method's non-trainable state, the optimiser state and the PRNG key all live
 here, and the data pipeline needs only the step (``PairedBatches.batch(step)``
 is a pure function of the seed and the step).
