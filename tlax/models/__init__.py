@@ -1,6 +1,6 @@
 """Classifier networks: flax.linen modules returning ``(logits, features)``.
 
-Every model follows the contract of :mod:`tlax.methods.base`:
+Every model follows the contract of :mod:`tlax.methods.contract`:
 ``model.apply(variables, x, train=bool, rngs=..., mutable=...)`` returns
 ``(logits, features)``; ``features`` maps names to intermediate activations
 and ``features["embedding"]`` is always the input of the classification head,

@@ -18,7 +18,7 @@ class MLP(nn.Module):
 
   Any dimensions after the batch dimension are flattened, so images work too.
 
-  Features (the model contract of :mod:`tlax.methods.base`):
+  Features (the model contract of :mod:`tlax.methods.contract`):
     ``"fc1"``, ..., ``"fc<k>"``: hidden activations after the nonlinearity
     (before dropout); ``"bottleneck"`` (when ``bottleneck`` is set): the
     bottleneck activation; ``"embedding"``: exactly the input of the head (the

@@ -1,7 +1,7 @@
 """Training: the TrainState, the jitted step, evaluation, checkpoints.
 
-One generic trainer for every deep method (DESIGN.md): a method is the loss
-it adds (:mod:`tlax.methods.base`); :func:`train_and_evaluate` runs it on a
+One generic trainer for every deep method: a method is a record of pure
+functions (:mod:`tlax.methods.contract`); :func:`train_and_evaluate` runs it on a
 task from a config and writes ``metrics.jsonl``, orbax checkpoints and
 ``result.json`` to a workdir, resuming exactly after a kill.
 """
