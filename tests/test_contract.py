@@ -122,3 +122,24 @@ def test_call_factory_keyword_mapping():
   assert got == (0.1, ("a", "b"))
   assert jnp.isclose(contract.weighted_cross_entropy(
       jnp.zeros((2, 3)), jnp.array([0, 1])), jnp.log(3.0))
+
+
+@pytest.mark.slow
+def test_methods_do_not_import_the_training_package():
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  code = ("import sys, tlax.methods, tlax.transfer; "
+          "print(sorted(m for m in sys.modules if m.startswith('tlax.train')))")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                       text=True, check=True, timeout=300).stdout
+  assert out.strip() == "[]", out
+
+
+def test_every_registered_method_is_a_factory_with_keyword_options():
+  import inspect  # pylint: disable=g-import-not-at-top
+  for name, factory in methods.METHODS.items():
+    params = inspect.signature(factory).parameters
+    assert list(params)[:2] == ["model", "num_classes"], name
+    assert params["total_steps"].kind == inspect.Parameter.KEYWORD_ONLY, name
+    options = [p for p in list(params.values())[3:]]
+    assert all(p.kind == p.KEYWORD_ONLY for p in options), name
