@@ -143,3 +143,15 @@ def test_every_registered_method_is_a_factory_with_keyword_options():
     assert params["total_steps"].kind == inspect.Parameter.KEYWORD_ONLY, name
     options = [p for p in list(params.values())[3:]]
     assert all(p.kind == p.KEYWORD_ONLY for p in options), name
+
+
+def test_config_diff_treats_an_absent_option_as_its_default():
+  old = {"method": {"name": "cdan_e", "lambda": 1.0}}
+  same = {"method": {"name": "cdan_e", "lambda": 1.0,
+                     "entropy_conditioning": True,
+                     "max_multilinear_dim": 4096}}
+  assert train.config_diff(same, old) == []
+  other = {"method": {"name": "cdan_e", "lambda": 1.0,
+                      "max_multilinear_dim": 10}}
+  assert train.config_diff(other, old) == [
+      "  method.max_multilinear_dim: requested 10, workdir has '<absent>'"]

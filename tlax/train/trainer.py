@@ -136,6 +136,7 @@ def config_diff(requested: Mapping[str, Any], saved: Mapping[str, Any], *,
   """
   a = _flatten(config_to_dict(requested))
   b = _flatten(config_to_dict(saved))
+  defaults = _method_option_defaults(a.get("method.name"))
   lines = []
   for key in sorted(set(a) | set(b)):
     if key.split(".")[0] in NON_RESULT_FIELDS:
@@ -146,6 +147,10 @@ def config_diff(requested: Mapping[str, Any], saved: Mapping[str, Any], *,
     if key in KEYS_ADDED_LATER and "<absent>" in (va, vb) and (
         KEYS_ADDED_LATER[key] in (va, vb)):
       continue
+    # A method option left out is the option at its factory's default.
+    if "<absent>" in (va, vb) and key in defaults and (
+        defaults[key] in (va, vb)):
+      continue
     if va != vb:
       lines.append(f"  {key}: requested {va!r}, workdir has {vb!r}")
   return lines
@@ -154,6 +159,30 @@ def config_diff(requested: Mapping[str, Any], saved: Mapping[str, Any], *,
 def _resolved_at_run_time(key: str) -> bool:
   return (key in AUTO_FIELDS or key.startswith("model.kwargs.")
           or key in ("eval_every", "checkpoint_every"))
+
+
+def _method_option_defaults(name) -> dict[str, Any]:
+  """``{"method.<option>": default}`` of the factory of method ``name``
+  (``{}`` when it cannot be resolved)."""
+  import inspect  # pylint: disable=g-import-not-at-top
+  import keyword  # pylint: disable=g-import-not-at-top
+  from tlax import methods  # pylint: disable=g-import-not-at-top
+  try:
+    params = inspect.signature(methods.get_method(name)).parameters
+  except Exception:  # pylint: disable=broad-except
+    return {}
+  out = {}
+  for p in params.values():
+    if p.kind != p.KEYWORD_ONLY or p.default is p.empty:
+      continue
+    key = p.name[:-1] if (p.name.endswith("_")
+                          and keyword.iskeyword(p.name[:-1])) else p.name
+    if isinstance(p.default, Mapping):
+      for k, v in _flatten(config_to_dict(dict(p.default))).items():
+        out[f"method.{key}.{k}"] = v
+    else:
+      out[f"method.{key}"] = config_to_dict({"v": p.default})["v"]
+  return out
 
 
 def _get(config, dotted: str):
