@@ -23,10 +23,13 @@ _PREDICT_FNS: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary(
 def make_predict_fn(method):
   """Jitted ``(params, state, x) -> predicted labels`` of a method.
 
-  Cached per method object, so repeated evaluations reuse the compilation.
+  Cached per ``method.predict`` function (a method record is a tuple, which
+  cannot be weakly referenced), so repeated evaluations reuse the
+  compilation.
   """
+  key = getattr(method, "predict", method)
   try:
-    return _PREDICT_FNS[method]
+    return _PREDICT_FNS[key]
   except (KeyError, TypeError):
     pass
 
@@ -35,7 +38,7 @@ def make_predict_fn(method):
     return jnp.argmax(method.predict(params, state, x), axis=-1)
 
   try:
-    _PREDICT_FNS[method] = predict
+    _PREDICT_FNS[key] = predict
   except TypeError:  # not weak-referenceable: no cache
     pass
   return predict
