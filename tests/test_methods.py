@@ -61,14 +61,9 @@ def hparams_of(method, **override):
   return hp
 
 
-_GRAD = {}
-
-
 def loss_and_grad(method):
-  """The jitted value-and-grad of ``method.loss`` (cached per method)."""
-  if id(method) not in _GRAD:
-    _GRAD[id(method)] = jax.jit(jax.value_and_grad(method.loss, has_aux=True))
-  return _GRAD[id(method)]
+  """The jitted value-and-grad of ``method.loss``."""
+  return jax.jit(jax.value_and_grad(method.loss, has_aux=True))
 
 
 def tree_norm(t):
