@@ -92,7 +92,7 @@ def parse_sets(items: Sequence[str]) -> list[tuple[str, Any]]:
 
 
 def run_config(config, workdir: str) -> dict:
-  """``train_and_evaluate`` (or the pretraining stage), returning the result."""
+  """``train_and_evaluate`` (pretraining included), returning the result."""
   from tlax import train  # pylint: disable=g-import-not-at-top
   t = time.time()
   done = os.path.join(workdir, "result.json")
@@ -108,11 +108,7 @@ def run_config(config, workdir: str) -> dict:
       raise train.ConfigMismatchError(
           f"{done} was made with a different config:\n" + "\n".join(diff))
     return previous
-  if config.get("stage", None) == "pretrain":
-    from tlax.train import parallel  # pylint: disable=g-import-not-at-top
-    result = parallel.pretrain_and_evaluate(config, workdir)
-  else:
-    result = train.train_and_evaluate(config, workdir)
+  result = train.train_and_evaluate(config, workdir)
   logging.info("%s: %.2f%% (%.0fs)", workdir,
                result.get("target_accuracy") or float("nan"), time.time() - t)
   return result

@@ -18,14 +18,13 @@ from experiments.configs import finetune as ft_config
 from experiments.configs import pretrain as pt_config
 from tlax.train import checkpoint as ckpt_lib
 from tlax.train import finetune
-from tlax.train import parallel
 from tlax.train import trainer
 
 
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("pretrain")
-  result = parallel.pretrain_and_evaluate(pt_config.get_config("quick"),
+  result = trainer.train_and_evaluate(pt_config.get_config("quick"),
                                           str(workdir))
   assert result["num_devices"] == jax.local_device_count()
   return str(workdir), finetune.load_checkpoint_trees(str(workdir))
@@ -138,7 +137,7 @@ def test_pretrain_resumes_from_its_checkpoint(pretrained):
   with open(os.path.join(workdir, "result.json")) as f:
     first = json.load(f)
   os.remove(os.path.join(workdir, "result.json"))
-  again = parallel.pretrain_and_evaluate(pt_config.get_config("quick"),
+  again = trainer.train_and_evaluate(pt_config.get_config("quick"),
                                          workdir)
   assert again["source_test_accuracy"] == first["source_test_accuracy"]
   assert again["source_val_accuracy"] == first["source_val_accuracy"]

@@ -107,6 +107,15 @@ def base_config() -> ml_collections.ConfigDict:
   c.quick = False
   c.stop_after_step = -1  # tests only: SIGKILL the process after this step
 
+  # Devices (tlax.train.devices): "none" (one device), "auto" (= "sharded"),
+  # "sharded" (jit over a mesh) or "pmap"; num_devices 0: all local ones.
+  c.parallel = "none"
+  c.num_devices = 0
+  # Multi-host: jax.distributed.initialize(**distributed_args) when True (or
+  # when JAX_COORDINATOR_ADDRESS is set).
+  c.distributed = False
+  c.distributed_args = ml_collections.ConfigDict()
+
   c.auto = ml_collections.ConfigDict(AUTO)
   return c
 

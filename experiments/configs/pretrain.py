@@ -1,10 +1,15 @@
-r"""Pretraining stage: data-parallel (``jax.pmap``) training on a large source.
+r"""Pretraining: a source-only run on a large source, data-parallel.
 
 Trains a classifier on ``config.source`` (SynDigits, 100,000 rendered
-training images by default) with synchronous data parallelism over the local
-devices (:mod:`tlax.train.parallel`), writes orbax checkpoints under
+training images by default) through the one trainer
+(:func:`tlax.train.train_and_evaluate`; ``config.target`` empty), with
+synchronous data parallelism over the local devices (``config.parallel``,
+:mod:`tlax.train.devices`), and writes orbax checkpoints under
 ``<workdir>/checkpoints`` (the ``finetune.checkpoint`` of
-``experiments/configs/finetune.py``) and ``<workdir>/result.json``.
+``experiments/configs/finetune.py``) and ``<workdir>/result.json``
+(``source_test_accuracy``, ``images_per_sec``, ``num_devices``, ...). A
+finished run asked for again returns its stored result, so fine-tuning
+scripts can call it to get the pretrained model once.
 
 COMMAND:
   python -m experiments.run --config=experiments/configs/pretrain.py \
@@ -15,6 +20,11 @@ COMMAND:
     python -m experiments.run --config=experiments/configs/pretrain.py \
     --config.optimizer.name=lamb --config.optimizer.lr=0.01 \
     --workdir=runs/pretrain/syndigits100k_lenet_lamb
+
+  # pmap instead of the sharded jit:
+  XLA_FLAGS=--xla_force_host_platform_device_count=4 \
+    python -m experiments.run --config=experiments/configs/pretrain.py \
+    --config.parallel=pmap --workdir=runs/pretrain/syndigits100k_pmap
 
   # Any TFDS dataset (images are resized to image_size):
   python -m experiments.run --config=experiments/configs/pretrain.py \
@@ -44,6 +54,7 @@ def get_config(arg: str | None = None):
   c.stage = "pretrain"
   c.source = "digits/syndigits"
   c.target = ""  # optional: also report the accuracy on this domain's test
+  c.source_test = True  # with a target: also evaluate the source test split
   c.image_size = 16
   c.channels = 1
   c.domain_options = ml_collections.ConfigDict(
@@ -63,9 +74,8 @@ def get_config(arg: str | None = None):
   c.optimizer.eps = 1e-8
   c.steps = 4000
   c.batch_size = 256  # global: over all hosts and devices
-  c.num_devices = 0   # 0: all local devices
-  c.distributed = False
-  c.distributed_args = ml_collections.ConfigDict()
+  c.parallel = "auto"  # data parallelism over all local devices
+  c.num_devices = 0     # 0: all local devices
 
   c.log_every = 100
   c.eval_every = 1000

@@ -1,8 +1,16 @@
 """The one generic trainer: ``train_and_evaluate(config, workdir) -> result``.
 
-Flow (DESIGN.md): config -> task -> paired batches -> method -> jitted step
--> metrics (``metrics.jsonl``) -> checkpoints (orbax) -> evaluation ->
-``result.json``.
+Flow: config -> task -> paired batches -> method -> jitted step (placed on
+devices by :mod:`tlax.train.devices` for ``config.parallel``) -> metrics
+(``metrics.jsonl``) -> checkpoints (orbax) -> evaluation -> ``result.json``.
+
+Pretraining is a run of this loop too: a source-only method on a large
+source with ``config.target`` empty (``experiments/configs/pretrain.py``);
+the result then reports ``source_test_accuracy``, and the checkpoints under
+``<workdir>/checkpoints`` are what fine-tuning configs load
+(``finetune.checkpoint``). ``images_per_sec`` (training throughput without
+the compiling first step, evaluations and checkpoints), ``parallel`` and
+``num_devices`` are in every result.
 
 Workdir layout::
 
@@ -44,6 +52,7 @@ import tqdm
 
 import tlax
 from tlax.train import checkpoint as ckpt_lib
+from tlax.train import devices as devices_lib
 from tlax.train import selection
 from tlax.train import workdir as workdir_lib
 from tlax.train.finite import FiniteCheck
@@ -54,7 +63,6 @@ from tlax.train.metrics_log import write_atomic
 from tlax.train.optim import make_optimizer
 from tlax.train.optim import make_schedule
 from tlax.train.state import create_train_state
-from tlax.train.step import make_train_step
 
 # Fields that may be left None (or "auto") and are then filled from
 # config.auto[<collection of the source>] or config.auto.default.
@@ -69,7 +77,8 @@ REQUIRED_FIELDS = ("model.name", "steps", "batch_size", "optimizer.name",
 # ``auto`` (the per-collection defaults table) is not compared itself: the
 # values it resolves to are.
 NON_RESULT_FIELDS = ("progress", "stop_after_step", "data_dir", "auto",
-                     "plots", "validators", "checkpoint_every")
+                     "plots", "validators", "checkpoint_every", "distributed",
+                     "distributed_args")
 MODEL_BY_KIND = {"features": "mlp", "image": "lenet"}
 # Config keys added after runs were made, each with the value that does what
 # runs made before the key existed did. A workdir whose config lacks one of
@@ -81,6 +90,8 @@ KEYS_ADDED_LATER = {
     # other numbers are those of a run with it (the final accuracy, the
     # source-validation selection).
     "iw_validation": True,
+    "parallel": "none",       # data parallelism (tlax.train.devices)
+    "num_devices": 0,
 }
 
 
@@ -292,11 +303,19 @@ def validate_config(config, check_model: bool = True) -> None:
 # Building blocks
 # ----------------------------------------------------------------------------
 def load_task(config):
-  """The task of a (resolved) config via :func:`tlax.data.make_task`."""
+  """The task of a (resolved) config via :func:`tlax.data.make_task`.
+
+  Without a target (``config.target`` empty: pretraining on a large source),
+  the source plays both parts: the batches' ``xt`` come from the source's
+  training split (a source-only method does not read them) and the
+  evaluated test split is the source's.
+  """
   from tlax import data  # pylint: disable=g-import-not-at-top
   options = config_to_dict(config.get("domain_options") or {}) or None
+  if not config.target and options and "source" in options:
+    options = {**options, "target": options["source"]}  # the same domain
   return data.make_task(
-      config.source, config.target,
+      config.source, config.target or config.source,
       image_size=config.get("image_size"), channels=config.get("channels"),
       data_dir=config.get("data_dir"), seed=int(config.seed),
       target_labeled_per_class=int(config.get("target_labeled_per_class", 0)),
@@ -312,14 +331,16 @@ def make_batches(config, task):
       labeled_batch_size=int(config.get("labeled_batch_size") or 0))
 
 
-def build_method(config, task):
+def build_method(config, task, *, axis_name: str | None = None):
   """The method of a (resolved) config for ``task``.
 
   ``config.method.<option>`` values become the factory's keyword arguments
   (:func:`tlax.methods.contract.call_factory`). A factory that takes
   ``pretrained`` gets ``config.finetune.checkpoint`` loaded from disk (a
   :class:`tlax.transfer.Pretrained`, see :func:`tlax.train.finetune.load_pretrained`),
-  so its ``init`` stays pure.
+  so its ``init`` stays pure. ``axis_name``: the devices' axis of a
+  ``jax.pmap`` step, given to models that synchronise BatchNorm statistics
+  (:func:`devices.with_axis_name`).
   """
   import inspect  # pylint: disable=g-import-not-at-top
   from tlax import methods  # pylint: disable=g-import-not-at-top
@@ -329,6 +350,8 @@ def build_method(config, task):
   kwargs = {k: tuple(v) if isinstance(v, list) else v
             for k, v in config_to_dict(config.model.get("kwargs") or {}).items()}
   model = models.get_model(config.model.name, task.num_classes, **kwargs)
+  if axis_name is not None:
+    model = devices_lib.with_axis_name(model, axis_name)
   options = {k: v for k, v in config_to_dict(config.method).items()
              if k != "name"}
   fixed = dict(model=model, num_classes=task.num_classes,
@@ -348,11 +371,6 @@ def build_method(config, task):
       fixed["pretrained"] = pretrained
   method = contract.call_factory(factory, options, **fixed)
   return method._replace(name=str(config.method.name))
-
-
-def _device_name() -> str:
-  d = jax.devices()[0]
-  return f"{d.platform}:{getattr(d, 'device_kind', '')}".rstrip(":")
 
 
 def _selected(evals: list[dict], criterion: str = "source_val_accuracy"
@@ -483,12 +501,15 @@ def _train_and_evaluate(config, workdir: str,
   # Unknown names fail before any data is loaded.
   from tlax import methods  # pylint: disable=g-import-not-at-top
   methods.get_method(config.method.name)
+  devices_lib.resolve_mode(config)
+  devices_lib.maybe_initialize_distributed(config)
   config = resolve_config(config)  # table defaults (task-independent)
   if task is None:
     task = load_task(config)
   target_labels = bool(task.info.get("target_labels", True))
   config = resolve_config(config, task)  # the model by the domains' kind
   config_dict = config_to_dict(config)
+  has_target = bool(config.target)
   method = build_method(config, task)
   batches = make_batches(config, task)
   steps = int(config.steps)
@@ -518,14 +539,18 @@ def _train_and_evaluate(config, workdir: str,
   if start_step and log.records:
     elapsed_before = max(float(r.get("elapsed", 0.0)) for r in log.records)
 
-  step_fn = make_train_step(method, tx, make_schedule(config))
+  train_method = (build_method(config, task, axis_name=devices_lib.AXIS)
+                  if devices_lib.resolve_mode(config) == "pmap" else method)
+  dp = devices_lib.data_parallel(config, method, tx, make_schedule(config),
+                                 train_method=train_method)
+  state = dp.put_state(state)
   t0 = time.time()
 
   def elapsed():
     return elapsed_before + time.time() - t0
 
-  use_iw = (bool(config.get("iw_validation", True)) and len(task.xs_val) > 1
-            and len(task.xt) > 1)
+  use_iw = (has_target and bool(config.get("iw_validation", True))
+            and len(task.xs_val) > 1 and len(task.xt) > 1)
   iw_fns = selection.make_fns(method) if use_iw else None
   validator_names = tuple(config.get("validators", None) or ())
   if validator_names:
@@ -564,11 +589,11 @@ def _train_and_evaluate(config, workdir: str,
       "optimizer.clip_norm (e.g. --config.optimizer.clip_norm=10)")
 
   def check_finite():
-    finite.check(state, done)
+    finite.check(dp.get_state(state), done)
 
   def save(st):
     with workdir_lib.disk_errors(ckpt_dir, f"the checkpoint of step {done}"):
-      ckpt_lib.save_checkpoint(manager, st, config_dict,
+      ckpt_lib.save_checkpoint(manager, dp.get_state(st), config_dict,
                                extra=_window_to_json(pending))
 
   show = bool(config.get("progress", True)) and sys.stderr.isatty()
@@ -579,11 +604,33 @@ def _train_and_evaluate(config, workdir: str,
   postfix = {}
   stop_after = int(config.get("stop_after_step", -1) or -1)
   last_log_time, last_log_step = time.time(), start_step
+  in_flight: list[Any] = []
+  train_time, images_timed, timer = 0.0, 0, None
+
+  def pause():  # evaluation and checkpoints are not training throughput
+    nonlocal train_time, timer
+    jax.block_until_ready(state)
+    if timer is not None:
+      train_time += time.time() - timer
+    timer = None
+
   for step in range(start_step, steps):
-    state, metrics = step_fn(state, batches.batch(step))
+    if step > start_step and timer is None:
+      timer = time.time()
+    state, metrics = dp.step(state, dp.put_batch(batches.batch(step)))
+    metrics = dp.get_metrics(metrics)
     done = step + 1
     pending.append((done, metrics))
     finite.add(done, metrics["loss"])
+    if step == start_step:  # compilation is not throughput
+      jax.block_until_ready(metrics)
+    else:
+      images_timed += int(config.batch_size)
+    # At most MAX_STEPS_IN_FLIGHT steps queued: XLA:CPU's collectives abort
+    # a deeper queue of multi-device steps (tlax.train.devices).
+    in_flight.append(metrics["loss"])
+    if len(in_flight) > devices_lib.MAX_STEPS_IN_FLIGHT:
+      jax.block_until_ready(in_flight.pop(0))
     if done % config.log_every == 0 or done == steps:
       check_finite()
       host = jax.device_get([m for _, m in pending])
@@ -600,12 +647,14 @@ def _train_and_evaluate(config, workdir: str,
       bar.set_postfix(postfix, refresh=False)
     if done % config.eval_every == 0 or done == steps:
       check_finite()
-      record, _, _ = run_eval(state, done)
+      pause()
+      record, _, _ = run_eval(dp.get_state(state), done)
       if record["target_accuracy"] is not None:
         postfix["target_acc"] = f"{record['target_accuracy']:.1f}"
       bar.set_postfix(postfix, refresh=False)
     if done % config.checkpoint_every == 0 or done == steps:
       check_finite()
+      pause()
       save(state)
     bar.update(1)
     if interrupts.signum is not None:  # SIGINT/SIGTERM: save, then stop
@@ -621,6 +670,9 @@ def _train_and_evaluate(config, workdir: str,
       sys.stderr.flush()
       os.kill(os.getpid(), signal.SIGKILL)
   bar.close()
+  pause()
+  state = dp.get_state(state)
+  images_per_sec = images_timed / train_time if train_time > 0 else None
 
   evals = log.of_type("eval")
   if evals and evals[-1]["step"] == steps:
@@ -654,14 +706,33 @@ def _train_and_evaluate(config, workdir: str,
       "transductive": bool(getattr(task, "transductive", False)),
       "wall_time_s": elapsed(),
       "process_time_s": time.time() - t_start,
+      "images_per_sec": images_per_sec,
+      "parallel": dp.mode,
+      "num_devices": dp.num_devices,
+      "per_device_batch": int(config.batch_size) // dp.num_devices,
+      "num_processes": jax.process_count(),
+      "checkpoint": os.path.join(workdir, "checkpoints"),
       "config": config_dict,
       "tlax_version": tlax.__version__,
       "jax_version": jax.__version__,
       "python_version": platform.python_version(),
-      "device": _device_name(),
+      "device": devices_lib.device_name(),
   }
-  with workdir_lib.disk_errors(result_path, "the result"):
-    write_atomic(result_path, json.dumps(result, indent=2) + "\n")
+  if config.get("stage"):
+    result["stage"] = config.stage
+  if not has_target:
+    # The evaluated "target" was the source's test split.
+    result["source_test_accuracy"] = result.pop("target_accuracy")
+    for key in ("target_mean_class_accuracy", "per_class_accuracy"):
+      result["source_test_" + key.replace("target_", "")] = result.pop(key)
+  elif config.get("source_test", False):
+    xs_test, ys_test = task.source.splits["test"]
+    result["source_test_accuracy"] = evaluate(
+        method, state.params, state.state, xs_test, ys_test,
+        config.eval_batch_size, task.num_classes)["accuracy"]
+  if jax.process_index() == 0:
+    with workdir_lib.disk_errors(result_path, "the result"):
+      write_atomic(result_path, json.dumps(result, indent=2) + "\n")
   if config.get("plots", False):
     # t-SNE/PCA of source and target features and the learning curves, as
     # PNGs in the workdir (config.plots = "tsne" or "pca"; True means tsne).
@@ -670,11 +741,11 @@ def _train_and_evaluate(config, workdir: str,
     paths = viz_embedding.save_run_plots(workdir, method, state.params,
                                          state.state, task, embedding=kind)
     logging.info("plots: %s", ", ".join(paths))
-  logging.info("%s %s -> %s seed %d: target accuracy %s after %d steps.",
+  logging.info("%s %s -> %s seed %d: %s accuracy %s after %d steps.",
                result["method"], result["source"], result["target"],
-               result["seed"],
-               "unknown (no target labels)" if result["target_accuracy"] is None
-               else f"{result['target_accuracy']:.2f}%", steps)
+               result["seed"], "target" if has_target else "source test",
+               "unknown (no target labels)" if tgt["accuracy"] is None
+               else f"{tgt['accuracy']:.2f}%", steps)
   return result
 
 
@@ -704,10 +775,11 @@ def run_experiment(config: ml_collections.ConfigDict,
   and :mod:`experiments.sweep` call this. ``config.runner`` names the
   function that runs the experiment (``"package.module:function"`` taking
   ``(config, workdir, **kwargs)`` and writing ``<workdir>/result.json``); when
-  it is absent or empty, :func:`train_and_evaluate` runs it (the pretraining
-  stage, ``config.stage == "pretrain"``, included).
+  it is absent or empty, :func:`train_and_evaluate` runs it (pretraining
+  included: a source-only run without a target).
   """
   runner = config.get("runner", None)
+<<<<<<< HEAD
   workdir = workdir_lib.prepare_workdir(workdir)
   with workdir_lib.WorkdirLock(workdir):  # one run per workdir, any family
     if runner:
@@ -718,4 +790,11 @@ def run_experiment(config: ml_collections.ConfigDict,
       from tlax.train import parallel  # pylint: disable=g-import-not-at-top
       return parallel.pretrain_and_evaluate(config, workdir)
     return train_and_evaluate(config, workdir, **kwargs)
+=======
+  if runner:
+    from tlax import utils  # pylint: disable=g-import-not-at-top
+    fn = utils.import_object(str(runner), what="runner")
+    return fn(config, workdir, **kwargs)
+  return train_and_evaluate(config, workdir, **kwargs)
+>>>>>>> 2964e69 (One trainer: pretraining is a source-only run of train_and_evaluate; data parallelism (config.parallel: none | sharded | pmap) wraps the one step (tlax.train.devices); the trainer bounds the queued steps, which XLA:CPU's all-reduce needs on several devices; XLA options in tlax.train.xla)
 
