@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import optax
 
 from tlax import models
-from tlax.models import layers
+from tlax.kernels import conv as layers
 
 
 def _flax_conv(features, kernel_size, strides=1, padding="SAME",

@@ -8,7 +8,7 @@ discriminator; forward and forward + gradients, in XLA (jax.jit;
 ``layers.conv2d(impl="xla")``, XLA's own convolution, and with ``--impls``
 tlax's other implementations, forward + both gradients) and in PyTorch
 eager (oneDNN), median milliseconds over 20 calls after a warm-up.
-XLA's programs are compiled with ``layers.cpu_compiler_options()`` as
+XLA's programs are compiled with ``xla.compiler_options()`` as
 tlax's own are (XLA's convolutions through Eigen, not YNNPACK);
 ``--xla_options=default`` compiles with XLA's defaults instead. Run it with
 ``XLA_FLAGS`` set to compare other XLA:CPU options, or with ``--threads 1``
@@ -63,11 +63,11 @@ def main(argv=None):
                  "8x8 and 16x16")
   p.add_argument("--xla_options", choices=("tlax", "default"),
                  default="tlax",
-                 help="compile with layers.cpu_compiler_options() (tlax) or "
+                 help="compile with xla.compiler_options() (tlax) or "
                  "XLA's default options")
   args = p.parse_args(argv)
   from tlax.models import layers  # pylint: disable=g-import-not-at-top
-  opts = (layers.cpu_compiler_options() if args.xla_options == "tlax"
+  opts = (xla.compiler_options() if args.xla_options == "tlax"
           else {})
   jit = lambda f: jax.jit(f, compiler_options=opts)
   impls = [i for i in args.impls.split(",") if i]

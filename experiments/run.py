@@ -41,6 +41,12 @@ def summary(result: dict) -> dict:
 
 def _run(config, workdir):
   result = train.run_experiment(config, workdir)
+  if config.get("plots", None):
+    # t-SNE/PCA of source and target features and the learning curves, as
+    # PNGs in the workdir (config.plots = "tsne" or "pca").
+    from tlax.viz import embedding  # pylint: disable=g-import-not-at-top
+    kind = config.plots if isinstance(config.plots, str) else "tsne"
+    embedding.plot_run(workdir, embedding=kind)
   print(json.dumps(summary(result)))
 
 

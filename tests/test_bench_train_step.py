@@ -7,6 +7,9 @@ import pytest
 
 from experiments import bench_train_step as bench
 
+# Subprocesses, compiled C++, notebooks or benchmarks: not in the quick suite.
+pytestmark = pytest.mark.slow
+
 FEW = ["--image_size=16", "--rounds=1", "--steps=2", "--warmup=1"]
 
 

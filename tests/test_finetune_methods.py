@@ -160,6 +160,7 @@ manager.close()
 """
 
 
+@pytest.mark.slow
 def test_checkpoint_from_devices_this_process_lacks_loads(tmp_path):
   """Pretrained on other devices (a GPU, pmap's replicas), fine-tuned here:
   the trees come back as NumPy arrays. Orbax's own target-free

@@ -1,4 +1,5 @@
-"""Tests for tlax.models: the model contract, the registry and layers.Conv."""
+"""Tests for tlax.models (the model contract, the registry, the layers) and
+the opt-in convolution forms of tlax.kernels.conv."""
 
 import contextlib
 
@@ -10,7 +11,8 @@ import pytest
 from jax.test_util import check_grads
 
 from tlax import models
-from tlax.models import layers
+from tlax.kernels import conv as layers
+from tlax.train import xla
 
 # RBG keys: XLA compiles their random bits several times faster than
 # threefry's, which dominated the cost of compiling model.init in tests.
@@ -492,10 +494,10 @@ def test_conv_auto_picks_winograd_only_where_measured_faster(
 
 
 def test_cpu_compiler_options_move_xla_convolutions_off_ynnpack(monkeypatch):
-  opts = layers.cpu_compiler_options()
+  opts = xla.compiler_options()
   if jax.default_backend() != "cpu" or not opts:
     pytest.skip("CPU backend with XLA's YNNPACK fusion option only")
-  assert layers.cpu_compiler_options("gpu") == {}
+  assert xla.compiler_options("gpu") == {}
   conv = lambda x, w: layers.conv2d(x, w, (1, 1), "SAME", impl="xla")
   args = (jnp.ones((8, 14, 14, 32)), jnp.ones((5, 5, 32, 48)))
 
@@ -514,7 +516,7 @@ def test_cpu_compiler_options_move_xla_convolutions_off_ynnpack(monkeypatch):
   assert seen["compiler_options"] == opts
   # A user's XLA_FLAGS choice of YNNPACK fusions wins.
   monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_experimental_ynn_fusion_type=")
-  assert layers.cpu_compiler_options() == {}
+  assert xla.compiler_options() == {}
 
 
 def test_max_pool_matches_flax():
@@ -613,3 +615,40 @@ def test_lenet_auto_conv_matches_xla_conv(picked):
   jax.tree.map(lambda a, b: np.testing.assert_allclose(
       a, b, rtol=0, atol=1e-4 * max(1.0, float(jnp.abs(b).max()))),
                out["auto"], out["xla"])
+
+
+@pytest.mark.slow
+def test_default_models_are_plain_xla_and_vmap_into_one_program():
+  """Default LeNet / ResNet: nn.Conv and jnp pooling, no custom calls, so
+  vmapping over runs is one batched program (not a loop over kernels)."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  code = (
+      "import sys, jax, jax.numpy as jnp\n"
+      "from tlax.models import get_model\n"
+      "x = jnp.zeros((2, 16, 16, 1))\n"
+      "for name, kw in [('lenet', {}), ('resnet8', {'widths': (2, 4, 4)})]:\n"
+      "  m = get_model(name, 10, **kw)\n"
+      "  v = jax.vmap(lambda k: m.init(k, x))(jax.random.split(\n"
+      "      jax.random.key(0), 3))\n"
+      "  jaxpr = str(jax.make_jaxpr(jax.vmap(lambda v: m.apply(v, x)[0]))(v))\n"
+      "  assert 'ffi' not in jaxpr and 'custom_call' not in jaxpr, name\n"
+      "  assert 'conv_general_dilated' in jaxpr\n"
+      "assert not [k for k in sys.modules if k.startswith('tlax.kernels')]\n")
+  proc = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                        text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+@pytest.mark.parametrize("impl", ["patches", "winograd"])
+def test_lenet_opt_in_conv_forms_share_parameters_and_values(impl):
+  x = jax.random.normal(KEY, (4, 16, 16, 1))
+  plain = models.get_model("lenet", 10)
+  other = models.get_model("lenet", 10, conv_impl=impl)
+  v = plain.init(KEY, x)
+  v2 = other.init(KEY, x)
+  assert jax.tree.map(jnp.shape, v) == jax.tree.map(jnp.shape, v2)
+  for a, b in zip(jax.tree.leaves(v), jax.tree.leaves(v2)):
+    np.testing.assert_array_equal(a, b)
+  np.testing.assert_allclose(other.apply(v, x)[0], plain.apply(v, x)[0],
+                             rtol=1e-4, atol=1e-5)

@@ -10,8 +10,11 @@ import numpy as np
 import pytest
 
 from tlax.kernels import native
-from tlax.models import layers as L
+from tlax.kernels import conv as L
 from tlax.models.lenet import LeNet
+
+# Subprocesses, compiled C++, notebooks or benchmarks: not in the quick suite.
+pytestmark = pytest.mark.slow
 
 needs_native = pytest.mark.skipif(
     not native.available(),

@@ -16,9 +16,13 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 
 from tlax import train
 from tlax.train import checkpoint as ckpt_lib
+
+# Subprocesses, compiled C++, notebooks or benchmarks: not in the quick suite.
+pytestmark = pytest.mark.slow
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 STEPS, EVERY, KILL_AFTER = 20, 5, 13

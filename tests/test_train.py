@@ -369,10 +369,27 @@ def test_resolve_config_picks_model_by_domain_kind():
   assert trainer.resolve_config(config).steps == 7
 
 
-def test_plots_on_request_are_written_into_the_workdir(tmp_path):
+def test_plots_of_a_finished_run_are_written_into_the_workdir(tmp_path):
+  # What experiments/run.py does for config.plots after the run.
+  from tlax.viz import embedding
   result = train.train_and_evaluate(quick_config(plots="pca"), tmp_path)
   assert result["steps"] == 10
+  embedding.plot_run(str(tmp_path), embedding="pca")
   pngs = sorted(p.name for p in tmp_path.glob("*.png"))
   assert pngs == ["curves.png", "embedding_pca.png"], pngs
   for name in pngs:
     assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("parallel", ["none", "sharded"])
+def test_train_step_traces_once_per_run(tmp_path, monkeypatch, parallel):
+  # A retrace (a changed dtype, shape or static argument between steps)
+  # would recompile the step; evaluation and checkpoints must not cause one.
+  import chex
+  from tlax.train import step as step_lib
+  chex.clear_trace_counter()
+  monkeypatch.setattr(step_lib, "train_step",
+                      chex.assert_max_traces(step_lib.train_step, n=1))
+  result = train.train_and_evaluate(quick_config(parallel=parallel),
+                                    tmp_path)
+  assert result["steps"] == 10 and result["parallel"] == parallel

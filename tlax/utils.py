@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+import numpy as np
+
 
 def import_object(spec: str, *, what: str = "object") -> Any:
   """The object named ``"package.module:attribute"``.
@@ -34,3 +36,11 @@ def import_object(spec: str, *, what: str = "object") -> Any:
   except AttributeError:
     raise AttributeError(f"Module {module_name!r} has no {what} {attr!r} "
                          f"(from {spec!r}).") from None
+
+
+def subsample(n: int, max_points: int, seed: int = 0) -> np.ndarray:
+  """Sorted indices of at most ``max_points`` of ``n`` (seeded)."""
+  if n <= max_points:
+    return np.arange(n)
+  return np.sort(np.random.RandomState(seed).choice(n, max_points,
+                                                    replace=False))

@@ -6,11 +6,11 @@
   LeNet sizes XLA:CPU spends most of such a layer's time in memory passes
   around the matmul (the patch matrix, the bias add, the pooling mask and
   its gradient); one pass over the input does all of it.
-  :class:`tlax.models.layers.Conv` uses it for ``Conv(...)(x, pool=2)``
+  :class:`tlax.kernels.conv.Conv` uses it for ``Conv(...)(x, pool=2)``
   where ``impl="auto"`` would take the patch matmul.
 * ``bmm(a, b)``: a batched float32 matmul, for the 64 small channel
   products of Winograd's convolution
-  (:func:`tlax.models.layers.conv2d_winograd`).
+  (:func:`tlax.kernels.conv.conv2d_winograd`).
 
 Both split the batch over XLA's intra-op thread pool. The C++ source
 (``tlax/kernels/conv_pool.cc``) is compiled with the host's C++ compiler
@@ -23,6 +23,13 @@ function is traced), or off the CPU, tlax's layers use their XLA forms,
 which compute the same values. Reverse-mode autodiff only
 (``jax.custom_vjp``): ``jax.jvp`` through them raises JAX's error; set
 ``TLAX_NATIVE=0`` for forward mode.
+
+Under ``jax.vmap`` (many runs trained as one program) the custom calls are
+declared ``vmap_method="sequential"``: a vmapped kernel is a loop over the
+mapped axis, one call per run, not one batched call. These kernels are used
+only when a model asks for them (``conv_impl="native"`` or ``"auto"``,
+:mod:`tlax.kernels.conv`); the default models (``nn.Conv``) vmap into one
+batched XLA program.
 """
 
 from __future__ import annotations
@@ -280,7 +287,7 @@ def bmm(a, b, *, trans_a: bool = False, trans_b: bool = False) -> jax.Array:
   ``(batch, k, n)`` (``(batch, n, k)``). The batch is split over XLA's CPU
   thread pool; each product keeps register tiles of 6 rows by up to 64
   columns. Made for Winograd's many small products
-  (:func:`tlax.models.layers.conv2d_winograd`), which XLA:CPU's library
+  (:func:`tlax.kernels.conv.conv2d_winograd`), which XLA:CPU's library
   call ran at a fraction of its large-matmul speed. Reverse-mode
   autodiff (its gradients are the same kernel).
   """

@@ -16,7 +16,8 @@ from typing import Any, Callable
 
 import flax.linen as nn
 
-from tlax.models.layers import Conv, conv2d, conv2d_im2col_grad
+from tlax.models.layers import conv
+from tlax.models.layers import max_pool
 from tlax.models.lenet import LeNet
 from tlax.models.mlp import MLP
 from tlax.models.resnet import BasicBlock, ResNet
@@ -56,5 +57,4 @@ def get_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
 
 
 __all__ = ["MODELS", "get_model", "MLP", "LeNet", "ResNet", "BasicBlock",
-           "TorchvisionResNet", "VisionTransformer",
-           "Conv", "conv2d", "conv2d_im2col_grad"]
+           "TorchvisionResNet", "VisionTransformer", "conv", "max_pool"]

@@ -8,7 +8,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from tlax.models.layers import Conv
+from tlax.models import layers
 
 Array = jax.Array
 
@@ -62,8 +62,12 @@ class LeNet(nn.Module):
     dropout: dropout rate after each hidden/bottleneck activation.
     padding: convolution padding, ``"SAME"`` or ``"VALID"``.
     input_shape: ``(h, w[, c])`` to reshape flat input rows to.
-    conv_impl: :class:`tlax.models.layers.Conv` implementation
-      (``"auto"``: see :func:`tlax.models.layers.resolve_impl`).
+    conv_impl: ``"xla"``: ``nn.Conv`` and :func:`tlax.models.layers.max_pool`
+      (the same program on every backend); any other value is an opt-in
+      CPU form of :mod:`tlax.kernels.conv` (``"native"``: the C++ conv +
+      bias + pool kernel, compiled on first use; ``"auto"``: chosen there by
+      backend and shape), with the same parameters and values to float32
+      rounding.
     dtype: computation dtype; parameters are ``param_dtype``; logits float32.
   """
   num_classes: int
@@ -74,7 +78,7 @@ class LeNet(nn.Module):
   dropout: float = 0.0
   padding: str = "SAME"
   input_shape: Sequence[int] | None = None
-  conv_impl: str = "auto"
+  conv_impl: str = "xla"
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
@@ -85,12 +89,10 @@ class LeNet(nn.Module):
     feats = {}
     for i, width in enumerate(self.conv_features):
       # relu(max_pool(h)) == max_pool(relu(h)); ReLU on 4x fewer values.
-      # Conv pools (fused with the convolution by a native kernel where
-      # layers.native_pool_ok; the same values).
-      h = nn.relu(Conv(width, self.kernel_size, padding=self.padding,
-                       impl=self.conv_impl, dtype=self.dtype,
-                       param_dtype=self.param_dtype,
-                       name=f"conv{i + 1}")(h, pool=2))
+      h = nn.relu(layers.conv_pool(
+          h, width, self.kernel_size, impl=self.conv_impl, pool=2,
+          padding=self.padding, dtype=self.dtype,
+          param_dtype=self.param_dtype, name=f"conv{i + 1}"))
       feats[f"conv{i + 1}"] = h
     h = h.reshape(h.shape[0], -1)
     feats["flat"] = h

@@ -9,7 +9,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from tlax.models.layers import Conv
+from tlax.models import layers
 from tlax.models.lenet import as_images
 
 Array = jax.Array
@@ -23,7 +23,7 @@ class BasicBlock(nn.Module):
   """
   features: int
   strides: int = 1
-  conv: Any = Conv
+  conv: Any = layers.conv
   norm: Any = nn.BatchNorm
 
   @nn.compact
@@ -67,7 +67,8 @@ class ResNet(nn.Module):
     bn_axis_name: optional axis name for cross-device BatchNorm statistics
       (the trainer's pmap axis); the model itself knows no devices.
     input_shape: ``(h, w[, c])`` to reshape flat input rows to.
-    conv_impl: :class:`tlax.models.layers.Conv` implementation.
+    conv_impl: ``"xla"`` (``nn.Conv``) or an opt-in form of
+      :mod:`tlax.kernels.conv` (:func:`tlax.models.layers.conv`).
     dtype: computation dtype; parameters are ``param_dtype``; logits float32.
   """
   num_classes: int
@@ -78,7 +79,7 @@ class ResNet(nn.Module):
   bn_momentum: float = 0.9
   bn_axis_name: str | None = None
   input_shape: Sequence[int] | None = None
-  conv_impl: str = "auto"
+  conv_impl: str = "xla"
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
@@ -88,7 +89,7 @@ class ResNet(nn.Module):
     if self.depth < 8 or (self.depth - 2) % 6:
       raise ValueError(f"ResNet depth must be 6n+2 >= 8, got {self.depth}.")
     n = (self.depth - 2) // 6
-    conv = functools.partial(Conv, impl=self.conv_impl, dtype=self.dtype,
+    conv = functools.partial(layers.conv, impl=self.conv_impl, dtype=self.dtype,
                              param_dtype=self.param_dtype)
     norm = functools.partial(nn.BatchNorm, use_running_average=not train,
                              momentum=self.bn_momentum, epsilon=1e-5,

@@ -55,8 +55,10 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+
 from jax.scipy.linalg import solve_triangular
 
+from tlax.losses.distance import a_distance_from_error
 from tlax.shallow import base
 from tlax.shallow import kernels
 
@@ -175,11 +177,11 @@ def eigh_top(a, k: int):
   Rayleigh-Ritz), then the reflectors applied to the ``k`` vectors only.
   About half the time of a full ``eigh`` for ``k << n``, same accuracy
   (tested against ``numpy.linalg.eigh``), and cheap to compile.
-  Small problems (``n < 200`` or ``k > n / 4``) use a full ``eigh``, and
-  so does every problem off the CPU backend: on a GPU the batched
-  tridiagonal solve of the inverse iteration (cuSPARSE) leaves float64
-  eigenvectors only about 1e-7 accurate (measured on an H100), while the
-  GPU's full ``eigh`` is exact to rounding and fast.
+  Small problems (``n < 200`` or ``k > n / 4``) use a full ``eigh``. The
+  same program runs on every backend; on a GPU the batched tridiagonal
+  solve of the inverse iteration (cuSPARSE) leaves float64 eigenvectors
+  about 1e-7 accurate (measured on an H100), where a full ``eigh`` is exact
+  to rounding: call ``jnp.linalg.eigh`` yourself where that matters.
 
   Args:
     a: ``(n, n)`` symmetric (the lower triangle is used).
@@ -190,8 +192,7 @@ def eigh_top(a, k: int):
     eigenvectors.
   """
   n = a.shape[0]
-  if (n < _TRIDIAGONAL_MIN or 4 * k > n   # small: a full eigh is as cheap
-      or jax.default_backend() != "cpu"):
+  if n < _TRIDIAGONAL_MIN or 4 * k > n:  # small: a full eigh is as cheap
     w, v = jnp.linalg.eigh(a)
     return w[::-1][:k], v[:, ::-1][:, :k]
   arr, d, e, taus = jax.lax.linalg.tridiagonal(a, lower=True)
@@ -316,7 +317,7 @@ def _grouped_svm_error(x, y, g, num_groups: int, steps: int):
 
 def _a_distance_from_error(err):
   """Proxy A-distance ``2 (1 - 2 err)``, clipped to ``[0, 2]``."""
-  return jnp.clip(2.0 * (1.0 - 2.0 * err), 0.0, 2.0)
+  return jnp.clip(a_distance_from_error(err), 0.0, 2.0)
 
 
 def _marginal_distance(x, ns: int, steps: int):

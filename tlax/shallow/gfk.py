@@ -149,13 +149,10 @@ def pca_basis_host(x, d: int):
 
 
 def _fit_gfk(xs, xt, d):
-  """PCA bases (on the CPU backend by :func:`pca_basis_host`; elsewhere one
-  jitted program per domain shape, reused across tasks), then the
+  """PCA bases on the host (:func:`pca_basis_host`, LAPACK through SciPy:
+  the same computation whatever the accelerator), then the
   ``n``-independent factors (one program per ``D, d``)."""
-  if jax.default_backend() == "cpu":
-    ps, pt = (jnp.asarray(pca_basis_host(x, d)) for x in (xs, xt))
-  else:
-    ps, pt = pca_basis(xs, d=d), pca_basis(xt, d=d)
+  ps, pt = (jnp.asarray(pca_basis_host(x, d)) for x in (xs, xt))
   return (ps, pt) + _factors_and_projection(ps, pt)
 
 

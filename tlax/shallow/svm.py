@@ -46,6 +46,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tlax.losses.distance import a_distance_from_error
+
 from tlax.shallow import base
 
 # Smoothing widths of the continuation (2 -> 2e-6, factor 10).
@@ -364,11 +366,6 @@ def training_error(x, y, w, b, weights=None):
   weights = jnp.asarray(weights).astype(f.dtype)
   return jnp.sum(weights * wrong, axis=-1) / jnp.maximum(
       jnp.sum(weights, axis=-1), jnp.finfo(f.dtype).tiny)
-
-
-def a_distance_from_error(err):
-  """Proxy A-distance ``2 (1 - 2 err)`` (Ben-David et al. 2006)."""
-  return 2.0 * (1.0 - 2.0 * err)
 
 
 def proxy_a_distance(xs, xt, C=1.0):

@@ -27,7 +27,6 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from tlax.train.state import TrainState
 
 
 def checkpoint_manager(directory: str | os.PathLike, *, max_to_keep: int = 2
@@ -203,8 +202,8 @@ def restore_state_numpy(manager: ocp.CheckpointManager, step: int) -> Any:
   return restored.state
 
 
-def restore_checkpoint(manager: ocp.CheckpointManager, target: TrainState,
-                       step: int | None = None) -> TrainState:
+def restore_checkpoint(manager: ocp.CheckpointManager, target: Any,
+                       step: int | None = None) -> Any:
   """Restores a :class:`TrainState` (default: the latest step).
 
   Args:

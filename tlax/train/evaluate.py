@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tlax.models.layers import cpu_compiler_options
+from tlax.train.xla import compiler_options as cpu_compiler_options
 
 _PREDICT_FNS: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from tlax.train.evaluate import batched_apply
-from tlax.viz.embedding import subsample
+from tlax.utils import subsample
 
 
 
@@ -111,7 +111,7 @@ def make_fns(method, layer: str = "embedding"):
   """Jitted ``(params, state, x) -> (logits, features[layer])``: one program
   (XLA shares the forward pass of the two outputs)."""
   import jax  # pylint: disable=g-import-not-at-top
-  from tlax.models.layers import cpu_compiler_options  # pylint: disable=g-import-not-at-top
+  from tlax.train.xla import compiler_options as cpu_compiler_options  # pylint: disable=g-import-not-at-top
   return jax.jit(lambda p, s, x: (method.predict(p, s, x),
                                   method.features(p, s, x)[layer]),
                  compiler_options=cpu_compiler_options())

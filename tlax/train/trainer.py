@@ -733,14 +733,6 @@ def _train_and_evaluate(config, workdir: str,
   if jax.process_index() == 0:
     with workdir_lib.disk_errors(result_path, "the result"):
       write_atomic(result_path, json.dumps(result, indent=2) + "\n")
-  if config.get("plots", False):
-    # t-SNE/PCA of source and target features and the learning curves, as
-    # PNGs in the workdir (config.plots = "tsne" or "pca"; True means tsne).
-    from tlax.viz import embedding as viz_embedding  # pylint: disable=g-import-not-at-top
-    kind = config.plots if isinstance(config.plots, str) else "tsne"
-    paths = viz_embedding.save_run_plots(workdir, method, state.params,
-                                         state.state, task, embedding=kind)
-    logging.info("plots: %s", ", ".join(paths))
   logging.info("%s %s -> %s seed %d: %s accuracy %s after %d steps.",
                result["method"], result["source"], result["target"],
                result["seed"], "target" if has_target else "source test",
@@ -779,22 +771,11 @@ def run_experiment(config: ml_collections.ConfigDict,
   included: a source-only run without a target).
   """
   runner = config.get("runner", None)
-<<<<<<< HEAD
   workdir = workdir_lib.prepare_workdir(workdir)
   with workdir_lib.WorkdirLock(workdir):  # one run per workdir, any family
     if runner:
       from tlax import utils  # pylint: disable=g-import-not-at-top
       fn = utils.import_object(str(runner), what="runner")
       return fn(config, workdir, **kwargs)
-    if config.get("stage", None) == "pretrain":
-      from tlax.train import parallel  # pylint: disable=g-import-not-at-top
-      return parallel.pretrain_and_evaluate(config, workdir)
     return train_and_evaluate(config, workdir, **kwargs)
-=======
-  if runner:
-    from tlax import utils  # pylint: disable=g-import-not-at-top
-    fn = utils.import_object(str(runner), what="runner")
-    return fn(config, workdir, **kwargs)
-  return train_and_evaluate(config, workdir, **kwargs)
->>>>>>> 2964e69 (One trainer: pretraining is a source-only run of train_and_evaluate; data parallelism (config.parallel: none | sharded | pmap) wraps the one step (tlax.train.devices); the trainer bounds the queued steps, which XLA:CPU's all-reduce needs on several devices; XLA options in tlax.train.xla)
 

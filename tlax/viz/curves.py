@@ -30,6 +30,13 @@ PANELS = (
 )
 
 
+def _pyplot():
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  return plt
+
+
 def _series(records, rtype, key):
   pts = [(r["step"], r[key]) for r in records
          if r.get("type") == rtype and key in r]
@@ -45,7 +52,6 @@ def plot_learning_curves(metrics_path: str, path: str, *,
                          panels: Sequence = PANELS) -> str:
   """Saves the learning curves of one run as a PNG; returns ``path``."""
   from tlax.train.metrics_log import read_metrics  # pylint: disable=g-import-not-at-top
-  from tlax.viz.embedding import _pyplot  # pylint: disable=g-import-not-at-top
   records = read_metrics(metrics_path)
   drawn = []
   for name, keys in panels:
@@ -81,7 +87,6 @@ def plot_runs(metrics_paths: dict, path: str, key: str = "target_accuracy",
               rtype: str = "eval", title: str | None = None) -> str:
   """One quantity for several runs on one axis (``{label: metrics.jsonl}``)."""
   from tlax.train.metrics_log import read_metrics  # pylint: disable=g-import-not-at-top
-  from tlax.viz.embedding import _pyplot  # pylint: disable=g-import-not-at-top
   plt = _pyplot()
   fig, ax = plt.subplots(figsize=(6, 4))
   for label, mpath in metrics_paths.items():

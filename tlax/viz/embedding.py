@@ -29,17 +29,15 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from tlax.utils import subsample
+from tlax.viz.curves import _pyplot
+
 Array = Any
 
 SOURCE_COLOR = "tab:blue"
 TARGET_COLOR = "tab:red"
 
 
-def _pyplot():
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  return plt
 
 
 def embed_2d(x: Array, method: str = "tsne", seed: int = 0,
@@ -62,14 +60,6 @@ def embed_2d(x: Array, method: str = "tsne", seed: int = 0,
     return TSNE(n_components=2, init="pca", random_state=seed,
                 perplexity=perp).fit_transform(x)
   raise ValueError(f"Unknown embedding method {method!r}: 'tsne' or 'pca'.")
-
-
-def subsample(n: int, max_points: int, seed: int = 0) -> np.ndarray:
-  """Sorted indices of at most ``max_points`` of ``n`` (seeded)."""
-  if n <= max_points:
-    return np.arange(n)
-  return np.sort(np.random.RandomState(seed).choice(n, max_points,
-                                                    replace=False))
 
 
 def plot_embeddings(panels: Mapping[str, Sequence[Array]], path: str, *,
@@ -135,7 +125,7 @@ def run_features(method, params, state, task, *, layer: str = "embedding",
   """
   import jax  # pylint: disable=g-import-not-at-top
   from tlax.train.evaluate import batched_apply  # pylint: disable=g-import-not-at-top
-  from tlax.models.layers import cpu_compiler_options  # pylint: disable=g-import-not-at-top
+  from tlax.train.xla import compiler_options as cpu_compiler_options  # pylint: disable=g-import-not-at-top
   feats = jax.jit(lambda x: method.features(params, state, x)[layer],
                   compiler_options=cpu_compiler_options())
 
@@ -220,6 +210,15 @@ def load_run(workdir: str):
   manager = train.checkpoint_manager(os.path.join(workdir, "checkpoints"))
   state = ckpt_lib.restore_checkpoint(manager, state)
   return config, task, method, state
+
+
+def plot_run(workdir: str, *, embedding: str = "tsne",
+             max_points: int = 500) -> list[str]:
+  """:func:`save_run_plots` for a finished run's workdir (its latest
+  checkpoint); what ``config.plots`` asks ``experiments/run.py`` for."""
+  _, task, method, st = load_run(workdir)
+  return save_run_plots(workdir, method, st.params, st.state, task,
+                        embedding=embedding, max_points=max_points)
 
 
 def main(argv=None) -> None:
