@@ -16,7 +16,12 @@ DANN learning-rate annealing. Two steps:
   or the bottleneck (``tll``).
 
 tlax runs :func:`tlax.train.make_train_step` (the trainer's jitted step, with
-the method objects of :mod:`tlax.methods` and the trainer's optimiser);
+the method objects of :mod:`tlax.methods` and the trainer's optimiser) twice
+over (``--frameworks``): ``tlax``, the default models (``nn.Conv``, the same
+program on every backend), and ``tlax_kernels``, the opt-in CPU convolution
+forms of :mod:`tlax.kernels` (``--kernels_conv_impl``, default ``"auto"``:
+Winograd, patch matmuls and the native C++ conv + pool kernel where they
+were measured faster);
 PyTorch runs an eager ``nn.Module`` written here, with ``torch`` using every
 core (``torch.set_num_threads(os.cpu_count())``). Inputs are fixed device
 arrays/tensors (no data loading in either). Each measurement is the median
@@ -34,7 +39,7 @@ reported figure is the median over rounds. Where the frameworks run:
   a round (over a pipe) and collects the medians. Each framework then runs
   as in a training script of its own: neither one's thread pool (XLA's
   Eigen pool, PyTorch's OpenMP threads, which keep spinning after their
-  work) is in the other's process. On the 2-core VM of session 8 (AMD EPYC,
+  work) is in the other's process. On a 2-core VM (AMD EPYC,
   docs/results_deep_da.md, "Speed") tlax's source-only step took 14.5 ms
   in a shared process against 8.7-10.3 ms alone or in its own worker.
 
@@ -332,7 +337,7 @@ def matmul_peak(frameworks, n=2048, repeats=10, device="cpu"):
   r = np.random.RandomState(0)
   a, b = (r.rand(n, n).astype(np.float32) for _ in range(2))
   calls = {}
-  if "tlax" in frameworks:
+  if {"tlax", "tlax_kernels"} & set(frameworks):
     dot, ja, jb = jax.jit(jnp.dot), jnp.asarray(a), jnp.asarray(b)
     calls["tlax"] = lambda: dot(ja, jb).block_until_ready()
   if "torch" in frameworks:
@@ -357,7 +362,7 @@ def main(argv=None):
   p.add_argument("--steps", type=int, default=50, help="timed steps a round")
   p.add_argument("--warmup", type=int, default=10)
   p.add_argument("--rounds", type=int, default=5)
-  p.add_argument("--conv_impl", default="auto",
+  p.add_argument("--kernels_conv_impl", default="auto",
                  help="tlax Conv implementation: auto | patches | im2col | "
                  "winograd | xla")
   p.add_argument("--net", default="dann", choices=sorted(NETS),
@@ -371,7 +376,9 @@ def main(argv=None):
   p.add_argument("--torch_forward", default="concat",
                  choices=("concat", "split"),
                  help="the same choice for the PyTorch step")
-  p.add_argument("--frameworks", default="tlax,torch")
+  p.add_argument("--frameworks", default="tlax,tlax_kernels,torch",
+                 help="tlax (default models), tlax_kernels (opt-in CPU "
+                 "kernels), torch")
   p.add_argument("--torch_device", default="auto",
                  help="cpu | cuda | auto (cuda when JAX runs on a GPU and "
                  "torch sees one)")
@@ -437,9 +444,10 @@ def _summary(per_round, gflop=None):
 def _runner(fw, name, data, args, tdev):
   """``run(n)`` for framework ``fw``'s step ``name`` (module docstring)."""
   total = args.warmup + args.rounds * args.steps
-  if fw == "tlax":
-    return tlax_step_fn(name, data, total, args.conv_impl, args.net,
-                        args.forward, args.sync)
+  if fw in ("tlax", "tlax_kernels"):
+    impl = "xla" if fw == "tlax" else args.kernels_conv_impl
+    return tlax_step_fn(name, data, total, impl, args.net, args.forward,
+                        args.sync)
   return torch_step_fn(name, data, total, args.torch_threads, args.net,
                        args.torch_forward, tdev, args.sync)
 
@@ -576,8 +584,8 @@ def _report(args, results, peak, tdev):
   header = (f"device: {device.platform} ({getattr(device, 'device_kind', '')})"
             f", {os.cpu_count()} CPU cores visible; LeNet ({args.net}) "
             f"{args.image_size}x{args.image_size}x{args.channels}, batch "
-            f"{BATCH} + {BATCH}, SGD momentum {MOMENTUM}; tlax conv "
-            f"{args.conv_impl}, forward {args.forward}; torch forward "
+            f"{BATCH} + {BATCH}, SGD momentum {MOMENTUM}; tlax_kernels conv "
+            f"{args.kernels_conv_impl}, forward {args.forward}; torch forward "
             f"{args.torch_forward}, device {tdev}, threads "
             f"{args.torch_threads or os.cpu_count()}; median ms/step over "
             f"{args.rounds} rounds of {args.steps} steps, sync {args.sync}"
@@ -586,15 +594,15 @@ def _report(args, results, peak, tdev):
                    args.isolate, "")
             + (f", tf32 {args.tf32}" if device.platform == "gpu" else ""))
   print(header)
-  print(f"{'method':<12} {'tlax ms':>9} {'torch ms':>9} {'tlax st/s':>10} "
-        f"{'torch st/s':>10} {'speed-up':>9} {'GFLOP':>7} {'tlax GF/s':>10} "
-        f"{'torch GF/s':>10}")
+  print(f"{'method':<12} {'framework':<13} {'ms':>8} {'steps/s':>8} "
+        f"{'speed-up vs torch':>18} {'GFLOP':>7} {'GF/s':>7}")
   for name, r in results.items():
-    t = r.get("tlax", {}).get("median_ms", float("nan"))
     q = r.get("torch", {}).get("median_ms", float("nan"))
-    gf = r.get("gflop", float("nan"))  # the same step: the same count for both
-    print(f"{name:<12} {t:9.2f} {q:9.2f} {1e3 / t:10.1f} {1e3 / q:10.1f} "
-          f"{q / t:8.2f}x {gf:7.3f} {gf * 1e3 / t:10.1f} {gf * 1e3 / q:10.1f}")
+    gf = r.get("gflop", float("nan"))  # the same step: the same count
+    for fw in [f for f in r if isinstance(r[f], dict)]:
+      t = r[fw]["median_ms"]
+      print(f"{name:<12} {fw:<13} {t:8.2f} {1e3 / t:8.1f} {q / t:17.2f}x "
+            f"{gf:7.3f} {gf * 1e3 / t:7.1f}")
   print("GFLOP: XLA's cost analysis of tlax's compiled step (compiled "
         "without tlax's native kernels, whose work XLA does not count); "
         "GF/s: that count over each framework's step time")

@@ -29,9 +29,9 @@ DEFAULT_IMAGE_SIZE = 16
 #   Adam, 500 steps of 32 (about 15-100 epochs).
 # mnist_usps and digits: 16x16 images, LeNet, SGD momentum 0.9, lr 0.01 with
 #   the DANN annealing (Ganin et al., 2016), weight decay 5e-4, 2000 steps
-#   of 64. conv_impl "xla", pinned because the digit tables were made with
-#   it ("auto" picks faster CPU forms, Winograd and the native conv + pool
-#   kernel, with the same values to float32 rounding).
+#   of 64. conv_impl "xla" (nn.Conv, the models' default; the digit tables
+#   were made with it): the opt-in CPU forms of tlax.kernels.conv ("auto",
+#   "native", ...) give the same values to float32 rounding only.
 _LENET = {"name": "lenet", "kwargs": {"conv_impl": "xla"}}
 _MLP = {"name": "mlp", "kwargs": {"hidden": (256,), "dropout": 0.5}}
 _ADAM = {"name": "adam", "lr": 1e-3, "schedule": "constant",
