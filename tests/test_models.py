@@ -595,10 +595,10 @@ def test_lenet_equals_flax_reference():
 
 
 def test_lenet_auto_conv_matches_xla_conv(picked):
-  """The digit LeNet as the trainer builds it (impl "auto": Winograd for
+  """The digit LeNet with the opt-in kernels (impl "auto": Winograd for
   conv2 on the CPU) against the same weights with XLA's convolution."""
   x = jax.random.normal(KEY, (8, 16, 16, 1))
-  auto, xla = models.LeNet(10), models.LeNet(10, conv_impl="xla")
+  auto, xla = models.LeNet(10, conv_impl="auto"), models.LeNet(10)
   variables = jax.jit(lambda x: auto.init(KEY, x))(x)
 
   @jax.jit

@@ -144,8 +144,8 @@ def test_conv_auto_uses_native_kernel_for_pooled_patch_convs():
 def test_lenet_train_grads_match_without_native_kernel():
   x = jax.random.uniform(jax.random.key(0), (8, 16, 16, 1))
   y = jnp.arange(8) % 10
-  fast, slow = LeNet(num_classes=10), LeNet(num_classes=10,
-                                           conv_impl="patches")
+  fast = LeNet(num_classes=10, conv_impl="native")
+  slow = LeNet(num_classes=10, conv_impl="patches")
   params = fast.init(jax.random.key(1), x)
 
   def loss(model):
@@ -171,7 +171,7 @@ def test_native_disabled_by_environment_falls_back():
       "from tlax.models.lenet import LeNet\n"
       "assert not native.available(), native.unavailable_reason()\n"
       "assert 'TLAX_NATIVE=0' in native.unavailable_reason()\n"
-      "m = LeNet(num_classes=10)\n"
+      "m = LeNet(num_classes=10, conv_impl='auto')\n"
       "x = jnp.ones((2, 16, 16, 1))\n"
       "p = m.init(jax.random.key(0), x)\n"
       "t = jax.jit(lambda p, x: m.apply(p, x)).lower(p, x).as_text()\n"

@@ -152,7 +152,7 @@ WINOGRAD_MIN_KERNEL = 5
 WINOGRAD_MAX_TILES = 4
 # ... and up to this many entries of transformed input (a * a * batch *
 # tiles * cin, a = tile + r - 1): a bound on the transforms' memory for
-# large batch x channel counts. Session 7 set it from 3x3 timings through
+# large batch x channel counts. It was set from 3x3 timings through
 # YNNPACK (batch 64, 32x32 maps, 16 -> 16: 43.8 ms with Winograd against
 # 11.0 ms with "xla"); since then the kernel and tile limits above
 # already exclude those shapes, and the bound itself was not re-measured.
