@@ -322,10 +322,11 @@ def test_interrupt_mid_window_keeps_the_log_of_one_run(tmp_path, reference,
                                                        monkeypatch):
   """SIGINT after step 7 (log_every 5): the checkpoint at step 7 carries the
   window of steps 6-7, so the record of step 10 averages steps 6-10."""
-  real_step = trainer.make_train_step
+  from tlax.train import step as step_lib  # pylint: disable=g-import-not-at-top
+  real_step = step_lib.make_train_step
 
-  def step_then_signal(*args):
-    fn = real_step(*args)
+  def step_then_signal(*args, **kwargs):
+    fn = real_step(*args, **kwargs)
 
     def step(state, batch):
       out = fn(state, batch)
@@ -334,12 +335,12 @@ def test_interrupt_mid_window_keeps_the_log_of_one_run(tmp_path, reference,
       return out
     return step
 
-  monkeypatch.setattr(trainer, "make_train_step", step_then_signal)
+  monkeypatch.setattr(step_lib, "make_train_step", step_then_signal)
   with pytest.raises(train.RunInterrupted,
                      match="interrupted at step 7; run the same command"):
     train.train_and_evaluate(quick_config(), tmp_path)
   assert sorted(os.listdir(tmp_path / "checkpoints"), key=int) == ["5", "7"]
-  monkeypatch.setattr(trainer, "make_train_step", real_step)
+  monkeypatch.setattr(step_lib, "make_train_step", real_step)
   train.train_and_evaluate(quick_config(), tmp_path)
   assert _train_losses(tmp_path) == _train_losses(reference[0])
   _assert_same_state(tmp_path, reference[0])

@@ -13,7 +13,7 @@ what some methods add next to it:
 
 Every network works on images ``(N, H, W, C)`` and on feature vectors
 ``(N, D)`` (the SURF tasks), so every method runs on every task. The
-convolutions are :class:`tlax.models.layers.Conv`, the models' convolution. All modules are pure flax.linen modules without mutable
+convolutions are flax's ``nn.Conv``, as in the models. All modules are pure flax.linen modules without mutable
 collections (no BatchNorm), so the methods keep only parameters for them.
 
 ``train`` switches dropout on; the dropout PRNG stream is ``"dropout"``.
@@ -27,7 +27,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from tlax.models.layers import Conv
+Conv = nn.Conv
 
 Array = jax.Array
 

@@ -55,6 +55,7 @@ from tlax.train import checkpoint as ckpt_lib
 from tlax.train import devices as devices_lib
 from tlax.train import selection
 from tlax.train import workdir as workdir_lib
+from tlax.train.workdir import ConfigMismatchError  # pylint: disable=unused-import  (re-exported)
 from tlax.train.finite import FiniteCheck
 from tlax.train.finite import NonFiniteLossError  # pylint: disable=unused-import
 from tlax.train.evaluate import evaluate
@@ -93,10 +94,6 @@ KEYS_ADDED_LATER = {
     "parallel": "none",       # data parallelism (tlax.train.devices)
     "num_devices": 0,
 }
-
-
-class ConfigMismatchError(ValueError):
-  """The workdir holds a run (checkpoint or result) made with another config."""
 
 
 # ----------------------------------------------------------------------------

@@ -325,13 +325,16 @@ def read_result(path: str | os.PathLike) -> dict:
 # ----------------------------------------------------------------------------
 # Command-line entry points
 # ----------------------------------------------------------------------------
+class ConfigMismatchError(ValueError):
+  """The workdir holds a run (checkpoint or result) made with another config."""
+
+
 def run_errors() -> tuple[type[BaseException], ...]:
   """The errors a command line reports as one line: their messages name the
   path or config key and the fix (anything else keeps its traceback)."""
   # pylint: disable=g-import-not-at-top
   from tlax.train.checkpoint import CheckpointError
   from tlax.train.finite import NonFiniteLossError
-  from tlax.train.trainer import ConfigMismatchError
   return (RunError, ConfigMismatchError, NonFiniteLossError, CheckpointError)
 
 
