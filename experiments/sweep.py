@@ -29,8 +29,9 @@ run (exit status 130 / 143); rerunning the same command continues it.
 Task groups (``--tasks``, comma-separated): ``office_caltech10`` (the 12
 ordered pairs), ``mnist_usps`` (both directions), ``coil20`` (both
 directions), ``default`` (the embedded default task), ``selftaught`` and
-``selftaught_clustering`` (experiments/configs/selftaught/), or one task written
-``<source>:<target>``.
+``selftaught_clustering`` (experiments/configs/selftaught/), the zero-shot
+groups ``zsl_digits``, ``zsl_office``, ``zsl_pacs`` and ``gbu``
+(experiments/configs/zsl/), or one task written ``<source>:<target>``.
 """
 
 from __future__ import annotations
@@ -104,6 +105,14 @@ TASK_GROUPS = {
     "selftaught_clustering": [("coil20/coil2", "coil20/coil1"),
                               ("mnist_usps/mnist", "mnist_usps/usps"),
                               ("mnist_usps/usps", "mnist_usps/mnist")],
+    # Zero-shot tasks (experiments/configs/zsl/): the seed draws the split.
+    "zsl_digits": [("mnist_usps/mnist", "mnist_usps/usps"),
+                   ("mnist_usps/mnist", "mnist_usps/mnist")],
+    "zsl_office": [(f"office_caltech10/{d}", f"office_caltech10/{d}")
+                   for d in ("amazon", "caltech")],
+    "zsl_pacs": [(f"pacs/{d}", f"pacs/{d}") for d in ("photo", "sketch")],
+    "gbu": [(f"gbu/{d}", f"gbu/{d}")
+            for d in ("AWA1", "AWA2", "CUB", "SUN", "APY")],
 }
 
 

@@ -63,12 +63,13 @@ def hog(images: np.ndarray, *, cells: int = 4, orientations: int = 9,
   frac = ang - np.floor(ang)
   ry = np.minimum(np.arange(h) * cells // h, cells - 1)
   rx = np.minimum(np.arange(w) * cells // w, cells - 1)
-  cell = (ry[:, None] * cells + rx[None, :])[None].repeat(n, 0)
-  out = np.zeros((n, cells * cells * orientations), np.float64)
-  rows = np.arange(n)[:, None, None].repeat(h, 1).repeat(w, 2)
+  cell = (ry[:, None] * cells + rx[None, :])[None]
+  width = cells * cells * orientations
+  offset = (np.arange(n) * width)[:, None, None]
+  out = np.zeros(n * width, np.float64)
   for b, wgt in ((lo, mag * (1 - frac)), (hi, mag * frac)):
-    np.add.at(out, (rows.ravel(), (cell * orientations + b).ravel()),
-              wgt.ravel())
+    out += np.bincount((offset + cell * orientations + b).ravel(),
+                       weights=wgt.ravel(), minlength=n * width)
   out = out.reshape(n, cells * cells, orientations)
   if block_norm:
     out /= np.sqrt(np.sum(out ** 2, -1, keepdims=True) + 1e-6)

@@ -4,8 +4,11 @@ One run = one method on one split (``config.source``, ``config.target``,
 ``config.seed``; see :mod:`tlax.zsl.data`):
 
 1. image features (``config.zsl.features``: ``"raw"``, flattened images or
-   feature vectors as stored, or ``"hog"``, :func:`tlax.zsl.features.hog`
-   of images on a ``config.zsl.hog_cells`` grid) and their preprocessing
+   feature vectors as stored, ``"hog"``, :func:`tlax.zsl.features.hog` of
+   images on a ``config.zsl.hog_cells`` grid, or ``"auto"``: HOG for images,
+   vectors as stored) and their preprocessing; class embeddings are scaled
+   to unit L2 norm (``config.zsl.normalise_embeddings``) so that no class
+   wins by the length of its row (an 8 has every segment of a 1);
    (``config.zsl.preprocess``: ``"center_l2"`` subtracts the training mean
    and scales rows to unit norm, ``"l2"``, ``"zscore"`` or ``"none"``);
 2. on a validation split of the seen classes only
@@ -40,6 +43,7 @@ from tlax.zsl import data as zsl_data
 from tlax.zsl import features as zsl_features
 from tlax.zsl import methods as zsl_methods
 from tlax.zsl import protocols
+from tlax.zsl import semantic
 
 PREPROCESS = ("center_l2", "l2", "zscore", "none")
 NON_OPTION_KEYS = ("name",)
@@ -49,10 +53,12 @@ def extract_features(split: protocols.ZSLSplit, features: str,
                      preprocess: str, *, hog_cells: int = 4
                      ) -> protocols.ZSLSplit:
   """The split with (n, d) features, preprocessed with training statistics."""
-  if features not in ("raw", "hog"):
-    raise ValueError(f"config.zsl.features must be 'raw' (images flattened, "
-                     f"feature vectors as stored) or 'hog', got "
+  if features not in ("auto", "raw", "hog"):
+    raise ValueError(f"config.zsl.features must be 'auto', 'raw' (images "
+                     f"flattened, feature vectors as stored) or 'hog', got "
                      f"{features!r}.")
+  if features == "auto":
+    features = "hog" if np.ndim(split.x_train) in (3, 4) else "raw"
   if preprocess not in PREPROCESS:
     raise ValueError(f"config.zsl.preprocess must be one of {PREPROCESS}, "
                      f"got {preprocess!r}.")
@@ -130,6 +136,9 @@ def run(config: ml_collections.ConfigDict, workdir, **kwargs) -> dict:
       image_size=int(z.image_size), unseen=unseen)
   split = extract_features(split, z.features, z.preprocess,
                            hog_cells=int(z.get("hog_cells", 4)))
+  if z.get("normalise_embeddings", True):
+    split = dataclasses.replace(
+        split, class_embeddings=semantic.l2_normalise(split.class_embeddings))
   n_val = int(z.val_classes) or max(1, int(round(0.2 * len(split.seen))))
   val = protocols.validation_split(split, num_val_classes=n_val,
                                    seed=int(config.seed))

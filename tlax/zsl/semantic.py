@@ -126,15 +126,19 @@ def seven_segment_table() -> np.ndarray:
 def binarise(s: np.ndarray, threshold=None) -> tuple[np.ndarray, np.ndarray]:
   """A binary attribute table and the per-attribute thresholds used.
 
-  A table whose entries are already 0 or 1 is returned unchanged (thresholds
-  0.5). Otherwise an attribute is on for a class when its value exceeds
+  A table whose entries are already 0 or 1, or whose rows are binary rows
+  scaled to unit norm (every non-zero entry of a row equal), is returned as
+  its 0/1 pattern (thresholds 0.5 and 0). Otherwise an attribute is on for a class when its value exceeds
   ``threshold`` (default: the attribute's mean over the classes given), as
   DAP's binary predicate matrices are made from continuous ones.
   """
   s = np.asarray(s, dtype=np.float32)
   if threshold is None:
+    top = s.max(axis=1, keepdims=True)
     if np.all((s == 0) | (s == 1)):
       threshold = np.full(s.shape[1], 0.5, np.float32)
+    elif np.all(top > 0) and np.all((s == 0) | np.isclose(s, top)):
+      threshold = np.zeros(s.shape[1], np.float32)
     else:
       threshold = s.mean(axis=0)
   threshold = np.asarray(threshold, np.float32)

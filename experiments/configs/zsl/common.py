@@ -3,9 +3,9 @@
 Each method config is ``zsl_config(<method>, <grid>, **options)``. The task
 is ``source``/``target`` (:mod:`tlax.zsl.data`): the digits default to
 MNIST seen digits -> USPS unseen digits with the seven-segment table, three
-unseen digits drawn by ``seed`` (one split per seed), HOG features (fixed,
-not learned on any class). ``--config.zsl.features=raw`` for feature-vector
-domains (Office-Caltech10 SURF) or raw pixels. ``zsl.grid`` lists
+unseen digits drawn by ``seed`` (one split per seed), HOG features of the
+images (fixed, not learned on any class; feature-vector domains such as
+Office-Caltech10 SURF are used as stored). ``zsl.grid`` lists
 method options chosen on held-out seen classes (never on unseen labels).
 The argument ``quick`` shrinks the run to seconds (tests); other arguments
 ``<option>=<number>`` set ``method.<option>``.
@@ -29,7 +29,8 @@ def zsl_config(method: str, grid: dict | None = None,
   c.zsl.unseen = ""           # comma-separated class names: a fixed split
   c.zsl.seen_test_fraction = 0.2
   c.zsl.semantic = "auto"     # attributes (digits) | word_vectors
-  c.zsl.features = "hog"      # hog (images) | raw (pixels, SURF vectors)
+  c.zsl.normalise_embeddings = True  # unit-L2 class embeddings
+  c.zsl.features = "auto"     # auto: hog for images, vectors as stored | raw
   c.zsl.hog_cells = 4
   c.zsl.preprocess = "center_l2"
   c.zsl.image_size = 32       # PACS
