@@ -286,7 +286,7 @@ def test_calibration_chosen_on_seen_classes_raises_h():
     return s
   ss, su = scores(y_s), scores(y_u)
   raw = protocols.gzsl_accuracies(ss, y_s, su, y_u, [0], [1, 2], 3, 0.0)
-  gamma, h = protocols.choose_gamma(ss, y_s, su, y_u, [0], [1, 2], 3)
+  gamma, h = protocols.choose_gamma([(ss, y_s, su, y_u, [0], [1, 2], 3)])
   cal = protocols.gzsl_accuracies(ss, y_s, su, y_u, [0], [1, 2], 3, gamma)
   assert raw["gzsl_unseen"] < 10 and cal["gzsl_h"] > 80 > raw["gzsl_h"]
   assert h == pytest.approx(cal["gzsl_h"])
@@ -423,8 +423,8 @@ def test_quick_config_runs_on_synthetic_gbu(name, gbu_dir, tmp_path):
   for key in ("zsl_accuracy", "gzsl_seen", "gzsl_unseen", "gzsl_h"):
     assert 0.0 <= result[key] <= 100.0
   assert len(result["split"]["unseen"]) == 6
-  assert not set(result["validation"]["unseen"]) & set(
-      result["split"]["unseen"])
+  for fold in result["validation"]["unseen"]:
+    assert not set(fold) & set(result["split"]["unseen"])
   with open(tmp_path / "run" / "result.json") as f:
     assert json.load(f)["method"] == name
 

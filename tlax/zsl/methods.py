@@ -312,6 +312,28 @@ def _cosine(a, b):
   return a @ b.T
 
 
+def solve_sae(x: np.ndarray, s: np.ndarray, lambda_: float) -> np.ndarray:
+  r"""Solves ``S S^T W + lambda W X X^T = (1 + lambda) S X^T`` for W (a, d).
+
+  Both coefficient matrices are symmetric: with ``S S^T = P diag(a) P^T`` and
+  the thin SVD ``X = U diag(sigma) V^T``, the right-hand side lies in the
+  span of ``U``, so ``W = P [ (P^T C U)_{ij} / (a_i + lambda sigma_j^2) ]
+  U^T``. This costs ``O(d n min(d, n))`` instead of the ``O(d^3)`` of a
+  general Sylvester solver (d = 2048 for ResNet features).
+
+  Args:
+    x: (d, n) features, one column per image.
+    s: (a, n) class embeddings of the images.
+    lambda_: the weight of the encoder's reconstruction term.
+  """
+  a_vals, p = np.linalg.eigh(s @ s.T)
+  u, sigma, _ = np.linalg.svd(x, full_matrices=False)
+  c = (1.0 + lambda_) * s @ x.T
+  denom = a_vals[:, None] + lambda_ * sigma[None, :] ** 2
+  core = (p.T @ c @ u) / np.where(np.abs(denom) > 1e-12, denom, np.inf)
+  return p @ core @ u.T
+
+
 def sae(*, lambda_: float = 0.2, space: str = "semantic") -> ZSLMethod:
   r"""Semantic autoencoder (Kodirov et al., CVPR 2017), closed form.
 
@@ -329,16 +351,12 @@ def sae(*, lambda_: float = 0.2, space: str = "semantic") -> ZSLMethod:
   if space not in ("semantic", "feature"):
     raise ValueError(f"sae: space must be 'semantic' or 'feature', got "
                      f"{space!r}.")
-  import scipy.linalg  # pylint: disable=g-import-not-at-top
-
   def fit(rng, x, y, class_embeddings):
     del rng
     x, y, s = _check_fit_inputs(x, y, class_embeddings, "sae")
     xt = x.T.astype(np.float64)
     st = s[y].T.astype(np.float64)
-    w = scipy.linalg.solve_sylvester(st @ st.T, lambda_ * (xt @ xt.T),
-                                     (1.0 + lambda_) * st @ xt.T)
-    return {"w": jnp.asarray(w, jnp.float32)}
+    return {"w": jnp.asarray(solve_sae(xt, st, lambda_), jnp.float32)}
 
   def scores(params, x, class_embeddings):
     a, d = params["w"].shape

@@ -175,21 +175,32 @@ def gamma_candidates(scores: np.ndarray, seen_mask: np.ndarray,
   return np.unique(np.concatenate([[0.0], qs + eps, qs - eps]))
 
 
-def choose_gamma(scores_seen, y_seen, scores_unseen, y_unseen, seen, unseen,
-                 num_classes) -> tuple[float, float]:
-  """The calibration maximising H on a validation split; ``(gamma, H)``.
+def choose_gamma(folds) -> tuple[float, float]:
+  """The calibration maximising the mean H over validation folds.
 
-  Call it with scores of held-out seen classes only (see
-  :func:`validation_split`); ties go to the ``gamma`` closest to 0.
+  Args:
+    folds: a sequence of ``(scores_seen, y_seen, scores_unseen, y_unseen,
+      seen, unseen, num_classes)``, each made on held-out seen classes only
+      (see :func:`validation_split`); several folds with different held-out
+      classes make the choice less dependent on which classes played the
+      unseen ones.
+
+  Returns:
+    ``(gamma, mean H)``; ties go to the ``gamma`` closest to 0.
   """
-  mask = np.zeros(num_classes, np.float32)
-  mask[np.asarray(seen)] = 1.0
-  cands = gamma_candidates(np.concatenate([scores_seen, scores_unseen]), mask)
+  cands, masks = [], []
+  for ss, _, su, _, seen, _, c in folds:
+    mask = np.zeros(c, np.float32)
+    mask[np.asarray(seen)] = 1.0
+    masks.append(mask)
+    cands.append(gamma_candidates(np.concatenate([ss, su]), mask))
+  cands = np.unique(np.concatenate(cands))
   cands = cands[np.argsort(np.abs(cands), kind="stable")]
   best = (0.0, -1.0)
   for g in cands:
-    h = gzsl_accuracies(scores_seen, y_seen, scores_unseen, y_unseen, seen,
-                        unseen, num_classes, g)["gzsl_h"]
+    h = float(np.mean([
+        gzsl_accuracies(ss, ys, su, yu, seen, unseen, c, g)["gzsl_h"]
+        for ss, ys, su, yu, seen, unseen, c in folds]))
     if h > best[1] + 1e-9:
       best = (float(g), h)
   return best

@@ -11,10 +11,12 @@ One run = one method on one split (``config.source``, ``config.target``,
    wins by the length of its row (an 8 has every segment of a 1);
    (``config.zsl.preprocess``: ``"center_l2"`` subtracts the training mean
    and scales rows to unit norm, ``"l2"``, ``"zscore"`` or ``"none"``);
-2. on a validation split of the seen classes only
-   (:func:`tlax.zsl.protocols.validation_split`): the method options of
-   ``config.zsl.grid`` with the best ZSL accuracy on the held-out seen
-   classes, then the calibrated-stacking ``gamma`` with the best H there;
+2. on validation splits of the seen classes only
+   (:func:`tlax.zsl.protocols.validation_split`, ``config.zsl.val_folds``
+   folds, each holding out ``config.zsl.val_classes`` seen classes as
+   pseudo-unseen ones): the method options of ``config.zsl.grid`` with the
+   best ZSL accuracy on the first fold, then the calibrated-stacking
+   ``gamma`` with the best mean H over the folds;
 3. the method fitted on all training images of the seen classes, evaluated
    by the conventional and generalised protocols; ``result.json`` holds
    ``zsl_accuracy``, ``gzsl_seen``, ``gzsl_unseen``, ``gzsl_h`` (percent,
@@ -139,27 +141,31 @@ def run(config: ml_collections.ConfigDict, workdir, **kwargs) -> dict:
   if z.get("normalise_embeddings", True):
     split = dataclasses.replace(
         split, class_embeddings=semantic.l2_normalise(split.class_embeddings))
-  n_val = int(z.val_classes) or max(1, int(round(0.2 * len(split.seen))))
-  val = protocols.validation_split(split, num_val_classes=n_val,
-                                   seed=int(config.seed))
+  n_val = int(z.val_classes) or max(2, int(round(0.2 * len(split.seen))))
+  n_val = max(1, min(n_val, len(split.seen) - 2))
+  folds = [protocols.validation_split(split, num_val_classes=n_val,
+                                      seed=int(config.seed) * 1000 + k)
+           for k in range(max(1, int(z.get("val_folds", 3))))]
   rng = jax.random.PRNGKey(int(config.seed))
 
-  # Options and calibration from held-out seen classes only.
+  # Options (on the first fold) and calibration (mean H over the folds) from
+  # held-out seen classes only.
   best = None
   for extra in _grid(config):
     method = zsl_methods.get_method(name, **{**_options(config), **extra})
-    metrics, _, _ = protocols.fit_and_evaluate(method, val, rng)
+    metrics, _, scores = protocols.fit_and_evaluate(method, folds[0], rng)
     if best is None or metrics["zsl_accuracy"] > best[0]["zsl_accuracy"]:
-      best = (metrics, extra)
+      best = (metrics, extra, scores)
   options = {**_options(config), **best[1]}
   method = zsl_methods.get_method(name, **options)
-  _, _, val_scores = protocols.fit_and_evaluate(method, val, rng)
   c = len(split.class_names)
   gamma, val_h = (0.0, None)
   if z.calibrate:
-    gamma, val_h = protocols.choose_gamma(
-        val_scores["seen"], val.y_test_seen, val_scores["unseen"],
-        val.y_test_unseen, val.seen, val.unseen, c)
+    fold_scores = [best[2]] + [
+        protocols.fit_and_evaluate(method, fold, rng)[2] for fold in folds[1:]]
+    gamma, val_h = protocols.choose_gamma([
+        (s["seen"], f.y_test_seen, s["unseen"], f.y_test_unseen, f.seen,
+         f.unseen, c) for s, f in zip(fold_scores, folds)])
 
   metrics, params, scores = protocols.fit_and_evaluate(method, split, rng,
                                                        gamma=gamma)
@@ -170,7 +176,7 @@ def run(config: ml_collections.ConfigDict, workdir, **kwargs) -> dict:
       "target_accuracy": metrics["zsl_accuracy"],
       "gamma": gamma, "validation": {
           "zsl_accuracy": best[0]["zsl_accuracy"], "gzsl_h": val_h,
-          "unseen": [names[i] for i in val.unseen]},
+          "unseen": [[names[i] for i in f.unseen] for f in folds]},
       "options": {k: v for k, v in options.items()},
       "split": {"seen": [names[i] for i in split.seen],
                 "unseen": [names[i] for i in split.unseen],
