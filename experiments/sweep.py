@@ -28,9 +28,10 @@ run (exit status 130 / 143); rerunning the same command continues it.
 
 Task groups (``--tasks``, comma-separated): ``office_caltech10`` (the 12
 ordered pairs), ``mnist_usps`` (both directions), ``coil20`` (both
-directions), ``default`` (the embedded default task), ``selftaught`` and
-``selftaught_clustering`` (experiments/configs/selftaught/), or one task written
-``<source>:<target>``.
+directions), ``default`` (the embedded default task, ``digits/fonts`` ->
+``digits/sklearn``), ``sklearn_mnistm`` (the embedded ``digits/sklearn`` ->
+``digits/mnistm``), ``selftaught`` and ``selftaught_clustering``
+(experiments/configs/selftaught/), or one task written ``<source>:<target>``.
 """
 
 from __future__ import annotations
@@ -104,6 +105,7 @@ TASK_GROUPS = {
     "selftaught_clustering": [("coil20/coil2", "coil20/coil1"),
                               ("mnist_usps/mnist", "mnist_usps/usps"),
                               ("mnist_usps/usps", "mnist_usps/mnist")],
+    "sklearn_mnistm": [("digits/sklearn", "digits/mnistm")],
 }
 
 
@@ -242,7 +244,7 @@ def _cells(results, method, tasks, seeds, key):
 
 
 def _task_label(group, source, target, compact=False):
-  if group == "default":
+  if group in ("default", "sklearn_mnistm"):
     return f"{source} → {target}"
   s, t = short(source), short(target)
   return f"{s[0].upper()}→{t[0].upper()}" if compact else f"{s} → {t}"
@@ -304,6 +306,13 @@ def make_method_table(results, groups, methods, seeds,
         lines.append(_md_row([m] + cells + ([avg] if len(tasks) > 1 else [])))
       lines.append("")
   return "\n".join(lines)
+
+
+def seeds_phrase(seeds) -> str:
+  """How the cells aggregate: one run, or mean ± std over the seeds."""
+  if len(seeds) == 1:
+    return f"one run per cell (seed {seeds[0]}, no ± with one seed)"
+  return f"mean ± std over seeds {', '.join(map(str, seeds))} (ddof=1)"
 
 
 def provenance(results: dict) -> str:
@@ -387,11 +396,10 @@ def _sweep():
       + (f"Target accuracy (%) at the final step and at the steps selected "
          f"without target labels (src-val: best source-validation accuracy; "
          f"DEV: lowest importance-weighted validation risk, "
-         f"tlax/train/selection.py), mean ± std over seeds "
-         f"{', '.join(map(str, seeds))} (ddof=1).\n\n"
+         f"tlax/train/selection.py), {seeds_phrase(seeds)}.\n\n"
          if set(_COLUMNS.value) & {"final", "src_val", "dev"} else
-         f"The result.json fields {', '.join(_COLUMNS.value)}, mean ± std "
-         f"over seeds {', '.join(map(str, seeds))} (ddof=1).\n\n") +
+         f"The result.json fields {', '.join(_COLUMNS.value)}, "
+         f"{seeds_phrase(seeds)}.\n\n") +
       f"Rebuilt with:\n\n```\n{command}\n```\n\n"
       f"({len(results)} of {len(runs)} runs finished, {wall / 60:.1f} min "
       f"of training wall time in total, {provenance(results)}; "
