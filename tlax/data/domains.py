@@ -13,7 +13,8 @@ Three families of names (see ``docs/domains.md``):
   ``office_caltech10/{amazon,caltech,dslr,webcam}``, ``mnist_usps/{mnist,usps}``,
   ``coil20/{coil1,coil2}`` (:mod:`tlax.data.benchmarks`);
 * embedded domains that need no file: ``digits/sklearn``, ``digits/mnistm``,
-  ``digits/syndigits``, ``fonts/letters`` (:mod:`tlax.data.synthetic`);
+  ``digits/syndigits``, ``digits/fonts``, ``fonts/letters``
+  (:mod:`tlax.data.synthetic`);
 * any TFDS catalogue dataset as ``tfds/<name>`` or ``tfds/<name>:<config>``
   (:mod:`tlax.data.catalog`).
 

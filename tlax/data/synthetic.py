@@ -11,6 +11,10 @@
   and noise, in the spirit of the SynDigits/SynNumbers domain of Ganin &
   Lempitsky (2015). Any size and count; deterministic per seed.
 * ``fonts/letters``: the same renderer for the 26 capital letters.
+* ``digits/fonts``: the same renderer without colours or neighbour digits:
+  white digits on black, one grey channel, like ``digits/sklearn``. The
+  default task is ``digits/fonts`` -> ``digits/sklearn`` (typeset ->
+  handwritten).
 
 Rendering is vectorised: every (font, character, stroke) glyph is drawn once
 with PIL into a small bank, then each image is one affine bilinear lookup into
