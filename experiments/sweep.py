@@ -28,10 +28,12 @@ run (exit status 130 / 143); rerunning the same command continues it.
 
 Task groups (``--tasks``, comma-separated): ``office_caltech10`` (the 12
 ordered pairs), ``mnist_usps`` (both directions), ``coil20`` (both
-directions), ``default`` (the embedded default task), ``selftaught`` and
-``selftaught_clustering`` (experiments/configs/selftaught/), the zero-shot
-groups ``zsl_digits``, ``zsl_office``, ``zsl_pacs`` and ``gbu``
-(experiments/configs/zsl/), or one task written ``<source>:<target>``.
+directions), ``default`` (the embedded default task, ``digits/fonts`` ->
+``digits/sklearn``), ``sklearn_mnistm`` (the embedded ``digits/sklearn`` ->
+``digits/mnistm``), ``selftaught`` and ``selftaught_clustering``
+(experiments/configs/selftaught/), the zero-shot groups ``zsl_digits``,
+``zsl_office``, ``zsl_pacs`` and ``gbu`` (experiments/configs/zsl/), or one
+task written ``<source>:<target>``.
 """
 
 from __future__ import annotations
@@ -113,6 +115,7 @@ TASK_GROUPS = {
     "zsl_pacs": [(f"pacs/{d}", f"pacs/{d}") for d in ("photo", "sketch")],
     "gbu": [(f"gbu/{d}", f"gbu/{d}")
             for d in ("AWA1", "AWA2", "CUB", "SUN", "APY")],
+    "sklearn_mnistm": [("digits/sklearn", "digits/mnistm")],
 }
 
 
@@ -251,7 +254,7 @@ def _cells(results, method, tasks, seeds, key):
 
 
 def _task_label(group, source, target, compact=False):
-  if group == "default":
+  if group in ("default", "sklearn_mnistm"):
     return f"{source} → {target}"
   s, t = short(source), short(target)
   return f"{s[0].upper()}→{t[0].upper()}" if compact else f"{s} → {t}"
@@ -313,6 +316,13 @@ def make_method_table(results, groups, methods, seeds,
         lines.append(_md_row([m] + cells + ([avg] if len(tasks) > 1 else [])))
       lines.append("")
   return "\n".join(lines)
+
+
+def seeds_phrase(seeds) -> str:
+  """How the cells aggregate: one run, or mean ± std over the seeds."""
+  if len(seeds) == 1:
+    return f"one run per cell (seed {seeds[0]}, no ± with one seed)"
+  return f"mean ± std over seeds {', '.join(map(str, seeds))} (ddof=1)"
 
 
 def provenance(results: dict) -> str:
@@ -396,11 +406,10 @@ def _sweep():
       + (f"Target accuracy (%) at the final step and at the steps selected "
          f"without target labels (src-val: best source-validation accuracy; "
          f"DEV: lowest importance-weighted validation risk, "
-         f"tlax/train/selection.py), mean ± std over seeds "
-         f"{', '.join(map(str, seeds))} (ddof=1).\n\n"
+         f"tlax/train/selection.py), {seeds_phrase(seeds)}.\n\n"
          if set(_COLUMNS.value) & {"final", "src_val", "dev"} else
-         f"The result.json fields {', '.join(_COLUMNS.value)}, mean ± std "
-         f"over seeds {', '.join(map(str, seeds))} (ddof=1).\n\n") +
+         f"The result.json fields {', '.join(_COLUMNS.value)}, "
+         f"{seeds_phrase(seeds)}.\n\n") +
       f"Rebuilt with:\n\n```\n{command}\n```\n\n"
       f"({len(results)} of {len(runs)} runs finished, {wall / 60:.1f} min "
       f"of training wall time in total, {provenance(results)}; "

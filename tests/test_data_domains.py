@@ -27,6 +27,7 @@ def _check_domain(dom, num_classes, input_shape):
     ("digits/mnistm", {}, (16, 16, 3), 10),
     ("digits/syndigits", SMALL, (16, 16, 3), 10),
     ("fonts/letters", SMALL, (16, 16, 3), 26),
+    ("digits/fonts", SMALL, (16, 16, 1), 10),
 ])
 def test_embedded_domains_shapes_dtypes_labels(name, options, shape, ncls):
   dom = td.load_domain(name, **options)
@@ -71,6 +72,37 @@ def test_rendered_domains_deterministic_per_seed_and_differ_across_seeds():
     assert not np.allclose(a.splits[split][0], c.splits[split][0])
   # Train and test come from different streams.
   assert not np.allclose(a.splits["train"][0][:40], a.splits["test"][0])
+
+
+def test_font_digits_deterministic_grey_and_sized():
+  a = synthetic.load_font_digits("digits/fonts", seed=3, **SMALL)
+  b = synthetic.load_font_digits("digits/fonts", seed=3, **SMALL)
+  c = synthetic.load_font_digits("digits/fonts", seed=4, **SMALL)
+  for split in ("train", "test"):
+    np.testing.assert_array_equal(a.splits[split][0], b.splits[split][0])
+    np.testing.assert_array_equal(a.splits[split][1], b.splits[split][1])
+    assert not np.allclose(a.splits[split][0], c.splits[split][0])
+  assert not np.allclose(a.splits["train"][0][:40], a.splits["test"][0])
+  x, y = a.splits["train"]
+  assert x.shape == (120, 16, 16, 1) and len(a.splits["test"][1]) == 40
+  counts = np.bincount(y, minlength=10)
+  assert counts.max() - counts.min() <= 1
+  # Bright strokes on black, as digits/sklearn: dark borders, a bright
+  # centre.
+  assert x[:, 0].mean() < 0.15 and x[:, 6:10, 6:10].mean() > 0.3
+  big = td.load_domain("digits/fonts", image_size=28, channels=3, **SMALL)
+  assert big.input_shape == (28, 28, 3)
+  np.testing.assert_array_equal(big.splits["train"][0][..., 0],
+                                big.splits["train"][0][..., 2])
+  with pytest.raises(ValueError, match="n_train"):
+    synthetic.load_font_digits("digits/fonts", n_train=0)
+
+
+def test_default_task_pairs_fonts_with_sklearn_digits():
+  from experiments.configs import common  # pylint: disable=g-import-not-at-top
+  task = td.make_task(common.DEFAULT_SOURCE, common.DEFAULT_TARGET,
+                      channels=3, domain_options={"source": SMALL})
+  assert task.input_shape == (16, 16, 3) and task.num_classes == 10
 
 
 def test_syndigits_smaller_request_is_a_prefix():
@@ -125,7 +157,7 @@ def test_list_domains_has_every_family():
             "office_caltech10/dslr", "office_caltech10/webcam",
             "mnist_usps/mnist", "mnist_usps/usps", "coil20/coil1",
             "coil20/coil2", "digits/sklearn", "digits/mnistm",
-            "digits/syndigits", "fonts/letters"):
+            "digits/syndigits", "fonts/letters", "digits/fonts"):
     assert n in names
 
 

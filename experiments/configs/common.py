@@ -17,8 +17,10 @@ import ml_collections
 from ml_collections import config_dict
 
 # The default task needs no files: embedded domains (tlax.data.synthetic).
-DEFAULT_SOURCE = "digits/sklearn"
-DEFAULT_TARGET = "digits/mnistm"
+# Digits rendered from fonts -> scikit-learn's handwritten digits: the same
+# classes, typeset against handwritten (docs/domains.md, docs/main_job.md).
+DEFAULT_SOURCE = "digits/fonts"
+DEFAULT_TARGET = "digits/sklearn"
 DEFAULT_IMAGE_SIZE = 16
 
 # Per-collection training settings (keys are dotted config fields; a model
@@ -47,7 +49,7 @@ AUTO = {
     "coil20": {"model": _MLP, "steps": 500, "batch_size": 32,
                "optimizer": _ADAM},
     "mnist_usps": {"model": _LENET},
-    "digits": {"model": _LENET, "channels": 3},  # sklearn grey, mnistm RGB
+    "digits": {"model": _LENET, "channels": 3},  # grey repeated to RGB
 }
 
 

@@ -13,7 +13,8 @@ Three families of names (see ``docs/domains.md``):
   ``office_caltech10/{amazon,caltech,dslr,webcam}``, ``mnist_usps/{mnist,usps}``,
   ``coil20/{coil1,coil2}`` (:mod:`tlax.data.benchmarks`);
 * embedded domains that need no file: ``digits/sklearn``, ``digits/mnistm``,
-  ``digits/syndigits``, ``fonts/letters`` (:mod:`tlax.data.synthetic`);
+  ``digits/syndigits``, ``digits/fonts``, ``fonts/letters``
+  (:mod:`tlax.data.synthetic`);
 * any TFDS catalogue dataset as ``tfds/<name>`` or ``tfds/<name>:<config>``
   (:mod:`tlax.data.catalog`).
 
@@ -41,6 +42,7 @@ REGISTRY: dict[str, str] = {
     "digits/mnistm": "tlax.data.synthetic:load_mnistm",
     "digits/syndigits": "tlax.data.synthetic:load_syndigits",
     "fonts/letters": "tlax.data.synthetic:load_letters",
+    "digits/fonts": "tlax.data.synthetic:load_font_digits",
     "office_caltech10/amazon": "tlax.data.benchmarks:load_benchmark",
     "office_caltech10/caltech": "tlax.data.benchmarks:load_benchmark",
     "office_caltech10/dslr": "tlax.data.benchmarks:load_benchmark",

@@ -11,6 +11,10 @@
   and noise, in the spirit of the SynDigits/SynNumbers domain of Ganin &
   Lempitsky (2015). Any size and count; deterministic per seed.
 * ``fonts/letters``: the same renderer for the 26 capital letters.
+* ``digits/fonts``: the same renderer without colours or neighbour digits:
+  white digits on black, one grey channel, like ``digits/sklearn``. The
+  default task is ``digits/fonts`` -> ``digits/sklearn`` (typeset ->
+  handwritten).
 
 Rendering is vectorised: every (font, character, stroke) glyph is drawn once
 with PIL into a small bank, then each image is one affine bilinear lookup into
@@ -299,7 +303,7 @@ def _sample_glyphs(bank_flat, res, k, inv, offset, h, w):
 def render_chars(labels: np.ndarray, rng: np.random.Generator, chars: str,
                  size=(16, 16), *, max_rotation: float = 15.0,
                  distractors: float = 0.5, noise: float = 0.08,
-                 blur: float = 1.0) -> np.ndarray:
+                 blur: float = 1.0, colour: bool = True) -> np.ndarray:
   """Renders one image per label with random style (vectorised).
 
   Args:
@@ -312,9 +316,12 @@ def render_chars(labels: np.ndarray, rng: np.random.Generator, chars: str,
       side, as in a rendered number.
     noise: largest standard deviation of the additive Gaussian noise.
     blur: largest strength of a 3x3 box blur (0 disables).
+    colour: True: random foreground and background colours with a linear
+      background gradient; False: white glyphs on black, one channel.
 
   Returns:
-    ``(n, H, W, 3)`` float32 in [0, 1].
+    ``(n, H, W, 3)`` (``(n, H, W, 1)`` when ``colour`` is False) float32 in
+    [0, 1].
   """
   h, w = size
   res = max(h, w) + 4
@@ -355,16 +362,18 @@ def render_chars(labels: np.ndarray, rng: np.random.Generator, chars: str,
     a2 = _sample_glyphs(bank_flat, res, kk, inv[idx], off, h, w)
     alpha[idx] = np.maximum(alpha[idx], a2)
   np.clip(alpha, 0.0, 1.0, out=alpha)
-  # Colours and a linear background gradient.
-  bg, fg = _colours(rng, n)
-  ang = rng.uniform(0, 2 * np.pi, size=n)
-  amp = rng.uniform(-0.25, 0.25, size=(n, 3)).astype(np.float32)
-  ys = (np.arange(h, dtype=np.float32) + 0.5) / h - 0.5
-  xs = (np.arange(w, dtype=np.float32) + 0.5) / w - 0.5
-  ramp = (np.cos(ang)[:, None, None] * xs[None, None, :] +
-          np.sin(ang)[:, None, None] * ys[None, :, None]).astype(np.float32)
-  img = bg[:, None, None, :] + ramp[..., None] * amp[:, None, None, :]
-  img += alpha[..., None] * (fg[:, None, None, :] - img)  # composite
+  if colour:  # colours and a linear background gradient
+    bg, fg = _colours(rng, n)
+    ang = rng.uniform(0, 2 * np.pi, size=n)
+    amp = rng.uniform(-0.25, 0.25, size=(n, 3)).astype(np.float32)
+    ys = (np.arange(h, dtype=np.float32) + 0.5) / h - 0.5
+    xs = (np.arange(w, dtype=np.float32) + 0.5) / w - 0.5
+    ramp = (np.cos(ang)[:, None, None] * xs[None, None, :] +
+            np.sin(ang)[:, None, None] * ys[None, :, None]).astype(np.float32)
+    img = bg[:, None, None, :] + ramp[..., None] * amp[:, None, None, :]
+    img += alpha[..., None] * (fg[:, None, None, :] - img)  # composite
+  else:
+    img = alpha[..., None]
   if blur > 0:  # blend towards a separable 3x3 box blur
     pad = np.pad(img, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
     rows = pad[:, :-2] + pad[:, 1:-1] + pad[:, 2:]
@@ -403,7 +412,9 @@ def generate(name: str, chars: str, n: int, seed: int, stream: int, size,
     xs.append(x[:m])
     ys.append(y[:m])
   if not xs:
-    return (np.zeros((0, *size, 3), np.float32), np.zeros((0,), np.int32))
+    channels = 3 if style.get("colour", True) else 1
+    return (np.zeros((0, *size, channels), np.float32),
+            np.zeros((0,), np.int32))
   return np.concatenate(xs), np.concatenate(ys).astype(np.int32)
 
 
@@ -495,3 +506,57 @@ def load_letters(name, *, image_size=None, channels=None, data_dir=None,
                         n_test=n_test, max_rotation=max_rotation,
                         distractors=distractors, noise=noise, blur=blur,
                         cache=cache)
+
+
+def load_font_digits(name, *, image_size=None, channels=None, data_dir=None,
+                     seed=0, n_train: int = 10000, n_test: int = 2000,
+                     max_rotation: float = 15.0, noise: float = 0.05,
+                     blur: float = 1.0, cache=None):
+  """Digits rendered from fonts, white on black (see module docstring).
+
+  The renderer of ``digits/syndigits`` without its colours, background
+  gradient and neighbour digits: one grey channel, bright strokes on black,
+  like ``digits/sklearn``, so that the two differ in how the digits were made
+  (typeset glyphs against handwriting), not in colour.
+
+  Options:
+    n_train, n_test: number of images per split.
+    max_rotation: degrees; noise: largest Gaussian noise std; blur: largest
+      blur strength; cache: store on disk under ``$TLAX_CACHE_DIR/synthetic``
+      (None: when n_train + n_test >= 50,000).
+  """
+  del channels, data_dir
+  size = _size(image_size)
+  style = dict(max_rotation=float(max_rotation), distractors=0.0,
+               noise=float(noise), blur=float(blur), colour=False)
+  if n_train < 1 or n_test < 0:
+    raise ValueError(f"{name}: n_train must be >= 1 and n_test >= 0, got "
+                     f"{n_train} and {n_test}.")
+
+  def make():
+    xtr, ytr = generate(name, "0123456789", n_train, seed, 0, size, **style)
+    xte, yte = generate(name, "0123456789", n_test, seed, 1, size, **style)
+    return {"xtr": xtr, "ytr": ytr, "xte": xte, "yte": yte}
+
+  if cache is None:
+    cache = n_train + n_test >= 50_000
+  if cache:
+    import PIL  # pylint: disable=g-import-not-at-top
+    arrays = _disk_cached(
+        dict(name=name, size=size, seed=seed, n_train=n_train, n_test=n_test,
+             version=RENDER_VERSION, pil=PIL.__version__, **style), make)
+  else:
+    arrays = make()
+  info = {
+      "source": "rendered from matplotlib's bundled DejaVu fonts with PIL "
+                f"({len(font_paths())} fonts x {len(_STROKES)} stroke "
+                "widths), white on black",
+      "style": style,
+      "seed": seed,
+      "split": "train and test drawn from independent random streams",
+      "transductive": False,
+      "renderer_version": RENDER_VERSION,
+  }
+  return domains.make_domain(
+      name, (arrays["xtr"], arrays["ytr"]), (arrays["xte"], arrays["yte"]),
+      num_classes=10, kind="image", class_names=DIGIT_NAMES, info=info)

@@ -71,3 +71,66 @@ def plot_domain_grid(domain, n: int = 64, path=None, *, split: str = "train",
   fig.savefig(path, dpi=dpi)
   plt.close(fig)
   return None
+
+
+def plot_task_grid(domains, n: int = 24, path=None, *, cols: int = 12,
+                   split: str = "train", seed: int = 0,
+                   cell_inches: float = 0.6, dpi: int = 80):
+  """Examples of several image domains, one block of rows per domain.
+
+  The picture of a task: its source and target domains one above the other,
+  the same number of random examples of each, labelled with their class.
+
+  Args:
+    domains: :class:`tlax.data.Domain` objects of kind ``"image"``.
+    n: examples per domain (fewer when a split is smaller).
+    path: if given, the figure is saved there (PNG) and closed.
+    cols: images per row.
+    split: which split to draw from.
+    seed: which examples are drawn.
+    cell_inches, dpi: size of each cell and resolution of the saved figure.
+
+  Returns:
+    The matplotlib figure (None when saved to ``path``).
+  """
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
+  blocks = []
+  for dom in domains:
+    x, y = dom.splits[split]
+    m = min(n, len(x))
+    idx = np.sort(np.random.default_rng(seed).choice(len(x), m, replace=False))
+    blocks.append((dom, x[idx], y[idx], int(math.ceil(m / cols))))
+  rows = sum(b[3] for b in blocks)
+  fig = plt.figure(figsize=(cols * cell_inches,
+                            rows * cell_inches * 1.2 + 0.35 * len(blocks)))
+  grid = fig.add_gridspec(len(blocks), 1, height_ratios=[b[3] for b in blocks],
+                          hspace=0.25)
+  for g, (dom, x, y, r) in enumerate(blocks):
+    sub = grid[g].subgridspec(r, cols, hspace=0.3)
+    names = getattr(dom, "class_names", None)
+    for k in range(r * cols):
+      ax = fig.add_subplot(sub[k // cols, k % cols])
+      ax.axis("off")
+      if k >= len(x):
+        continue
+      img = np.clip(np.asarray(x[k], np.float32), 0, 1)
+      if img.shape[-1] == 1:
+        ax.imshow(img[..., 0], cmap="gray", vmin=0, vmax=1,
+                  interpolation="nearest")
+      else:
+        ax.imshow(img, interpolation="nearest")
+      ax.set_title(names[int(y[k])] if names else str(int(y[k])), fontsize=7,
+                   pad=1)
+      if k == 0:
+        ax.text(0, 1.35, f"{dom.name} {tuple(x.shape[1:])}",
+                transform=ax.transAxes, fontsize=9, ha="left", va="bottom")
+  fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.9,
+                      wspace=0.08)
+  if path is None:
+    return fig
+  fig.savefig(path, dpi=dpi)
+  plt.close(fig)
+  return None
