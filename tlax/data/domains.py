@@ -41,6 +41,8 @@ REGISTRY: dict[str, str] = {
     "digits/mnistm": "tlax.data.synthetic:load_mnistm",
     "digits/syndigits": "tlax.data.synthetic:load_syndigits",
     "fonts/letters": "tlax.data.synthetic:load_letters",
+    "colourdigits/source": "tlax.data.semantic_bias:load_colour_digits",
+    "colourdigits/target": "tlax.data.semantic_bias:load_colour_digits",
     "office_caltech10/amazon": "tlax.data.benchmarks:load_benchmark",
     "office_caltech10/caltech": "tlax.data.benchmarks:load_benchmark",
     "office_caltech10/dslr": "tlax.data.benchmarks:load_benchmark",
