@@ -192,3 +192,20 @@ def test_other_quick_configs_run(name, tmp_path):
   result = train.run_experiment(_quick(name), tmp_path)
   assert 0.0 <= result["target_accuracy"] <= 100.0
   assert -100.0 <= result["bias_gap"] <= 100.0
+
+
+def test_views_distort_colour_but_keep_grey_images_grey():
+  from tlax.methods import prototypes
+  x = jnp.asarray(np.random.default_rng(0).random((5, 4, 4, 1)), jnp.float32)
+  rgb = jnp.repeat(x, 3, -1)
+  v = prototypes._views(rgb, jax.random.key(0), 0, 0.0)  # pylint: disable=protected-access
+  # Each image is scaled per channel by a gain in [0.3, 1].
+  ratio = np.asarray(v) / np.maximum(np.asarray(rgb), 1e-6)
+  gains = ratio[:, 0, 0, :]
+  assert np.all((gains >= 0.3 - 1e-5) & (gains <= 1.0 + 1e-5))
+  np.testing.assert_allclose(ratio, np.broadcast_to(gains[:, None, None],
+                                                    ratio.shape), rtol=1e-4)
+  same = prototypes._views(rgb, jax.random.key(0), 0, 0.0, False)  # pylint: disable=protected-access
+  np.testing.assert_array_equal(same, rgb)
+  shifted = prototypes._views(x, jax.random.key(1), 1, 0.0)  # pylint: disable=protected-access
+  assert shifted.shape == x.shape

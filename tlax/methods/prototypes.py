@@ -29,7 +29,9 @@ with its learned prototypes. All three take the same two transfer terms:
 * ``ssl_weight``: a self-supervised contrastive term (NT-Xent,
   :func:`tlax.losses.nt_xent`) over source and target images together, two
   views by random translation and Gaussian noise: it relates each domain's
-  features to the shared ones without labels.
+  features to the shared ones without labels; on RGB images the views also
+  differ in colour (``colour_jitter``), so the term asks for colour-invariant
+  embeddings without any class label.
 
 References:
   Snell, Swersky & Zemel, Prototypical Networks for Few-shot Learning,
@@ -61,9 +63,16 @@ def _check(align, metric, momentum):
     raise ValueError(f"momentum must be in [0, 1), got {momentum!r}.")
 
 
-def _views(x, rng, shift: int, noise: float):
-  """A random translation (images) plus Gaussian noise of every example."""
-  k1, k2 = jax.random.split(rng)
+def _views(x, rng, shift: int, noise: float, colour_jitter: bool = True):
+  """A random view of every example: translation by up to ``shift`` pixels,
+  colour distortion (RGB images: a random channel order and per-channel
+  gains in [0.3, 1], SimCLR's strongest augmentation) and Gaussian noise."""
+  k1, k2, k3, k4 = jax.random.split(rng, 4)
+  if x.ndim == 4 and x.shape[-1] == 3 and colour_jitter:
+    perm = jax.vmap(lambda k: jax.random.permutation(k, 3))(
+        jax.random.split(k3, x.shape[0]))
+    x = jnp.take_along_axis(x, perm[:, None, None, :], -1)
+    x = x * jax.random.uniform(k4, (x.shape[0], 1, 1, 3), x.dtype, 0.3, 1.0)
   if x.ndim == 4 and shift > 0:
     d = jax.random.randint(k1, (x.shape[0], 2), -shift, shift + 1)
     x = jax.vmap(lambda im, s: jnp.roll(im, (s[0], s[1]), (0, 1)))(x, d)
@@ -72,7 +81,7 @@ def _views(x, rng, shift: int, noise: float):
 
 def _build(model, num_classes, *, name, main_loss, metric, temperature,
            momentum, align, lambda_, ssl_weight, ssl_temperature, shift,
-           noise, learned_prototypes=False):
+           noise, colour_jitter=True, learned_prototypes=False):
   """The shared init / loss / predict of the three factories."""
   _check(align, metric, momentum)
   c = int(num_classes)
@@ -120,9 +129,11 @@ def _build(model, num_classes, *, name, main_loss, metric, temperature,
       metrics["align"] = term
     if ssl_weight > 0:
       x = jnp.concatenate([xs, batch["xt"]], 0)
-      v1, _, state = embed(params, state, _views(x, k_v1, shift, noise), True,
+      v1, _, state = embed(params, state,
+                           _views(x, k_v1, shift, noise, colour_jitter), True,
                            k_v1)
-      v2, _, state = embed(params, state, _views(x, k_v2, shift, noise), True,
+      v2, _, state = embed(params, state,
+                           _views(x, k_v2, shift, noise, colour_jitter), True,
                            k_v2)
       term = contrastive.masked_mean(*contrastive.nt_xent(v1, v2,
                                                           ssl_temperature))
@@ -148,7 +159,8 @@ def _build(model, num_classes, *, name, main_loss, metric, temperature,
 
 def prototype_head(model, num_classes, *, total_steps, temperature=0.1,
                    align="none", lambda_=1.0, ssl_weight=0.0,
-                   ssl_temperature=0.1, shift=2, noise=0.1, momentum=0.9):
+                   ssl_temperature=0.1, shift=2, noise=0.1, colour_jitter=True,
+                   momentum=0.9):
   """Cosine prototype classifier trained with cross-entropy (module doc).
 
   Args:
@@ -156,7 +168,8 @@ def prototype_head(model, num_classes, *, total_steps, temperature=0.1,
     num_classes: number of classes.
     total_steps: unused (no schedule).
     temperature: :math:`\\tau` of the cosine logits.
-    align, lambda_, ssl_weight, ssl_temperature, shift, noise: the transfer
+    align, lambda_, ssl_weight, ssl_temperature, shift, noise,
+      colour_jitter: the transfer
       terms (module doc).
     momentum: of the class-mean EMA kept for inspection.
 
@@ -176,13 +189,14 @@ def prototype_head(model, num_classes, *, total_steps, temperature=0.1,
                 main_loss=main_loss, metric="cosine", temperature=temperature,
                 momentum=momentum, align=align, lambda_=lambda_,
                 ssl_weight=ssl_weight, ssl_temperature=ssl_temperature,
-                shift=shift, noise=noise, learned_prototypes=True)
+                shift=shift, noise=noise,
+                colour_jitter=colour_jitter, learned_prototypes=True)
 
 
 def protonet(model, num_classes, *, total_steps, n_way=0,
              support_fraction=0.5, metric="euclidean", temperature=1.0,
              momentum=0.9, align="none", lambda_=1.0, ssl_weight=0.0,
-             ssl_temperature=0.1, shift=2, noise=0.1):
+             ssl_temperature=0.1, shift=2, noise=0.1, colour_jitter=True):
   """Prototypical networks, one episode per source batch (module doc).
 
   Args:
@@ -192,7 +206,8 @@ def protonet(model, num_classes, *, total_steps, n_way=0,
     support_fraction: the share of the batch used as the support set.
     metric, temperature: of :func:`tlax.losses.prototype_logits`.
     momentum: of the class-mean EMA used to predict.
-    align, lambda_, ssl_weight, ssl_temperature, shift, noise: the transfer
+    align, lambda_, ssl_weight, ssl_temperature, shift, noise,
+      colour_jitter: the transfer
       terms (module doc).
 
   Returns:
@@ -223,12 +238,14 @@ def protonet(model, num_classes, *, total_steps, n_way=0,
   return _build(model, num_classes, name="protonet", main_loss=main_loss,
                 metric=metric, temperature=temperature, momentum=momentum,
                 align=align, lambda_=lambda_, ssl_weight=ssl_weight,
-                ssl_temperature=ssl_temperature, shift=shift, noise=noise)
+                ssl_temperature=ssl_temperature, shift=shift, noise=noise,
+                colour_jitter=colour_jitter)
 
 
 def supcon(model, num_classes, *, total_steps, temperature=0.1,
            ce_weight=0.0, momentum=0.9, align="none", lambda_=1.0,
-           ssl_weight=0.0, ssl_temperature=0.1, shift=2, noise=0.1):
+           ssl_weight=0.0, ssl_temperature=0.1, shift=2, noise=0.1,
+           colour_jitter=True):
   """Supervised contrastive learning with a prototype head (module doc).
 
   Args:
@@ -236,7 +253,8 @@ def supcon(model, num_classes, *, total_steps, temperature=0.1,
     temperature: :math:`\\tau` of SupCon and of the cosine prototype logits.
     ce_weight: weight of a cross-entropy term on the network's own head.
     momentum: of the class-mean EMA used to predict.
-    align, lambda_, ssl_weight, ssl_temperature, shift, noise: the transfer
+    align, lambda_, ssl_weight, ssl_temperature, shift, noise,
+      colour_jitter: the transfer
       terms (module doc).
 
   Returns:
@@ -257,7 +275,8 @@ def supcon(model, num_classes, *, total_steps, temperature=0.1,
   return _build(model, num_classes, name="supcon", main_loss=main_loss,
                 metric="cosine", temperature=temperature, momentum=momentum,
                 align=align, lambda_=lambda_, ssl_weight=ssl_weight,
-                ssl_temperature=ssl_temperature, shift=shift, noise=noise)
+                ssl_temperature=ssl_temperature, shift=shift, noise=noise,
+                colour_jitter=colour_jitter)
 
 
 FACTORIES = {"prototype_head": prototype_head, "protonet": protonet,

@@ -85,7 +85,8 @@ def run(config, workdir) -> dict:
                                  name.replace("/", "_"), {})))
       x = np.concatenate([dom.splits["train"][0], dom.splits["test"][0]])
       y = np.concatenate([dom.splits["train"][1], dom.splits["test"][1]])
-      if dom.splits["test"][0] is dom.splits["train"][0]:
+      if (dom.splits["test"][0] is dom.splits["train"][0]
+          or np.array_equal(dom.splits["test"][0], dom.splits["train"][0])):
         x, y = dom.splits["train"]
       if x.shape[1:] != task.xs.shape[1:]:
         raise ValueError(
