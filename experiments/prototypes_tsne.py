@@ -4,7 +4,9 @@ One panel per finished run of the semantic-bias family
 (``experiments/configs/prototypes/``): source validation digits (dots),
 target digits (crosses) and the class prototypes (stars), coloured by class.
 The prototypes are the method's own (``state["prototypes"]`` or learned
-``params["prototypes"]``), or the source class means for the linear head.
+``params["prototypes"]``), or the source class means for the linear head;
+for the cosine methods (``supcon``, ``prototype_head``) all points are L2
+normalised. Panels are named by the run's method folder.
 
 COMMAND (the picture of docs/prototypes.md, after the sweep there):
   python -m experiments.prototypes_tsne --out=docs/img/prototypes_tsne.png \
@@ -51,7 +53,12 @@ def run_embeddings(workdir: str, max_points: int = 300):
   else:
     protos = np.asarray(losses.class_prototypes(
         np.asarray(embed(task.xs_val)), task.ys_val, task.num_classes)[0])
-  return fs, task.ys_val[i], ft, task.yt_test[j], protos, result["method"]
+  if config.method.name in ("supcon", "prototype_head"):  # cosine methods
+    fs, ft, protos = (np.asarray(losses.l2_normalize(a))
+                      for a in (fs, ft, protos))
+  name = os.path.basename(os.path.dirname(os.path.dirname(
+      os.path.abspath(workdir))))
+  return fs, task.ys_val[i], ft, task.yt_test[j], protos, name
 
 
 def plot(runs, path: str, max_points: int = 300) -> str:
