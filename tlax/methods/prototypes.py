@@ -278,6 +278,3 @@ def supcon(model, num_classes, *, total_steps, temperature=0.1,
                 ssl_temperature=ssl_temperature, shift=shift, noise=noise,
                 colour_jitter=colour_jitter)
 
-
-FACTORIES = {"prototype_head": prototype_head, "protonet": protonet,
-             "supcon": supcon}
