@@ -43,6 +43,8 @@ REGISTRY: dict[str, str] = {
     "digits/syndigits": "tlax.data.synthetic:load_syndigits",
     "fonts/letters": "tlax.data.synthetic:load_letters",
     "digits/fonts": "tlax.data.synthetic:load_font_digits",
+    "colourdigits/source": "tlax.data.semantic_bias:load_colour_digits",
+    "colourdigits/target": "tlax.data.semantic_bias:load_colour_digits",
     "office_caltech10/amazon": "tlax.data.benchmarks:load_benchmark",
     "office_caltech10/caltech": "tlax.data.benchmarks:load_benchmark",
     "office_caltech10/dslr": "tlax.data.benchmarks:load_benchmark",

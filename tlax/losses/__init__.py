@@ -12,6 +12,9 @@ Modules::
   mmd_losses   linear_mmd (DDC), mmd, mk_mmd (DAN), jmmd (JAN),
                class_conditional_mmd (DSAN local MMD, JDA/BDA/MEDA).
   moments      coral (Deep CORAL), cmd (central moment discrepancy).
+  contrastive  class_prototypes, prototype_logits, prototypical_loss
+               (prototypical networks), supervised_contrastive (SupCon),
+               nt_xent (SimCLR), masked_mean.
   adversarial  gradient_reversal, grl_lambda_schedule, dann_domain_loss,
                cdan_multilinear, entropy_weights.
   distance     proxy_a_distance.
@@ -27,6 +30,13 @@ from tlax.losses.adversarial import entropy
 from tlax.losses.adversarial import entropy_weights
 from tlax.losses.adversarial import gradient_reversal
 from tlax.losses.adversarial import grl_lambda_schedule
+from tlax.losses.contrastive import class_prototypes
+from tlax.losses.contrastive import l2_normalize
+from tlax.losses.contrastive import masked_mean
+from tlax.losses.contrastive import nt_xent
+from tlax.losses.contrastive import prototype_logits
+from tlax.losses.contrastive import prototypical_loss
+from tlax.losses.contrastive import supervised_contrastive
 from tlax.losses.distance import a_distance_from_error
 from tlax.losses.distance import proxy_a_distance
 from tlax.losses.dynamic import DynamicMuEstimator
@@ -54,6 +64,13 @@ from tlax.losses.separation import scale_invariant_mse
 from tlax.losses.separation import soft_label_loss
 
 __all__ = [
+    "class_prototypes",
+    "l2_normalize",
+    "masked_mean",
+    "nt_xent",
+    "prototype_logits",
+    "prototypical_loss",
+    "supervised_contrastive",
     "DynamicMuEstimator",
     "DynamicMuState",
     "a_distance_from_error",

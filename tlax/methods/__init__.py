@@ -21,6 +21,7 @@ from tlax.methods import dsn as _dsn
 from tlax.methods import mcd as _mcd
 from tlax.methods import multitask as _multitask
 from tlax.methods import pixelda as _pixelda
+from tlax.methods import prototypes as _prototypes
 from tlax.methods import sdt as _sdt
 from tlax.methods import source_only as _source_only
 from tlax.methods.contract import Method
@@ -55,6 +56,10 @@ METHODS: dict[str, Callable[..., Method]] = {
     "output_kl": _conservative.output_kl,
     "lora": _conservative.lora,
     "multitask": _multitask.multitask,
+    # Classification by comparison.
+    "prototype_head": _prototypes.prototype_head,
+    "protonet": _prototypes.protonet,
+    "supcon": _prototypes.supcon,
 }
 
 
