@@ -29,7 +29,9 @@ run (exit status 130 / 143); rerunning the same command continues it.
 Task groups (``--tasks``, comma-separated): ``office_caltech10`` (the 12
 ordered pairs), ``mnist_usps`` (both directions), ``coil20`` (both
 directions), ``default`` (the embedded default task), ``selftaught`` and
-``selftaught_clustering`` (experiments/configs/selftaught/), or one task written
+``selftaught_clustering`` (experiments/configs/selftaught/), ``ssl`` (USPS,
+MNIST and sklearn digits, each with itself: semi-supervised learning),
+``ssda`` (SynDigits -> USPS), or one task written
 ``<source>:<target>``.
 """
 
@@ -104,6 +106,12 @@ TASK_GROUPS = {
     "selftaught_clustering": [("coil20/coil2", "coil20/coil1"),
                               ("mnist_usps/mnist", "mnist_usps/usps"),
                               ("mnist_usps/usps", "mnist_usps/mnist")],
+    # Classic semi-supervised learning within one domain (labels_per_class).
+    "ssl": [("mnist_usps/usps", "mnist_usps/usps"),
+            ("mnist_usps/mnist", "mnist_usps/mnist"),
+            ("digits/sklearn", "digits/sklearn")],
+    # Semi-supervised domain adaptation (target_labeled_per_class).
+    "ssda": [("digits/syndigits", "mnist_usps/usps")],
 }
 
 
