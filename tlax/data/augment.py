@@ -33,6 +33,8 @@ References:
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -124,30 +126,10 @@ def _signed(key, magnitude):
   return jnp.where(jax.random.bernoulli(key), magnitude, -magnitude)
 
 
-def _rotate(key, img, m):
-  theta = jnp.deg2rad(_signed(key, 30.0 * m))
-  c, s = jnp.cos(theta), jnp.sin(theta)
-  return _affine(img, jnp.array([[c, -s, 0.0], [s, c, 0.0]]))
-
-
-def _shear_x(key, img, m):
-  k = _signed(key, 0.3 * m)
-  return _affine(img, jnp.array([[1.0, 0.0, 0.0], [k, 1.0, 0.0]]))
-
-
-def _shear_y(key, img, m):
-  k = _signed(key, 0.3 * m)
-  return _affine(img, jnp.array([[1.0, k, 0.0], [0.0, 1.0, 0.0]]))
-
-
-def _translate_x(key, img, m):
-  t = _signed(key, 0.3 * m * img.shape[1])
-  return _affine(img, jnp.array([[1.0, 0.0, 0.0], [0.0, 1.0, t]]))
-
-
-def _translate_y(key, img, m):
-  t = _signed(key, 0.3 * m * img.shape[0])
-  return _affine(img, jnp.array([[1.0, 0.0, t], [0.0, 1.0, 0.0]]))
+def _geometric(matrix_fn):
+  def op(key, img, m):
+    return _affine(img, matrix_fn(key, m, img.shape[0], img.shape[1]))
+  return op
 
 
 def _blend(a, b, factor):
@@ -230,21 +212,55 @@ RAND_AUGMENT_OPS = {
     "identity": _identity,
     "autocontrast": _autocontrast,
     "equalize": _equalize,
-    "rotate": _rotate,
+    "rotate": _geometric(lambda *a: _rotate_matrix(*a)),
     "solarize": _solarize,
     "color": _color,
     "posterize": _posterize,
     "contrast": _contrast,
     "brightness": _brightness,
     "sharpness": _sharpness,
-    "shear_x": _shear_x,
-    "shear_y": _shear_y,
-    "translate_x": _translate_x,
-    "translate_y": _translate_y,
+    "shear_x": _geometric(lambda *a: _shear_x_matrix(*a)),
+    "shear_y": _geometric(lambda *a: _shear_y_matrix(*a)),
+    "translate_x": _geometric(lambda *a: _translate_x_matrix(*a)),
+    "translate_y": _geometric(lambda *a: _translate_y_matrix(*a)),
     "invert": _invert,
 }
 # FixMatch's RandAugment list (no invert).
 DEFAULT_OPS = tuple(k for k in RAND_AUGMENT_OPS if k != "invert")
+
+
+# The geometric operations as affine maps (one resampling per applied
+# operation): name -> (key, magnitude, h, w) -> (2, 3) matrix.
+def _rotate_matrix(key, m, h, w):
+  del h, w
+  theta = jnp.deg2rad(_signed(key, 30.0 * m))
+  c, s = jnp.cos(theta), jnp.sin(theta)
+  return jnp.array([[c, -s, 0.0], [s, c, 0.0]])
+
+
+def _shear_x_matrix(key, m, h, w):
+  del h, w
+  return jnp.array([[1.0, 0.0, 0.0], [_signed(key, 0.3 * m), 1.0, 0.0]])
+
+
+def _shear_y_matrix(key, m, h, w):
+  del h, w
+  return jnp.array([[1.0, _signed(key, 0.3 * m), 0.0], [0.0, 1.0, 0.0]])
+
+
+def _translate_x_matrix(key, m, h, w):
+  del h
+  return jnp.array([[1.0, 0.0, 0.0], [0.0, 1.0, _signed(key, 0.3 * m * w)]])
+
+
+def _translate_y_matrix(key, m, h, w):
+  del w
+  return jnp.array([[1.0, 0.0, _signed(key, 0.3 * m * h)], [0.0, 1.0, 0.0]])
+
+
+_GEOMETRIC = {"rotate": _rotate_matrix, "shear_x": _shear_x_matrix,
+              "shear_y": _shear_y_matrix, "translate_x": _translate_x_matrix,
+              "translate_y": _translate_y_matrix}
 
 
 def rand_augment(key: Array, images: Array, *, num_ops: int = 2,
@@ -255,7 +271,9 @@ def rand_augment(key: Array, images: Array, *, num_ops: int = 2,
   Each image applies, ``num_ops`` times in sequence, an operation drawn
   uniformly from ``ops`` with a magnitude drawn uniformly in
   ``[0, max_magnitude]`` (1 is each operation's strongest setting), each
-  with probability ``op_prob``.
+  with probability ``op_prob``. The geometric operations are one affine
+  resampling each (the identity map for the others), so a batch costs
+  ``num_ops`` resamplings per image whatever operations are drawn.
 
   Args:
     key: PRNG key.
@@ -273,16 +291,25 @@ def rand_augment(key: Array, images: Array, *, num_ops: int = 2,
   if unknown or not ops:
     raise ValueError(f"Unknown RandAugment operation(s) {unknown}; valid: "
                      f"{', '.join(RAND_AUGMENT_OPS)}.")
-  branches = [RAND_AUGMENT_OPS[o] for o in ops]
+  _, h, w, _ = images.shape
+  identity = jnp.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+  # Per op: an affine matrix (identity for colour ops) and a colour op
+  # (identity for geometric ones).
+  matrices = [(_GEOMETRIC[o] if o in _GEOMETRIC else
+               (lambda k, m, h, w: identity)) for o in ops]
+  colours = [(_identity if o in _GEOMETRIC else RAND_AUGMENT_OPS[o])
+             for o in ops]
+  matrices = [functools.partial(f, h=h, w=w) for f in matrices]
   dtype = images.dtype
 
   def one(k, img):
     img = img.astype(jnp.float32)
     for kk in jax.random.split(k, num_ops):
       k_op, k_mag, k_apply, k_sign = jax.random.split(kk, 4)
-      index = jax.random.randint(k_op, (), 0, len(branches))
+      index = jax.random.randint(k_op, (), 0, len(ops))
       m = jax.random.uniform(k_mag, (), maxval=max_magnitude)
-      out = jax.lax.switch(index, branches, k_sign, img, m)
+      matrix = jax.lax.switch(index, matrices, k_sign, m)
+      out = jax.lax.switch(index, colours, k_sign, _affine(img, matrix), m)
       img = jnp.where(jax.random.bernoulli(k_apply, op_prob), out, img)
     return jnp.clip(img, 0.0, 1.0)
 
