@@ -138,17 +138,18 @@ def plot_thresholds(root: str, task: str, seed: int, out: str,
   return out
 
 
-_ROOT = flags.DEFINE_string("root", "runs/ssl/1", "Sweep root of the runs.")
-_TASK = flags.DEFINE_string("task", "mnist_usps_usps--mnist_usps_usps",
-                            "Task folder name.")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed.")
-_OUT = flags.DEFINE_string("out", "docs/img/ssl_thresholds.png", "PNG path.")
-
-
 def main(argv):
   del argv
-  print(plot_thresholds(_ROOT.value, _TASK.value, _SEED.value, _OUT.value))
+  print(plot_thresholds(FLAGS.root, FLAGS.task, FLAGS.seed, FLAGS.out))
 
 
 if __name__ == "__main__":
+  # Flags only when run as a script: the runner is imported by the sweep,
+  # which defines flags of the same names.
+  flags.DEFINE_string("root", "runs/ssl/1", "Sweep root of the runs.")
+  flags.DEFINE_string("task", "mnist_usps_usps--mnist_usps_usps",
+                      "Task folder name.")
+  flags.DEFINE_integer("seed", 0, "Seed.")
+  flags.DEFINE_string("out", "docs/img/ssl_thresholds.png", "PNG path.")
+  FLAGS = flags.FLAGS
   app.run(main)
