@@ -32,8 +32,10 @@ directions), ``default`` (the embedded default task, ``digits/fonts`` ->
 ``digits/sklearn``), ``sklearn_mnistm`` (the embedded ``digits/sklearn`` ->
 ``digits/mnistm``), ``selftaught`` and ``selftaught_clustering``
 (experiments/configs/selftaught/), the zero-shot groups ``zsl_digits``,
-``zsl_office``, ``zsl_pacs`` and ``gbu`` (experiments/configs/zsl/), or one
-task written ``<source>:<target>``.
+``zsl_office``, ``zsl_pacs`` and ``gbu`` (experiments/configs/zsl/), ``ssl``
+(USPS, MNIST and sklearn digits, each with itself: semi-supervised
+learning), ``ssda`` (SynDigits -> USPS), or one task written
+``<source>:<target>``.
 """
 
 from __future__ import annotations
@@ -116,6 +118,12 @@ TASK_GROUPS = {
     "gbu": [(f"gbu/{d}", f"gbu/{d}")
             for d in ("AWA1", "AWA2", "CUB", "SUN", "APY")],
     "sklearn_mnistm": [("digits/sklearn", "digits/mnistm")],
+    # Classic semi-supervised learning within one domain (labels_per_class).
+    "ssl": [("mnist_usps/usps", "mnist_usps/usps"),
+            ("mnist_usps/mnist", "mnist_usps/mnist"),
+            ("digits/sklearn", "digits/sklearn")],
+    # Semi-supervised domain adaptation (target_labeled_per_class).
+    "ssda": [("digits/syndigits", "mnist_usps/usps")],
 }
 
 

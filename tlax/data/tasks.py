@@ -19,6 +19,15 @@ Splits of a task:
     class taken from the target "train" split, removed from ``xt`` and from
     ``xt_test`` (so they are never scored).
 
+Classic semi-supervised learning (``labels_per_class = k > 0``, source and
+target the same domain): ``xs, ys`` are ``k`` examples per class of the
+domain's "train" split chosen by the seed, ``xt`` the rest of that split
+without labels, ``xt_test, yt_test`` its "test" split (for a transductive
+domain, a seeded stratified held-out ``ssl_test_fraction`` of its examples,
+kept out of ``xs`` and ``xt``); there is no source validation split.
+``labels_per_class = -1`` labels the whole "train" split (the fully
+supervised ceiling, same test split).
+
 :class:`PairedBatches` holds no iterator state: ``batch(step)`` is a pure
 function of the seed and the step, so resuming a run only needs the step.
 """
@@ -117,7 +126,9 @@ def _split_options(domain_options):
 
 def make_task(source: str, target: str, *, image_size=None, channels=None,
               data_dir=None, seed: int = 0, target_labeled_per_class: int = 0,
-              source_val_fraction: float = 0.1, domain_options=None) -> Task:
+              source_val_fraction: float = 0.1, domain_options=None,
+              labels_per_class: int = 0,
+              ssl_test_fraction: float = 0.2) -> Task:
   """Builds a transfer task from two domain names.
 
   Args:
@@ -136,6 +147,12 @@ def make_task(source: str, target: str, *, image_size=None, channels=None,
       keys ``"source"`` and ``"target"`` may hold options for one side only,
       e.g. ``{"source": {"n_train": 50000}}``; these may also override
       ``image_size``, ``channels`` or ``seed`` for one side.
+    labels_per_class: ``k > 0``: the classic semi-supervised task of one
+      domain (``source == target``; see the module docstring); ``-1``: all
+      of its training labels (the fully supervised ceiling); 0: a transfer
+      task.
+    ssl_test_fraction: the held-out test fraction of a transductive domain
+      in the semi-supervised task.
 
   Returns:
     A :class:`Task`.
@@ -144,9 +161,17 @@ def make_task(source: str, target: str, *, image_size=None, channels=None,
     KeyError: unknown domain name (the valid names are listed).
     DomainShapeError: the two domains have different input shapes; the
       message says which ``image_size`` / ``channels`` to set.
-    ValueError: different numbers of classes, or a class with too few target
-      examples for ``target_labeled_per_class``.
+    ValueError: different numbers of classes, a class with too few target
+      examples for ``target_labeled_per_class`` or ``labels_per_class``, a
+      class with no labelled example, or a semi-supervised task whose source
+      and target differ.
   """
+  if labels_per_class:
+    return _semi_supervised_task(
+        source, target, labels_per_class, image_size=image_size,
+        channels=channels, data_dir=data_dir, seed=seed,
+        domain_options=domain_options, test_fraction=ssl_test_fraction,
+        target_labeled_per_class=target_labeled_per_class)
   src_opts, tgt_opts = _split_options(domain_options)
   common = dict(image_size=image_size, channels=channels, data_dir=data_dir,
                 seed=seed)
@@ -211,6 +236,74 @@ def task_from_domains(src: domains.Domain, tgt: domains.Domain, *,
               input_shape=src.input_shape, xs=xs, ys=ys, xs_val=xs_val,
               ys_val=ys_val, xt=xt, xt_test=xt_test, yt_test=yt_test,
               xtl=xtl, ytl=ytl, transductive=transductive, info=info)
+
+
+def _semi_supervised_task(source, target, k, *, image_size, channels,
+                          data_dir, seed, domain_options, test_fraction,
+                          target_labeled_per_class) -> Task:
+  """The classic semi-supervised task of one domain (see make_task)."""
+  if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < -1:
+    raise ValueError(f"labels_per_class must be a positive integer, -1 (all "
+                     f"labels) or 0 (a transfer task), got {k!r}.")
+  if source != target:
+    raise ValueError(
+        f"labels_per_class={k} makes a semi-supervised task within one "
+        f"domain, but source {source!r} and target {target!r} differ: set "
+        "the same domain for both (config.source = config.target), or use "
+        "target_labeled_per_class for semi-supervised domain adaptation.")
+  if target_labeled_per_class:
+    raise ValueError("labels_per_class and target_labeled_per_class cannot "
+                     "both be set: the first labels k examples of the one "
+                     "domain of a semi-supervised task, the second k target "
+                     "examples of a transfer task.")
+  _, opts = _split_options(domain_options)
+  dom = domains.load_domain(target, image_size=image_size, channels=channels,
+                            data_dir=data_dir, seed=seed, **opts)
+  x_all, y_all = dom.splits["train"]
+  if dom.transductive:
+    if not 0.0 < test_fraction < 1.0:
+      raise ValueError(f"ssl_test_fraction must lie in (0, 1), got "
+                       f"{test_fraction}.")
+    keep, test = domains.stratified_split(
+        y_all, test_fraction, np.random.default_rng([seed, 1004]))
+    x_test, y_test = x_all[test], y_all[test]
+    x_all, y_all = x_all[keep], y_all[keep]
+  else:
+    x_test, y_test = dom.splits["test"]
+  counts = np.bincount(y_all, minlength=dom.num_classes)
+  empty = [c for c in range(dom.num_classes) if counts[c] == 0]
+  if empty:
+    names = ", ".join(f"{c} ({dom.class_names[c]})" for c in empty)
+    raise ValueError(
+        f"{dom.name}: class(es) {names} have no training example, so they "
+        "would have no labelled example; a semi-supervised task needs at "
+        "least one labelled example per class.")
+  if k == -1:
+    lab = np.arange(len(y_all))
+  else:
+    short = [c for c in range(dom.num_classes) if counts[c] <= k]
+    if short:
+      c = short[0]
+      raise ValueError(
+          f"{dom.name} has {counts[c]} training examples of class {c} "
+          f"({dom.class_names[c]}); labels_per_class={k} needs at least "
+          f"{k + 1} (k labelled and one unlabelled). Use labels_per_class <= "
+          f"{int(counts.min()) - 1}.")
+    rng = np.random.default_rng([seed, 1003])
+    lab = np.sort(np.concatenate([
+        rng.choice(np.flatnonzero(y_all == c), k, replace=False)
+        for c in range(dom.num_classes)]))
+  rest = np.setdiff1d(np.arange(len(y_all)), lab) if k > 0 else np.arange(
+      len(y_all))
+  empty_x = x_all[:0]
+  info = {"seed": seed, "labels_per_class": int(k),
+          "ssl_test_fraction": test_fraction if dom.transductive else None,
+          "domain_options": {"source": opts, "target": opts}}
+  return Task(source=dom, target=dom, num_classes=dom.num_classes,
+              input_shape=dom.input_shape, xs=x_all[lab], ys=y_all[lab],
+              xs_val=empty_x, ys_val=y_all[:0], xt=x_all[rest],
+              xt_test=x_test, yt_test=y_test, xtl=empty_x, ytl=y_all[:0],
+              transductive=False, info=info)
 
 
 @functools.lru_cache(maxsize=16)

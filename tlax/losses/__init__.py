@@ -21,6 +21,8 @@ Modules::
   dynamic      dynamic distribution alignment with fixed or learned mu.
   separation   scale_invariant_mse, difference_loss (DSN);
                domain_confusion_loss, soft_label_loss (SDT).
+  semisupervised  pseudo_label_cross_entropy (FixMatch family),
+               self_adaptive_fairness (FreeMatch), softmax_mse (mean teacher).
 """
 
 from tlax.losses.adversarial import cdan_multilinear
@@ -62,6 +64,9 @@ from tlax.losses.separation import difference_loss
 from tlax.losses.separation import domain_confusion_loss
 from tlax.losses.separation import scale_invariant_mse
 from tlax.losses.separation import soft_label_loss
+from tlax.losses.semisupervised import pseudo_label_cross_entropy
+from tlax.losses.semisupervised import self_adaptive_fairness
+from tlax.losses.semisupervised import softmax_mse
 
 __all__ = [
     "class_prototypes",
@@ -101,6 +106,9 @@ __all__ = [
     "pairwise_sq_distances",
     "polynomial_kernel",
     "proxy_a_distance",
+    "pseudo_label_cross_entropy",
     "scale_invariant_mse",
+    "self_adaptive_fairness",
     "soft_label_loss",
+    "softmax_mse",
 ]

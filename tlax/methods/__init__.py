@@ -62,6 +62,9 @@ METHODS: dict[str, Callable[..., Method]] = {
     "supcon": _prototypes.supcon,
 }
 
+from tlax.methods import semisupervised as _semisupervised  # pylint: disable=g-import-not-at-top,wrong-import-position
+METHODS.update(_semisupervised.METHODS)
+
 
 def get_method(name: str) -> Callable[..., Method]:
   """The method factory registered under ``name``, or ``"package.module:factory"``.

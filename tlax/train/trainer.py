@@ -317,7 +317,8 @@ def load_task(config):
       data_dir=config.get("data_dir"), seed=int(config.seed),
       target_labeled_per_class=int(config.get("target_labeled_per_class", 0)),
       source_val_fraction=float(config.get("source_val_fraction", 0.1)),
-      domain_options=options)
+      domain_options=options,
+      labels_per_class=int(config.get("labels_per_class", 0) or 0))
 
 
 def make_batches(config, task):
@@ -691,6 +692,9 @@ def _train_and_evaluate(config, workdir: str,
       "target": config.target,
       "seed": int(config.seed),
       "steps": steps,
+      # Labelled examples per class of the target (semi-supervised runs).
+      "labels_per_class": int(config.get("labels_per_class", 0) or config.get(
+          "target_labeled_per_class", 0) or 0),
       "target_accuracy": tgt["accuracy"],
       "target_mean_class_accuracy": tgt["mean_class_accuracy"],
       "per_class_accuracy": tgt["per_class_accuracy"],

@@ -1,0 +1,1 @@
+"""Configs of semi-supervised learning and semi-supervised adaptation."""

@@ -1,0 +1,24 @@
+r"""Classic semi-supervised learning: fixmatch.
+
+FixMatch (Sohn et al., 2020): fixed confidence threshold tau = 0.95, lambda_u = 1.
+
+Settings: experiments/configs/semisupervised/base.py.
+
+COMMAND:
+  python -m experiments.run \
+    --config=experiments/configs/semisupervised/fixmatch.py:labels=4 \
+    --config.seed=0 --workdir=runs/ssl/4/fixmatch/0
+
+Table (``ssl`` / ``ssda`` task groups, see docs/semi_supervised.md):
+  python -m experiments.sweep \
+    --config=experiments/configs/semisupervised/fixmatch.py:labels=4 \
+    --tasks=ssl --seeds=0,1,2 --root=runs/ssl/4 --layout=methods \
+    --columns=target_accuracy
+"""
+
+from experiments.configs.semisupervised import base
+
+
+def get_config(arg=None):
+  """``arg``: ``quick``, ``labels=<k>``, ... (see ``base.apply_arg``)."""
+  return base.ssl_config('fixmatch', arg, tau=0.95, lambda_u=1.0)

@@ -1,0 +1,25 @@
+r"""Semi-supervised domain adaptation: mmd_align.
+
+Semi-supervised DA, alignment only: labelled source and few labelled target
+examples plus DAN's MK-MMD (lambda = 1) between source and target embeddings.
+
+Settings: experiments/configs/semisupervised/base.py.
+
+COMMAND:
+  python -m experiments.run \
+    --config=experiments/configs/semisupervised/ssda_mmd.py:labels=4 \
+    --config.seed=0 --workdir=runs/ssda/4/mmd_align/0
+
+Table (``ssl`` / ``ssda`` task groups, see docs/semi_supervised.md):
+  python -m experiments.sweep \
+    --config=experiments/configs/semisupervised/ssda_mmd.py:labels=4 \
+    --tasks=ssda --seeds=0,1,2 --root=runs/ssda/4 --layout=methods \
+    --columns=target_accuracy
+"""
+
+from experiments.configs.semisupervised import base
+
+
+def get_config(arg=None):
+  """``arg``: ``quick``, ``labels=<k>``, ... (see ``base.apply_arg``)."""
+  return base.ssda_config('mmd_align', arg)

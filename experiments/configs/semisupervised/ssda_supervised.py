@@ -1,0 +1,25 @@
+r"""Semi-supervised domain adaptation: supervised.
+
+Semi-supervised DA baseline: labelled source plus the few labelled target
+examples, no unlabelled term.
+
+Settings: experiments/configs/semisupervised/base.py.
+
+COMMAND:
+  python -m experiments.run \
+    --config=experiments/configs/semisupervised/ssda_supervised.py:labels=4 \
+    --config.seed=0 --workdir=runs/ssda/4/supervised/0
+
+Table (``ssl`` / ``ssda`` task groups, see docs/semi_supervised.md):
+  python -m experiments.sweep \
+    --config=experiments/configs/semisupervised/ssda_supervised.py:labels=4 \
+    --tasks=ssda --seeds=0,1,2 --root=runs/ssda/4 --layout=methods \
+    --columns=target_accuracy
+"""
+
+from experiments.configs.semisupervised import base
+
+
+def get_config(arg=None):
+  """``arg``: ``quick``, ``labels=<k>``, ... (see ``base.apply_arg``)."""
+  return base.ssda_config('supervised', arg)

@@ -1,0 +1,192 @@
+"""Semi-supervised tasks, the FixMatch family's factories and configs."""
+
+import importlib
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from tlax import data
+from tlax import models
+from tlax import train
+from tlax.methods import contract
+from tlax.methods import semisupervised
+
+DOMAIN = "digits/sklearn"
+
+
+def _task(k, seed=0, **kw):
+  return data.make_task(DOMAIN, DOMAIN, image_size=8, channels=1, seed=seed,
+                        labels_per_class=k, **kw)
+
+
+def test_labels_per_class_task():
+  task = _task(3)
+  full = data.load_domain(DOMAIN, image_size=8, channels=1, seed=0)
+  xtr, _ = full.splits["train"]
+  assert np.bincount(task.ys, minlength=10).tolist() == [3] * 10
+  assert len(task.xs) + len(task.xt) == len(xtr)
+  assert len(task.xs_val) == 0
+  np.testing.assert_array_equal(task.xt_test, full.splits["test"][0])
+  # The labelled examples are not in the unlabelled set.
+  lab = {x.tobytes() for x in task.xs}
+  assert not any(x.tobytes() in lab for x in task.xt)
+  # Chosen by the seed: the same seed gives the same subset, another differs.
+  np.testing.assert_array_equal(_task(3).xs, task.xs)
+  assert not np.array_equal(_task(3, seed=1).xs, task.xs)
+  ceiling = _task(-1)
+  assert len(ceiling.xs) == len(xtr) and len(ceiling.xt) == len(xtr)
+
+
+def test_transductive_domain_gets_a_held_out_split(data_dir):
+  del data_dir
+  task = data.make_task("mnist_usps/usps", "mnist_usps/usps", image_size=16,
+                        channels=1, labels_per_class=1)
+  assert len(task.xs) == 10 and 350 <= len(task.xt_test) <= 370
+  assert len(task.xs) + len(task.xt) + len(task.xt_test) == 1800
+  test = {x.tobytes() for x in task.xt_test}
+  assert not any(x.tobytes() in test for x in np.concatenate([task.xs,
+                                                               task.xt]))
+
+
+def test_bad_labels_per_class():
+  with pytest.raises(ValueError, match=r"labels_per_class=200 needs at least "
+                     r"201.*Use labels_per_class <="):
+    _task(200)
+  with pytest.raises(ValueError, match="source .* and target .* differ"):
+    data.make_task(DOMAIN, "digits/mnistm", image_size=8, channels=1,
+                   labels_per_class=2)
+  with pytest.raises(ValueError, match="labels_per_class must be"):
+    _task(-3)
+  with pytest.raises(ValueError, match="cannot both be set"):
+    _task(2, target_labeled_per_class=1)
+
+
+def test_class_without_labelled_example(monkeypatch):
+  real = data.domains.load_domain
+
+  def without_class_3(name, **kw):
+    dom = real(name, **kw)
+    x, y = dom.splits["train"]
+    keep = y != 3
+    return data.domains.Domain(dom.name, {"train": (x[keep], y[keep]),
+                                          "test": dom.splits["test"]},
+                               dom.num_classes, dom.kind, dom.class_names,
+                               dom.info)
+  monkeypatch.setattr(data.domains, "load_domain", without_class_3)
+  with pytest.raises(ValueError, match=r"class\(es\) 3 .* no training "
+                     "example.*at least one labelled example per class"):
+    _task(1)
+
+
+def _method_and_batch(factory, **options):
+  model = models.get_model("mlp", 10, hidden=(16,))
+  method = contract.call_factory(factory, options, model=model,
+                                 num_classes=10, total_steps=10)
+  rng = np.random.default_rng(0)
+  batch = {"xs": rng.uniform(size=(4, 8, 8, 1)).astype(np.float32),
+           "ys": np.arange(4, dtype=np.int32),
+           "ws": np.ones(4, np.float32),
+           "xt": rng.uniform(size=(8, 8, 8, 1)).astype(np.float32)}
+  return method, batch
+
+
+@pytest.mark.parametrize("name", sorted(semisupervised.METHODS))
+def test_factory_loss_runs_and_evaluates_with_the_ema(name):
+  method, batch = _method_and_batch(semisupervised.METHODS[name],
+                                    num_ops=1) if name.startswith(
+                                        ("fix", "flex", "free", "soft")) else (
+                                            _method_and_batch(
+                                                semisupervised.METHODS[name]))
+  params, state = method.init(jax.random.key(0), batch)
+  hparams = {k: jnp.float32(v) for k, v in method.hparams.items()}
+  (value, (metrics, new_state)), grads = jax.jit(jax.value_and_grad(
+      method.loss, has_aux=True))(params, state, batch, jax.random.key(1),
+                                  jnp.int32(0), hparams)
+  assert np.isfinite(float(value))
+  assert jax.tree.structure(new_state) == jax.tree.structure(state)
+  if name in ("fixmatch", "flexmatch", "freematch", "softmatch",
+              "fixmatch_mmd"):
+    assert 0.0 <= float(metrics["mask_rate"]) <= 1.0
+    assert {"threshold", "threshold_min", "threshold_max"} <= set(metrics)
+  # predict uses the EMA kept in the state, not the raw parameters.
+  zeros = jax.tree.map(jnp.zeros_like, state["ema"])
+  logits = method.predict(params, {**state, "ema": zeros}, batch["xt"])
+  np.testing.assert_allclose(np.asarray(logits), 0.0)
+  del grads
+
+
+def test_ema_update_and_threshold_state_carried():
+  method, batch = _method_and_batch(semisupervised.freematch, num_ops=1)
+  params, state = method.init(jax.random.key(0), batch)
+  hparams = {k: jnp.float32(v) for k, v in method.hparams.items()}
+  _, (_, new_state) = method.loss(params, state, batch, jax.random.key(1),
+                                  jnp.int32(0), hparams)
+  assert float(new_state["threshold"]["tau"]) != float(
+      state["threshold"]["tau"])
+  # EMA of identical parameters stays put.
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-7),
+               new_state["ema"], params["model"])
+
+
+def test_bad_method_options():
+  model = models.get_model("mlp", 10, hidden=(16,))
+  kw = dict(model=model, num_classes=10, total_steps=10)
+  with pytest.raises(ValueError, match=r"must lie in \(0, 1\)"):
+    semisupervised.fixmatch(**kw, tau=1.5)
+  with pytest.raises(ValueError, match=r"must lie in \(0, 1\)"):
+    semisupervised.pseudo_label(**kw, tau=0.0)
+  with pytest.raises(ValueError, match="Unknown threshold"):
+    semisupervised.fixmatch(**kw, threshold="adaptive")
+  with pytest.raises(ValueError, match="Unknown align"):
+    semisupervised.fixmatch(**kw, align="mmmd")
+  with pytest.raises(ValueError, match="ema_decay"):
+    semisupervised.supervised(**kw, ema_decay=1.0)
+
+
+_CONFIGS = ["supervised", "fully_supervised", "label_spreading",
+            "pseudo_label", "mean_teacher", "ssda_supervised", "ssda_mmd"]
+_STRONG = ["fixmatch", "flexmatch", "freematch", "softmatch",
+           "ssda_fixmatch", "ssda_fixmatch_mmd"]
+
+
+@pytest.mark.parametrize("name", _CONFIGS + [
+    pytest.param(n, marks=pytest.mark.slow) for n in _STRONG])
+def test_quick_config_runs(name, tmp_path):
+  module = importlib.import_module(
+      f"experiments.configs.semisupervised.{name}")
+  config = module.get_config("quick")
+  config.steps = 2
+  config.log_every = config.eval_every = config.checkpoint_every = 2
+  result = train.run_experiment(config, tmp_path)
+  assert 0.0 <= result["target_accuracy"] <= 100.0
+  assert result["labels_per_class"] == (-1 if name == "fully_supervised"
+                                        else 2)
+  with open(tmp_path / "result.json") as f:
+    stored = json.load(f)
+  assert stored["target_accuracy"] == result["target_accuracy"]
+  if name != "label_spreading":
+    records = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
+    train_keys = set().union(*(r for r in records if r["type"] == "train"))
+    if name in _STRONG:
+      assert {"mask_rate", "threshold"} <= train_keys
+  # The same config again returns the stored result.
+  assert train.run_experiment(config, tmp_path) == stored
+
+
+def test_config_arguments():
+  fixmatch = importlib.import_module(
+      "experiments.configs.semisupervised.fixmatch")
+  c = fixmatch.get_config("labels=10+mu=7+tau=0.9")
+  assert c.labels_per_class == 10 and c.target_batch_size == 7 * c.batch_size
+  assert c.method.tau == pytest.approx(0.9)
+  ssda = importlib.import_module(
+      "experiments.configs.semisupervised.ssda_fixmatch_mmd").get_config(
+          "labels=1")
+  assert ssda.target_labeled_per_class == 1
+  with pytest.raises(ValueError, match="unknown option 'tua'"):
+    fixmatch.get_config("tua=0.9")
+  with pytest.raises(ValueError, match="expected 'quick'"):
+    fixmatch.get_config("fast")
