@@ -57,6 +57,9 @@ METHODS: dict[str, Callable[..., Method]] = {
     "multitask": _multitask.multitask,
 }
 
+from tlax.methods import generalization as _generalization  # pylint: disable=g-import-not-at-top,wrong-import-position
+METHODS.update(_generalization.DG_METHODS)
+
 
 def get_method(name: str) -> Callable[..., Method]:
   """The method factory registered under ``name``, or ``"package.module:factory"``.
