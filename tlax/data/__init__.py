@@ -16,6 +16,7 @@ from tlax.data.domains import DomainShapeError
 from tlax.data.domains import list_domains
 from tlax.data.domains import load_domain
 from tlax.data.files import DataFileError
+from tlax.data.multidomain import make_dg_task
 from tlax.data.tasks import make_task
 from tlax.data.tasks import PairedBatches
 from tlax.data.tasks import Task
@@ -29,6 +30,7 @@ __all__ = [
     "Task",
     "list_domains",
     "load_domain",
+    "make_dg_task",
     "make_task",
     "task_from_arrays",
     "task_from_domains",

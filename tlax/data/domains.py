@@ -64,6 +64,11 @@ REGISTRY.update({
         ("office31", ("amazon", "dslr", "webcam")),
         ("office_home", ("Art", "Clipart", "Product", "Real_World")))
     for domain in domain_names})
+# Domain-generalisation environments built from the MNIST-USPS digits.
+REGISTRY.update({f"colored_mnist/{env}": "tlax.data.dg_domains:load_colored_mnist"
+                 for env in ("plus90", "plus80", "minus90")})
+REGISTRY.update({f"rotated_mnist/{angle}": "tlax.data.dg_domains:load_rotated_mnist"
+                 for angle in (0, 15, 30, 45, 60, 75)})
 IMAGE_FOLDER_PREFIX = "imagefolder/"
 TFDS_PREFIX = "tfds/"
 _TFDS_LOADER = "tlax.data.catalog:load_tfds_domain"

@@ -69,6 +69,15 @@ class Task:
   ytl: np.ndarray
   transductive: bool
   info: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  # Multi-domain (domain-generalisation) tasks only, see
+  # :func:`tlax.data.make_dg_task`: the training-domain index of every row of
+  # ``xs`` and ``xs_val``, the training domains' names, and the examples of
+  # the leave-one-domain-out validation domain (none when not asked for).
+  ds: np.ndarray | None = None
+  ds_val: np.ndarray | None = None
+  domain_names: tuple[str, ...] = ()
+  x_lodo: np.ndarray | None = None
+  y_lodo: np.ndarray | None = None
 
   @property
   def name(self) -> str:
@@ -132,7 +141,9 @@ def make_task(source: str, target: str, *, image_size=None, channels=None,
   """Builds a transfer task from two domain names.
 
   Args:
-    source: labelled source domain name (see :func:`tlax.data.list_domains`).
+    source: labelled source domain name (see :func:`tlax.data.list_domains`);
+      several names joined by ``+`` make a domain-generalisation task
+      (:func:`tlax.data.make_dg_task`).
     target: target domain name.
     image_size: passed to both domains, so that they pair.
     channels: passed to both domains (1 or 3).
@@ -172,6 +183,12 @@ def make_task(source: str, target: str, *, image_size=None, channels=None,
         channels=channels, data_dir=data_dir, seed=seed,
         domain_options=domain_options, test_fraction=ssl_test_fraction,
         target_labeled_per_class=target_labeled_per_class)
+  if "+" in str(source):
+    from tlax.data import multidomain  # pylint: disable=g-import-not-at-top
+    return multidomain.make_dg_task(
+        source, target, image_size=image_size, channels=channels,
+        data_dir=data_dir, seed=seed, source_val_fraction=source_val_fraction,
+        domain_options=domain_options)
   src_opts, tgt_opts = _split_options(domain_options)
   common = dict(image_size=image_size, channels=channels, data_dir=data_dir,
                 seed=seed)
@@ -353,7 +370,10 @@ class PairedBatches:
 
   A batch is a dict of NumPy arrays: ``xs`` (B, ...) float32, ``ys`` (B,)
   int32, ``ws`` (B,) float32, ``xt`` (Bt, ...) float32, and ``xtl``, ``ytl``
-  when ``labeled_batch_size > 0``.
+  when ``labeled_batch_size > 0``. For a multi-domain task
+  (:func:`tlax.data.make_dg_task`) the source rows are balanced over the
+  ``D`` training domains and grouped by domain (``B/D`` rows each, from one
+  seeded stream per domain), and ``ds`` (B,) int32 holds their domain index.
   """
 
   def __init__(self, task: Task, batch_size: int, *, seed: int,
@@ -391,6 +411,20 @@ class PairedBatches:
                          "all zero.")
       ws = (ws / ws.mean()).astype(np.float32)
     self.source_weights = ws
+    self.domain_rows = None
+    if task.ds is not None:  # multi-domain: balanced, grouped by domain
+      num = len(task.domain_names)
+      if self.batch_size % num:
+        raise ValueError(
+            f"batch_size={self.batch_size} is not a multiple of the "
+            f"{num} training domains of {task.name}: batches hold the same "
+            f"number of examples of every domain; use e.g. batch_size="
+            f"{num * max(1, self.batch_size // num)}.")
+      self.domain_rows = [np.flatnonzero(task.ds == d) for d in range(num)]
+      for d, rows in enumerate(self.domain_rows):
+        if len(rows) == 0:
+          raise ValueError(f"training domain {task.domain_names[d]} of "
+                           f"{task.name} has no training examples.")
 
   @property
   def steps_per_epoch(self) -> int:
@@ -408,6 +442,8 @@ class PairedBatches:
         "ws": ((self.batch_size,), np.float32),
         "xt": ((self.target_batch_size, *shape), np.float32),
     }
+    if self.domain_rows is not None:
+      spec["ds"] = ((self.batch_size,), np.int32)
     if self.labeled_batch_size:
       spec["xtl"] = ((self.labeled_batch_size, *shape), np.float32)
       spec["ytl"] = ((self.labeled_batch_size,), np.int32)
@@ -419,9 +455,16 @@ class PairedBatches:
     if step < 0:
       raise ValueError(f"step must be >= 0, got {step}.")
     t = self.task
+    if self.domain_rows is None:
+      xs_idx = stream_indices(self.seed, _SOURCE, len(t.xs),
+                              step * self.batch_size, self.batch_size)
+    else:  # one stream per training domain (stream ids 10, 11, ...)
+      per = self.batch_size // len(self.domain_rows)
+      xs_idx = np.concatenate([
+          rows[stream_indices(self.seed, 10 + d, len(rows), step * per, per)]
+          for d, rows in enumerate(self.domain_rows)])
     out = {
-        "xs": stream_indices(self.seed, _SOURCE, len(t.xs),
-                             step * self.batch_size, self.batch_size),
+        "xs": xs_idx,
         "xt": stream_indices(self.seed, _TARGET, len(t.xt),
                              step * self.target_batch_size,
                              self.target_batch_size),
@@ -442,6 +485,8 @@ class PairedBatches:
         "ws": self.source_weights[idx["xs"]],
         "xt": np.asarray(t.xt[idx["xt"]], np.float32),
     }
+    if self.domain_rows is not None:
+      out["ds"] = np.asarray(t.ds[idx["xs"]], np.int32)
     if self.labeled_batch_size:
       out["xtl"] = np.asarray(t.xtl[idx["xtl"]], np.float32)
       out["ytl"] = np.asarray(t.ytl[idx["xtl"]], np.int32)

@@ -64,6 +64,8 @@ METHODS: dict[str, Callable[..., Method]] = {
 
 from tlax.methods import semisupervised as _semisupervised  # pylint: disable=g-import-not-at-top,wrong-import-position
 METHODS.update(_semisupervised.METHODS)
+from tlax.methods import generalization as _generalization  # pylint: disable=g-import-not-at-top,wrong-import-position
+METHODS.update(_generalization.DG_METHODS)
 
 
 def get_method(name: str) -> Callable[..., Method]:

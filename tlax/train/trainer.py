@@ -35,6 +35,7 @@ domains when the table does not name one: ``mlp`` for feature vectors,
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import math
 import os
@@ -355,10 +356,12 @@ def build_method(config, task, *, axis_name: str | None = None):
   fixed = dict(model=model, num_classes=task.num_classes,
                total_steps=int(config.steps))
   try:
-    takes_pretrained = "pretrained" in inspect.signature(factory).parameters
+    factory_params = inspect.signature(factory).parameters
   except (TypeError, ValueError):
-    takes_pretrained = False
-  if takes_pretrained and "pretrained" not in options:
+    factory_params = {}
+  if getattr(task, "domain_names", ()) and "num_domains" in factory_params:
+    fixed["num_domains"] = len(task.domain_names)  # multi-domain tasks
+  if "pretrained" in factory_params and "pretrained" not in options:
     from tlax.train import finetune  # pylint: disable=g-import-not-at-top
     x = np.asarray(task.xs[:2])
     key = jax.random.key(0)
@@ -572,6 +575,10 @@ def _train_and_evaluate(config, workdir: str,
           batch_size=config.eval_batch_size, seed=int(config.seed),
           fns=iw_fns)
       record.update(dev_risk=iw["dev_risk"], iw_error=iw["iw_error"])
+    if getattr(task, "ds_val", None) is not None:  # domain generalisation
+      from tlax.train import dg_selection  # pylint: disable=g-import-not-at-top
+      record.update(dg_selection.domain_eval(method, st.params, st.state, task,
+                                             config.eval_batch_size))
     if validator_names:
       record.update(_validator_scores(method, st, task, validator_names,
                                       iw_fns or selection.make_fns(method),
@@ -731,6 +738,11 @@ def _train_and_evaluate(config, workdir: str,
     result["source_test_accuracy"] = evaluate(
         method, state.params, state.state, xs_test, ys_test,
         config.eval_batch_size, task.num_classes)["accuracy"]
+  if getattr(task, "ds_val", None) is not None:  # domain generalisation
+    from tlax.train import dg_selection  # pylint: disable=g-import-not-at-top
+    result["test_domain_accuracy"] = tgt["accuracy"]
+    result["training_domains"] = list(task.domain_names)
+    result["selections"] = dg_selection.selections(log.of_type("eval"))
   if jax.process_index() == 0:
     with workdir_lib.disk_errors(result_path, "the result"):
       write_atomic(result_path, json.dumps(result, indent=2) + "\n")

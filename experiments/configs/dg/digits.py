@@ -1,0 +1,19 @@
+r"""Digits: MNIST, USPS, SynDigits and MNIST-M, each held out in turn.
+
+16x16 RGB images (grey digits repeated to three channels), LeNet, the digit
+collections' SGD settings. The argument: :mod:`experiments.configs.dg.common`.
+
+COMMAND:
+  python -m experiments.run --config=experiments/configs/dg/digits.py:erm \
+    --config.seed=0 --workdir=runs/dg/erm/digits--mnistm/0
+"""
+
+from experiments.configs.dg import common as dg_common
+
+DOMAINS = ("mnist_usps/mnist", "mnist_usps/usps", "digits/syndigits",
+           "digits/mnistm")
+
+
+def get_config(arg: str | None = None):
+  return dg_common.dg_config("+".join(DOMAINS[:3]), DOMAINS[3], arg,
+                             channels=3, **{"model.name": "lenet"})
