@@ -4,7 +4,7 @@ Saito, Watanabe, Ushiku & Harada, "Maximum Classifier Discrepancy for
 Unsupervised Domain Adaptation", CVPR 2018.
 
 A feature generator ``G`` and two classifiers ``F1``, ``F2``. The two
-classifiers' disagreement on target inputs,
+classifiers' disagreement on target inputs::
 
     d(p1, p2) = (1/K) sum_k |p1_k - p2_k|        (p_i = softmax(F_i(G(x))))
 

@@ -135,8 +135,9 @@ def few_shot_accuracy(features: np.ndarray, labels: np.ndarray, *,
     probe_steps, probe_lr, probe_l2: gradient descent of the linear probe.
 
   Returns:
-    ``{"prototype": mean %, "prototype_ci95": half-width %,
-    "linear_probe": ..., "linear_probe_ci95": ..., "episodes": E}``.
+    A dict: ``prototype`` (mean accuracy, percent), ``prototype_ci95``
+    (its 95% half-width), ``linear_probe`` and ``linear_probe_ci95`` (the
+    same for the probe) and ``episodes``.
   """
   features = np.asarray(features, np.float32)
   sup, qry, _ = sample_episodes(labels, n_way=n_way, k_shot=k_shot,
