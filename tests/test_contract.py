@@ -142,7 +142,7 @@ def test_every_registered_method_is_a_factory_with_keyword_options():
     assert list(params)[:2] == ["model", "num_classes"], name
     assert params["total_steps"].kind == inspect.Parameter.KEYWORD_ONLY, name
     options = [p for p in list(params.values())[3:]]
-    assert all(p.kind == p.KEYWORD_ONLY for p in options), name
+    assert all(p.kind in (p.KEYWORD_ONLY, p.VAR_KEYWORD) for p in options), name
 
 
 def test_config_diff_treats_an_absent_option_as_its_default():
@@ -155,3 +155,11 @@ def test_config_diff_treats_an_absent_option_as_its_default():
                       "max_multilinear_dim": 10}}
   assert train.config_diff(other, old) == [
       "  method.max_multilinear_dim: requested 10, workdir has '<absent>'"]
+
+
+def test_negative_swept_hparam_is_refused(registered, tmp_path):
+  del registered
+  config = _config("v2_owned_update")
+  config.method["lambda"] = -1.0
+  with pytest.raises(ValueError, match="'lambda' must be >= 0"):
+    train.train_and_evaluate(config, tmp_path)

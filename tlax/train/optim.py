@@ -145,7 +145,7 @@ def make_optimizer(config, params: Any = None) -> optax.GradientTransformation:
   if opt.name != "lamb":
     parts.append(optax.scale(-1.0))
   tx = optax.chain(*parts)
-  # Fine-tuning rules (issue 6, tlax/train/finetune.py): per-path freezing
+  # Fine-tuning rules (tlax/train/finetune.py): per-path freezing
   # and learning-rate multipliers from config.finetune, via optax.partition.
   # A no-op without a finetune block or without params.
   if params is not None:

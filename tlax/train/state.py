@@ -56,7 +56,8 @@ def init_hparams(config, method) -> dict[str, jax.Array]:
   ``hparams`` (its factory took them from ``config.method``).
 
   Raises:
-    ValueError: a hyper-parameter value that is not a finite number.
+    ValueError: a hyper-parameter value that is not a finite number, or
+      is negative (every swept quantity is a weight, rate or threshold).
   """
   values = {"lr": config.optimizer.lr, **dict(method.hparams)}
   out = {}
@@ -69,6 +70,9 @@ def init_hparams(config, method) -> dict[str, jax.Array]:
     if not np.isfinite(value) or not np.isfinite(np.float32(value)):
       raise ValueError(f"Hyper-parameter {key!r} must be finite in float32, "
                        f"got {value}.")
+    if value < 0:  # weights, rates and thresholds: a sign flip is a typo
+      raise ValueError(f"Hyper-parameter {key!r} must be >= 0, got {value} "
+                       f"(config.method.{key} or config.optimizer.lr).")
     out[key] = jnp.asarray(value, jnp.float32)
   return out
 
