@@ -14,14 +14,14 @@ import pytest
 from tlax import losses
 from tlax.losses import kernels as kern
 
-from mmd_reference import _data  # pylint: disable=g-bad-import-order
-from mmd_reference import ref_conditional
-from mmd_reference import ref_jmmd
-from mmd_reference import ref_k
-from mmd_reference import ref_mmd_from_kernel
-from mmd_reference import ref_mk_mmd
-from mmd_reference import ref_sigmas
-from mmd_reference import ref_sqdist
+from tests.mmd_reference import _data  # pylint: disable=g-bad-import-order
+from tests.mmd_reference import ref_conditional
+from tests.mmd_reference import ref_jmmd
+from tests.mmd_reference import ref_k
+from tests.mmd_reference import ref_mmd_from_kernel
+from tests.mmd_reference import ref_mk_mmd
+from tests.mmd_reference import ref_sigmas
+from tests.mmd_reference import ref_sqdist
 
 
 # ---------------------------------------------------------------------------

@@ -18,8 +18,8 @@ from tlax.losses import kernels as kern
 from tlax.losses import mmd_losses
 
 
-from mmd_reference import _data  # pylint: disable=g-bad-import-order
-from mmd_reference import ref_mk_mmd
+from tests.mmd_reference import _data  # pylint: disable=g-bad-import-order
+from tests.mmd_reference import ref_mk_mmd
 
 
 # ---------------------------------------------------------------------------

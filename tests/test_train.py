@@ -15,6 +15,7 @@ import numpy as np
 import optax
 import pytest
 
+from experiments.configs import common
 from experiments.configs import source_only
 from tlax import data
 from tlax import methods
@@ -225,7 +226,7 @@ def test_quick_run_writes_result_metrics_and_checkpoints(finished_run):
   with open(workdir / "result.json") as f:
     assert json.load(f) == result
   assert result["method"] == "source_only" and result["steps"] == 10
-  assert result["source"] == "digits/sklearn"
+  assert result["source"] == common.DEFAULT_SOURCE
   assert 0.0 <= result["target_accuracy"] <= 100.0
   assert len(result["per_class_accuracy"]) == 10
   assert result["selected"]["criterion"] == "source_val_accuracy"
@@ -343,6 +344,7 @@ def test_bad_config_values_are_named(tmp_path, field, value, match):
 
 def test_mismatched_domain_shapes_reach_the_user_unchanged(tmp_path):
   config = quick_config()
+  config.source, config.target = "digits/sklearn", "digits/mnistm"
   config.auto.digits.channels = None  # grey sklearn digits vs RGB mnistm
   with pytest.raises(data.DomainShapeError) as err:
     train.train_and_evaluate(config, tmp_path)

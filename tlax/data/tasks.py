@@ -183,12 +183,6 @@ def make_task(source: str, target: str, *, image_size=None, channels=None,
         channels=channels, data_dir=data_dir, seed=seed,
         domain_options=domain_options, test_fraction=ssl_test_fraction,
         target_labeled_per_class=target_labeled_per_class)
-  if "+" in str(source):
-    from tlax.data import multidomain  # pylint: disable=g-import-not-at-top
-    return multidomain.make_dg_task(
-        source, target, image_size=image_size, channels=channels,
-        data_dir=data_dir, seed=seed, source_val_fraction=source_val_fraction,
-        domain_options=domain_options)
   src_opts, tgt_opts = _split_options(domain_options)
   common = dict(image_size=image_size, channels=channels, data_dir=data_dir,
                 seed=seed)
