@@ -58,6 +58,19 @@ def test_mu_from_a_distances():
   assert float(losses.a_distance_from_error(0.0)) == 2.0
 
 
+def test_mu_snap_is_medas_rounding():
+  mu = lambda g, c: float(losses.mu_from_a_distances(g, jnp.asarray(c),
+                                                     snap=1e-3))
+  assert mu(1.0, [0.5, 1.5]) == 0.5            # inside (1e-3, 1]: unchanged
+  assert mu(0.0, [0.0005, 0.0]) == 1.0         # all of it conditional
+  assert mu(2.0, [0.001, 0.001]) == 0.0        # at or below 1e-3 -> 0
+  assert mu(-1.0, [2.0]) == 1.0                # 2 / 1 = 2 -> clipped to 1
+  assert mu(1.0, [-0.5]) == 0.0                # negative -> 0
+  assert mu(-1.0, [0.5]) == 0.5                # denominator <= 0 -> 0.5
+  # No snap: the same values pass through unrounded.
+  assert float(losses.mu_from_a_distances(-1.0, jnp.asarray([2.0]))) == 2.0
+
+
 # ---------------------------------------------------------------------------
 # Learned mu on synthetic shifts with a known answer.
 # ---------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from tlax.shallow import base
 from tlax.shallow import baselines
 from tlax.shallow import feature
 from tlax.shallow import kernels
+from tlax.shallow import svm as svm_lib
 
 
 def _shifted_problem(seed=0, n=60, d=12, num_classes=3, shift=5.0):
@@ -193,8 +194,9 @@ def test_bda_special_cases():
 def test_proxy_a_distance_and_balance_factor():
   r = np.random.default_rng(5)
   a = r.normal(size=(200, 5))
-  far = feature.proxy_a_distance(a[:100], a[100:] + 6.0)
-  near = feature.proxy_a_distance(a[:100], a[100:])
+  far = svm_lib.proxy_a_distance(a[:100], a[100:] + 6.0,
+                                 loss="squared_hinge")
+  near = svm_lib.proxy_a_distance(a[:100], a[100:], loss="squared_hinge")
   assert far > 1.9 and near < 0.8
   # Same marginal, classes swapped: the conditional distance dominates.
   ys = (a[:100, 0] > 0).astype(int)

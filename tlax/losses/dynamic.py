@@ -169,10 +169,28 @@ class DynamicMuEstimator(NamedTuple):
 
 def mu_from_a_distances(d_global: Any, d_class: Any,
                         mask: Optional[Any] = None,
-                        class_reduction: str = "mean") -> Array:
-  r""":math:`\mu = D_c / (d_g + D_c)`, :math:`D_c` the mean (or sum) of
-  per-class A-distances over ``mask``; 0.5 when both are 0 (MEDA, DAAN:
-  :math:`\mu = 1 - d_g / (d_g + D_c)`)."""
+                        class_reduction: str = "mean", *,
+                        snap: Optional[float] = None) -> Array:
+  r"""The balance factor :math:`\mu = D_c / (d_g + D_c)` from A-distances.
+
+  :math:`D_c` is the mean (or sum) of the per-class A-distances over
+  ``mask``; :math:`\mu = 0.5` where :math:`d_g + D_c \le 0` (the domains
+  are indistinguishable, nothing to weigh). This is the one rule of DDAN,
+  BDA and MEDA (:math:`\mu = 1 - d_g / (d_g + D_c)` in MEDA's and DAAN's
+  notation).
+
+  Args:
+    d_global: the marginal A-distance :math:`d_g`.
+    d_class: ``(C,)`` per-class A-distances.
+    mask: ``(C,)`` bool, the classes that count (default all).
+    class_reduction: ``"mean"`` (MEDA, BDA) or ``"sum"``.
+    snap: MEDA's rounding: ``mu`` is clipped to at most 1 and values at or
+      below ``snap`` become 0 (MEDA uses ``1e-3``); ``None`` leaves ``mu``
+      as computed.
+
+  Returns:
+    Scalar ``mu``.
+  """
   d_global = jnp.asarray(d_global)
   d_class = jnp.asarray(d_class)
   m = (jnp.ones_like(d_class, dtype=bool) if mask is None
@@ -185,7 +203,11 @@ def mu_from_a_distances(d_global: Any, d_class: Any,
                      f"'sum'; got {class_reduction!r}.")
   denom = d_global + total
   pos = denom > 0
-  return jnp.where(pos, total / jnp.where(pos, denom, 1.0), 0.5)
+  mu = jnp.where(pos, total / jnp.where(pos, denom, 1.0), 0.5)
+  if snap is not None:
+    mu = jnp.minimum(mu, 1.0)
+    mu = jnp.where(mu <= snap, 0.0, mu)
+  return mu
 
 
 def _standardize(fs, ft):

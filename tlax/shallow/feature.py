@@ -58,14 +58,15 @@ import numpy as np
 
 from jax.scipy.linalg import solve_triangular
 
-from tlax.losses.distance import a_distance_from_error
+from tlax.losses.dynamic import mu_from_a_distances
 from tlax.shallow import base
 from tlax.shallow import kernels
+from tlax.shallow import svm as svm_lib
 
 __all__ = [
     "TCA", "JDA", "BDA", "CORAL", "generalized_eigh", "eigh_top",
     "lowrank_pencil_top",
-    "proxy_a_distance", "estimate_balance_factor",
+    "estimate_balance_factor",
 ]
 
 _TINY = 1e-12
@@ -257,74 +258,15 @@ def _nn_labels(zs, ys, zq):
 _nn_labels_jit = jax.jit(_nn_labels)
 
 
-# ------------------------------------------------- proxy A-distance (JAX) --
-
-
-def _grouped_svm_error(x, y, g, num_groups: int, steps: int):
-  """Training error of one linear L2-SVM per group of samples.
-
-  For every group ``j`` it minimises ``mean_{i in j} max(0, 1 - y_i f(x_i))^2
-  + ||w_j||^2 / (2 n_j)`` with ``f(x) = w_j.x + b_j`` (bias unpenalised, the
-  ridge of a C = 1 SVM) by ``steps`` of Nesterov-accelerated full-batch
-  gradient descent from zero (deterministic). All groups train at once at
-  O(n d) per step (each sample belongs to one group).
-
-  Args:
-    x: ``(n, d)``.
-    y: ``(n,)`` in ``{-1, +1}``.
-    g: ``(n,)`` int group of each sample in ``[0, num_groups)``.
-    num_groups: static.
-    steps: static.
-
-  Returns:
-    ``(err, count)``: ``(num_groups,)`` training error rates and sizes.
-  """
-  n, d = x.shape
-  cnt = jax.ops.segment_sum(jnp.ones((n,), x.dtype), g, num_groups)
-  inv = 1.0 / jnp.maximum(cnt, 1.0)
-  reg = inv                                       # ridge 1 / n_j
-  r2 = jnp.max(jnp.sum(x * x, axis=1)) + 1.0      # bias as a feature of 1
-  lip = 2.0 * r2 + reg                            # Hessian bound per group
-  lr = 1.0 / lip
-  w_i = inv[g]                                    # per-sample weight 1/n_j
-
-  def grads(w, b):
-    f = jnp.sum(x * w[g], axis=1) + b[g]
-    h = jnp.maximum(0.0, 1.0 - y * f)
-    coef = -2.0 * y * h * w_i                     # d loss / d f_i
-    gw = jax.ops.segment_sum(coef[:, None] * x, g, num_groups)
-    gb = jax.ops.segment_sum(coef, g, num_groups)
-    return gw + reg[:, None] * w, gb
-
-  def body(_, carry):
-    w, b, zw, zb, t = carry
-    gw, gb = grads(zw, zb)
-    w_new = zw - lr[:, None] * gw
-    b_new = zb - lr * gb
-    t_new = 0.5 * (1.0 + jnp.sqrt(1.0 + 4.0 * t * t))
-    m = (t - 1.0) / t_new
-    return (w_new, b_new, w_new + m * (w_new - w), b_new + m * (b_new - b),
-            t_new)
-
-  w0 = jnp.zeros((num_groups, d), x.dtype)
-  b0 = jnp.zeros((num_groups,), x.dtype)
-  w, b, _, _, _ = jax.lax.fori_loop(
-      0, steps, body, (w0, b0, w0, b0, jnp.asarray(1.0, x.dtype)))
-  f = jnp.sum(x * w[g], axis=1) + b[g]
-  wrong = (y * f <= 0).astype(x.dtype)
-  return jax.ops.segment_sum(wrong, g, num_groups) * inv, cnt
-
-
-def _a_distance_from_error(err):
-  """Proxy A-distance ``2 (1 - 2 err)``, clipped to ``[0, 2]``."""
-  return jnp.clip(a_distance_from_error(err), 0.0, 2.0)
+# ------------------------------------------- BDA's balance factor (JAX) --
 
 
 def _marginal_distance(x, ns: int, steps: int):
   n = x.shape[0]
   y = jnp.where(jnp.arange(n) < ns, 1.0, -1.0).astype(x.dtype)
-  err, _ = _grouped_svm_error(x, y, jnp.zeros((n,), jnp.int32), 1, steps)
-  return _a_distance_from_error(err[0])
+  err, _ = svm_lib.squared_hinge_group_errors(
+      x, y, jnp.zeros((n,), jnp.int32), 1, steps)
+  return svm_lib.clipped_a_distance(err[0])
 
 
 def _balance_from_distances(d_marg, x, ys, yt, num_classes: int, steps: int):
@@ -333,30 +275,10 @@ def _balance_from_distances(d_marg, x, ys, yt, num_classes: int, steps: int):
   n = x.shape[0]
   y = jnp.where(jnp.arange(n) < ns, 1.0, -1.0).astype(x.dtype)
   g = jnp.concatenate([ys, yt]).astype(jnp.int32)
-  err, _ = _grouped_svm_error(x, y, g, num_classes, steps)
+  err, _ = svm_lib.squared_hinge_group_errors(x, y, g, num_classes, steps)
   has_t = jax.ops.segment_sum(jnp.ones_like(yt, dtype=x.dtype), yt,
                               num_classes) > 0
-  d_c = _a_distance_from_error(err)
-  d_cond = jnp.sum(jnp.where(has_t, d_c, 0.0)) / jnp.maximum(
-      jnp.sum(has_t), 1)
-  tot = d_cond + d_marg
-  return jnp.where(tot > 0, d_cond / jnp.maximum(tot, _TINY), 0.5)
-
-
-def proxy_a_distance(xs, xt, *, steps: int = 300) -> float:
-  """Proxy A-distance between two samples with a linear L2-SVM (JAX).
-
-  ``d_A = 2 (1 - 2 err)`` with ``err`` the training error of a linear SVM
-  (squared hinge, ridge ``1/n``, unpenalised bias; deterministic Nesterov
-  gradient descent) separating ``xs`` from ``xt``; clipped to ``[0, 2]``.
-  Ben-David et al., NeurIPS 2006; as used by BDA and MEDA to weigh marginal
-  against conditional discrepancy.
-  """
-  xs = np.asarray(xs, np.float64)
-  xt = np.asarray(xt, np.float64)
-  with jax.enable_x64(True):
-    x = jnp.asarray(np.concatenate([xs, xt]), jnp.float64)
-    return float(_marginal_distance_jit(x, xs.shape[0], steps))
+  return mu_from_a_distances(d_marg, svm_lib.clipped_a_distance(err), has_t)
 
 
 def estimate_balance_factor(xs, ys, xt, yt, *, steps: int = 300) -> float:

@@ -58,6 +58,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tlax.losses.dynamic import mu_from_a_distances
 from tlax.shallow import base
 from tlax.shallow import gfk as gfk_lib
 from tlax.shallow import svm as svm_lib
@@ -68,6 +69,7 @@ KERNELS = ("rbf", "linear", "primal")
 # Office-Caltech10 it takes 16% fewer Newton steps and leaves every label
 # unchanged (mu within 5e-4 of the float64 run at full tolerance).
 SVM_LEVEL_TOL = 1e-3
+MU_SNAP = 1e-3  # MEDA's estimate_mu: mu <= 1e-3 becomes 0
 
 
 # --------------------------------------------------------------------------
@@ -168,13 +170,11 @@ def laplacian_dense(idx, a, valid):
 def mu_from_distances(adist_global, adist_class):
   """MEDA's ``estimate_mu``: ``mean(d_c) / (mean(d_c) + d_global)``.
 
-  Values above 1 become 1, values ``<= 1e-3`` (and negative ones) become 0.
+  :func:`tlax.losses.mu_from_a_distances` with MEDA's rounding: values above
+  1 become 1, values ``<= 1e-3`` (and negative ones) become 0; 0.5 where the
+  denominator is not positive.
   """
-  adc = jnp.mean(adist_class)
-  den = adc + adist_global
-  mu = jnp.where(den != 0, adc / jnp.where(den != 0, den, 1.0), 0.0)
-  mu = jnp.where(mu > 1.0, 1.0, mu)
-  return jnp.where(mu <= 1e-3, 0.0, mu)
+  return mu_from_a_distances(adist_global, adist_class, snap=MU_SNAP)
 
 
 # --------------------------------------------------------------------------
