@@ -24,23 +24,13 @@ import numpy as np
 import pytest
 
 from experiments.configs import source_only
+from tests.quick import quick_config  # pylint: disable=g-bad-import-order
 from tlax import train
 from tlax.train import checkpoint as ckpt_lib
 from tlax.train import trainer
 from tlax.train import workdir as workdir_lib
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-
-
-def quick_config(**overrides):
-  config = source_only.get_config("quick")
-  for key, value in overrides.items():
-    node = config
-    *parents, leaf = key.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return config
 
 
 def _state(workdir):

@@ -19,19 +19,9 @@ from experiments.configs import common
 from experiments.configs import source_only
 from tlax import data
 from tlax import methods
+from tests.quick import quick_config  # pylint: disable=g-bad-import-order
 from tlax import train
 from tlax.train import trainer
-
-
-def quick_config(**overrides):
-  config = source_only.get_config("quick")
-  for key, value in overrides.items():
-    node = config
-    *parents, leaf = key.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return config
 
 
 def _opt_config(**kw):

@@ -148,6 +148,31 @@ def _supervised_loss(logits, parts):
   return total
 
 
+def _weak_forward(model, params, state, batch, keys, weak, unlabelled=()):
+  """One training forward pass over the labelled weak views and ``unlabelled``.
+
+  The labelled parts of ``batch`` (:func:`_labelled`) get weak views with
+  ``keys[i]``, the views in ``unlabelled`` follow them, and the network runs
+  once with ``keys[-1]``.
+
+  Returns:
+    ``(logits, feats, state, sup, parts)``: ``sup`` the supervised loss on
+    the labelled rows, which come first (``n_lab = len`` of the labelled
+    rows, :func:`_num_labelled`).
+  """
+  parts = _labelled(batch)
+  x = jnp.concatenate([weak(k, p[0]) for k, p in zip(keys, parts)]
+                      + list(unlabelled))
+  logits, feats, state = contract.apply_classifier(model, params, state, x,
+                                                   train=True, rng=keys[-1])
+  sup = _supervised_loss(logits[:_num_labelled(parts)], parts)
+  return logits, feats, state, sup, parts
+
+
+def _num_labelled(parts):
+  return sum(p[1].shape[0] for p in parts)
+
+
 def _rampup(step, total_steps, fraction):
   """Linear ramp from 0 to 1 over the first ``fraction`` of the run."""
   length = max(float(fraction) * total_steps, 1.0)
@@ -195,12 +220,9 @@ def supervised(model, num_classes, *, total_steps, ema_decay: float = 0.99,
 
   def loss(params, state, batch, rng, step, hparams):
     del hparams
-    parts = _labelled(batch)
-    keys = jax.random.split(rng, len(parts) + 1)
-    x = jnp.concatenate([weak(k, p[0]) for k, p in zip(keys, parts)])
-    logits, _, state = contract.apply_classifier(model, params, state, x,
-                                                 train=True, rng=keys[-1])
-    value = _supervised_loss(logits, parts)
+    keys = jax.random.split(rng, len(_labelled(batch)) + 1)
+    logits, _, state, value, parts = _weak_forward(model, params, state,
+                                                   batch, keys, weak)
     state = update_state(state, params, step)
     n = parts[0][1].shape[0]
     return value, ({"sup_loss": value,
@@ -241,15 +263,11 @@ def pseudo_label(model, num_classes, *, total_steps, tau: float = 0.95,
   weak, _ = _augmenters(flip, pad)
 
   def loss(params, state, batch, rng, step, hparams):
-    parts = _labelled(batch)
-    keys = jax.random.split(rng, len(parts) + 2)
-    n_lab = sum(p[1].shape[0] for p in parts)
-    x = jnp.concatenate([weak(k, p[0]) for k, p in zip(keys, parts)]
-                        + [weak(keys[-2], batch["xt"])])
-    logits, _, state = contract.apply_classifier(model, params, state, x,
-                                                 train=True, rng=keys[-1])
-    sup = _supervised_loss(logits[:n_lab], parts)
-    logits_u = logits[n_lab:]
+    keys = jax.random.split(rng, len(_labelled(batch)) + 2)
+    logits, _, state, sup, parts = _weak_forward(
+        model, params, state, batch, keys, weak,
+        [weak(keys[-2], batch["xt"])])
+    logits_u = logits[_num_labelled(parts):]
     probs = jax.nn.softmax(jax.lax.stop_gradient(logits_u), -1)
     weights, probs, _, info = rule.apply({}, probs)
     unsup = jnp.mean(ssl_losses.pseudo_label_cross_entropy(logits_u, probs,
@@ -300,14 +318,11 @@ def mean_teacher(model, num_classes, *, total_steps, lambda_u: float = 10.0,
   weak, _ = _augmenters(flip, pad)
 
   def loss(params, state, batch, rng, step, hparams):
-    parts = _labelled(batch)
-    keys = jax.random.split(rng, len(parts) + 4)
-    n_lab = sum(p[1].shape[0] for p in parts)
-    x = jnp.concatenate([weak(k, p[0]) for k, p in zip(keys, parts)]
-                        + [weak(keys[-4], batch["xt"])])
-    logits, _, state = contract.apply_classifier(model, params, state, x,
-                                                 train=True, rng=keys[-1])
-    sup = _supervised_loss(logits[:n_lab], parts)
+    keys = jax.random.split(rng, len(_labelled(batch)) + 4)
+    logits, _, state, sup, parts = _weak_forward(
+        model, params, state, batch, keys, weak,
+        [weak(keys[-4], batch["xt"])])
+    n_lab = _num_labelled(parts)
     teacher = {**params, "model": state["ema"]}
     logits_t, _, _ = contract.apply_classifier(
         model, teacher, state, weak(keys[-3], batch["xt"]), train=True,
@@ -395,17 +410,14 @@ def fixmatch(model, num_classes, *, total_steps, threshold: str = "fixed",
     return params, state
 
   def loss(params, state, batch, rng, step, hparams):
-    parts = _labelled(batch)
-    keys = jax.random.split(rng, len(parts) + 3)
-    n_lab = sum(p[1].shape[0] for p in parts)
-    n_src = parts[0][1].shape[0]
+    keys = jax.random.split(rng, len(_labelled(batch)) + 3)
     xu = batch["xt"]
     n_u = xu.shape[0]
-    x = jnp.concatenate([weak(k, p[0]) for k, p in zip(keys, parts)]
-                        + [weak(keys[-3], xu), strong(keys[-2], xu)])
-    logits, feats, state = contract.apply_classifier(
-        model, params, state, x, train=True, rng=keys[-1])
-    sup = _supervised_loss(logits[:n_lab], parts)
+    logits, feats, state, sup, parts = _weak_forward(
+        model, params, state, batch, keys, weak,
+        [weak(keys[-3], xu), strong(keys[-2], xu)])
+    n_lab = _num_labelled(parts)
+    n_src = parts[0][1].shape[0]
     logits_w = logits[n_lab:n_lab + n_u]
     logits_s = logits[n_lab + n_u:]
     probs_w = jax.nn.softmax(jax.lax.stop_gradient(logits_w), -1)
@@ -474,16 +486,13 @@ def mmd_align(model, num_classes, *, total_steps, lambda_: float = 1.0,
   weak, _ = _augmenters(flip, pad)
 
   def loss(params, state, batch, rng, step, hparams):
-    parts = _labelled(batch)
-    keys = jax.random.split(rng, len(parts) + 2)
-    n_lab = sum(p[1].shape[0] for p in parts)
+    keys = jax.random.split(rng, len(_labelled(batch)) + 2)
+    logits, feats, state, sup, parts = _weak_forward(
+        model, params, state, batch, keys, weak,
+        [weak(keys[-2], batch["xt"])])
+    n_lab = _num_labelled(parts)
     n_src = parts[0][1].shape[0]
-    x = jnp.concatenate([weak(k, p[0]) for k, p in zip(keys, parts)]
-                        + [weak(keys[-2], batch["xt"])])
-    logits, feats, state = contract.apply_classifier(
-        model, params, state, x, train=True, rng=keys[-1])
-    sup = _supervised_loss(logits[:n_lab], parts)
-    f = feats[align_layer].reshape(x.shape[0], -1)
+    f = feats[align_layer].reshape(logits.shape[0], -1)
     align_loss = _alignment("mmd", f[:n_src], f[n_lab:])
     value = sup + hparams["lambda"] * align_loss
     state = update_state(state, params, step)
