@@ -189,8 +189,8 @@ def test_unwritable_workdir(tmp_path):
 
 def test_full_disk_names_the_path_leaves_nothing_and_resumes(
     tmp_path, reference, monkeypatch):
-  """ENOSPC while saving the checkpoint of step 10 (simulated: a tmpfs
-  needs privileges tests do not have)."""
+  """ENOSPC while saving the checkpoint of step 10 (simulated; the real
+  full disk of a tmpfs is the next test, where the tests run as root)."""
   real_save = ckpt_lib.save_checkpoint
 
   def full_disk(manager, state, config, extra=None):
@@ -211,6 +211,45 @@ def test_full_disk_names_the_path_leaves_nothing_and_resumes(
   assert not any("tmp" in n for n in os.listdir(tmp_path / "checkpoints"))
   assert result["target_accuracy"] == reference[1]["target_accuracy"]
   _assert_same_state(tmp_path, reference[0])
+
+
+def _mount_tmpfs(path, size_kb):
+  """Mounts a tmpfs of ``size_kb`` at ``path``; False without privileges."""
+  if os.geteuid() != 0 or not shutil.which("mount"):
+    return False
+  proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k",
+                         "tmpfs", str(path)], capture_output=True, check=False)
+  return proc.returncode == 0
+
+
+@pytest.mark.slow
+def test_real_full_disk_one_line_nothing_left_and_resume(tmp_path, reference,
+                                                        capfd):
+  """A real full disk: a tmpfs smaller than the run's files."""
+  size = sum(f.stat().st_size for f in pathlib.Path(reference[0]).rglob("*")
+             if f.is_file())
+  mnt = tmp_path / "disk"
+  mnt.mkdir()
+  # Room for the metrics and the first checkpoint, not for all of the run.
+  if not _mount_tmpfs(mnt, max(size * 2 // 3 // 1024, 64)):
+    pytest.skip("mounting a tmpfs needs root")
+  try:
+    workdir = mnt / "run"
+    with pytest.raises(train.WorkdirError,
+                       match=r"cannot write .* the disk is full\. Free space"):
+      train.train_and_evaluate(quick_config(), workdir)
+    leftovers = [p.name for p in workdir.rglob("*")
+                 if "tmp" in p.name and p.name != "run.lock"]
+    assert not leftovers, leftovers
+    assert not (workdir / "result.json").exists()
+    err = capfd.readouterr().err
+    assert "Traceback" not in err, err[-2000:]
+    subprocess.run(["mount", "-o", "remount,size=8m", str(mnt)], check=True)
+    result = train.train_and_evaluate(quick_config(), workdir)  # resumes
+    assert result["target_accuracy"] == reference[1]["target_accuracy"]
+    _assert_same_state(workdir, reference[0])
+  finally:
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def test_write_atomic_leaves_no_temporary_file(tmp_path, monkeypatch):
@@ -333,6 +372,37 @@ def test_interrupt_mid_window_keeps_the_log_of_one_run(tmp_path, reference,
   monkeypatch.setattr(step_lib, "make_train_step", real_step)
   train.train_and_evaluate(quick_config(), tmp_path)
   assert _train_losses(tmp_path) == _train_losses(reference[0])
+  _assert_same_state(tmp_path, reference[0])
+
+
+def test_second_interrupt_stops_at_once_and_the_run_resumes(
+    tmp_path, reference, monkeypatch):
+  """Two SIGINTs inside step 7: the second one stops the run there, before
+  the step-7 checkpoint the first one asked for; step 5's is intact."""
+  from tlax.train import step as step_lib  # pylint: disable=g-import-not-at-top
+  real_step = step_lib.make_train_step
+
+  def step_then_two_signals(*args, **kwargs):
+    fn = real_step(*args, **kwargs)
+
+    def step(state, batch):
+      out = fn(state, batch)
+      if int(jax.device_get(out[0].step)) == 7:
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+      return out
+    return step
+
+  monkeypatch.setattr(step_lib, "make_train_step", step_then_two_signals)
+  with pytest.raises(KeyboardInterrupt):
+    train.train_and_evaluate(quick_config(), tmp_path)
+  assert os.listdir(tmp_path / "checkpoints") == ["5"]
+  assert not (tmp_path / "result.json").exists()
+  # The handlers are restored: a signal now is Python's default again.
+  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+  monkeypatch.setattr(step_lib, "make_train_step", real_step)
+  result = train.train_and_evaluate(quick_config(), tmp_path)
+  assert result["target_accuracy"] == reference[1]["target_accuracy"]
   _assert_same_state(tmp_path, reference[0])
 
 

@@ -24,6 +24,7 @@ import contextlib
 import errno
 import fcntl
 import json
+import logging as py_logging
 import os
 import signal
 import socket
@@ -137,6 +138,9 @@ def disk_errors(path: str | os.PathLike, what: str) -> Iterator[None]:
   Raises:
     WorkdirError: naming ``path``, the cause and what to do.
   """
+  quiet = _QuietDiskErrors()
+  absl_logger = py_logging.getLogger("absl")
+  absl_logger.addFilter(quiet)
   try:
     yield
   except RunError:
@@ -145,11 +149,28 @@ def disk_errors(path: str | os.PathLike, what: str) -> Iterator[None]:
     code = _disk_errno(e)
     if code is None:
       raise
+    if os.path.isdir(path):  # a checkpoint folder: drop the partial write
+      remove_temporaries(path)
     raise WorkdirError(
         f"cannot write {what} to {os.fspath(path)}: "
         f"{_DISK_ERRNOS[code]}. Free space (or fix the folder) and run the "
         "same command to resume from the last checkpoint, or give another "
         "--workdir.") from None
+  finally:
+    absl_logger.removeFilter(quiet)
+
+
+class _QuietDiskErrors(py_logging.Filter):
+  """Drops orbax's background-thread tracebacks of a full disk: the
+  :class:`WorkdirError` raised by :func:`disk_errors` says it in one line."""
+
+  def filter(self, record: py_logging.LogRecord) -> bool:
+    if "orbax" not in record.pathname:
+      return True
+    text = record.getMessage()
+    return not any(m in text for m in ("No space left on device",
+                                       "Disk quota exceeded",
+                                       "Read-only file system"))
 
 
 def remove_temporaries(folder: str | os.PathLike) -> None:
