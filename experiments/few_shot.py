@@ -10,7 +10,7 @@ plot of accuracy against ``k``.
 COMMAND (the numbers of docs/results_finetune.md):
   python -m experiments.run --config=experiments/configs/pretrain.py:small \
     --workdir=runs/pretrain/syndigits20k_lenet
-  TLAX_DATA_DIR=../shared/data python -m experiments.few_shot \
+  TLAX_DATA_DIR=<data folder> python -m experiments.few_shot \
     --pretrained=runs/pretrain/syndigits20k_lenet --root=runs/few_shot \
     --shots=1,5,10,50 --seeds=0,1,2 \
     --methods=scratch,full,linear_probe,l2sp,output_kl,lora \

@@ -13,7 +13,7 @@ excluded (LeNet: conv1, conv2, fc1, fc2, so L = 4).
 COMMAND (the numbers of docs/results_finetune.md):
   python -m experiments.run --config=experiments/configs/pretrain.py:small \
     --workdir=runs/pretrain/syndigits20k_lenet
-  TLAX_DATA_DIR=../shared/data python -m experiments.layer_transfer \
+  TLAX_DATA_DIR=<data folder> python -m experiments.layer_transfer \
     --pretrained=runs/pretrain/syndigits20k_lenet --root=runs/layer_transfer \
     --labels_per_class=20 --seeds=0,1,2 \
     --table=runs/layer_transfer/table.md --plot=docs/img/layer_transfer.png

@@ -12,7 +12,7 @@ No pretraining is involved: both runs start from the same random
 initialisation for a given seed.
 
 COMMAND (the numbers of docs/results_finetune.md):
-  TLAX_DATA_DIR=../shared/data python -m experiments.multitask \
+  TLAX_DATA_DIR=<data folder> python -m experiments.multitask \
     --root=runs/multitask --shots=5,20 --seeds=0,1,2 \
     --table=runs/multitask/table.md --plot=docs/img/multitask.png
 
