@@ -26,4 +26,10 @@ def test_docs_build_without_warnings(tmp_path):
       cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
   assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-8000:]
   assert (tmp_path / "html" / "api" / "losses.html").exists()
-  assert (tmp_path / "html" / "notebooks" / "quickstart.html").exists()
+  notebooks = sorted((REPO / "notebooks").glob("*.ipynb"))
+  assert len(notebooks) >= 7, [nb.name for nb in notebooks]
+  for nb in notebooks:
+    page = tmp_path / "html" / "notebooks" / (nb.stem + ".html")
+    assert page.exists(), f"{nb.name} is not in the site (docs/index.md toctree)"
+    # Every example draws at least one figure, embedded as an image.
+    assert "<img" in page.read_text(), f"{nb.name} shows no figure"
