@@ -121,7 +121,7 @@ NETS = {
     "dann": {"kwargs": {}, "feature": "auto", "convs": (32, 48), "pad": 2,
              "hidden": (100, 100), "bottleneck": None},
     # Transfer-Learning-Library's LeNet for 28x28 digits (the network of the
-    # issue's scale figures): VALID convolutions 20 / 50, an 800-d flat
+    # reference scale figures): VALID convolutions 20 / 50, an 800-d flat
     # feature, a 256-d bottleneck read by the domain classifier. The same
     # 1024-1024-1 domain classifier with dropout as "dann" (TLL's has
     # BatchNorm instead of dropout).
