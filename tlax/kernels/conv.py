@@ -53,8 +53,8 @@ kernel, i.e. matmuls.
   turns them off). The LeNet's conv1 is that case: its train step spent
   about a fifth of its time in the patch matrix, the bias add over the
   16x16x32 output and the pooling's mask and gradient, memory passes that
-  the fused kernel does not make (docs/results_deep_da.md,
-  "Speed").
+  the fused kernel does not make (profiled with
+  ``experiments/bench_train_step.py``).
 
 tlax compiles its programs on the CPU with
 :func:`tlax.train.xla.compiler_options`, which keeps XLA's convolutions off YNNPACK
@@ -63,8 +63,7 @@ eight of nine layer shapes measured), and the ``"auto"`` rules above were
 measured that way. The paragraphs below record the earlier measurements
 that shaped them.
 
-Measured (jax 0.10.2, XLA:CPU, 2 shared cores; docs/results_deep_da.md,
-"Speed"): the im2col *gradients* were slower than XLA's for every shape tlax
+Measured (jax 0.10.2, XLA:CPU, 2 shared cores): the im2col *gradients* were slower than XLA's for every shape tlax
 uses (LeNet step 63 ms with XLA's vs 241 ms (im2col dx) and 403 ms (dx and
 dw), ``experiments/bench_conv.py``). The whole convolution as a patch-matrix
 matmul (``"patches"``) is faster where the patch matrix is small: the
@@ -430,8 +429,8 @@ def _overlapping_tiles(x: Array, size: int, step: int, count: int,
 # compile time), the padded input is sliced into rows and columns of tiles
 # and transposed. Same values either way (tests/test_models.py); the
 # per-tile form took the 16x16 LeNet's source-only train step from 7.89 to
-# 6.71 ms (medians, interleaved A/B on the 2-core CPU;
-# docs/results_deep_da.md, "Speed").
+# 6.71 ms (medians, interleaved A/B on the 2-core CPU,
+# experiments/bench_train_step.py).
 WINOGRAD_PER_TILE_MAX = 16
 
 

@@ -27,8 +27,8 @@
 ``"sharded"`` is the default data-parallel mode (``"auto"``): it gives the
 single-device numbers for every method, dropout included, with no per-device
 code, and measured as fast as ``pmap`` on 4 CPU devices
-(``experiments/bench_parallel.py``; docs/results_deep_da.md, "Data
-parallelism").
+(``experiments/bench_parallel.py``; docs/results_finetune.md, "Which mode
+is the default, measured").
 
 Multi-host: :func:`maybe_initialize_distributed` calls
 ``jax.distributed.initialize`` when ``config.distributed`` is set or the
