@@ -413,6 +413,147 @@ def _validator_scores(method, st, task, names, fns, config) -> dict:
   return {f"val_{k}": v for k, v in out.items()}
 
 
+def make_run_eval(config, task, method, log: MetricsLog, elapsed):
+  """The evaluation of a run, ``run_eval(state, step) -> (record, tgt, src)``.
+
+  ``run_eval`` evaluates a :class:`TrainState` on the target test split and
+  the source validation split, adds the importance-weighted validation risk
+  (``config.iw_validation``), the per-domain numbers of a multi-domain task
+  and the label-free validators (``config.validators``), writes the record
+  to ``log`` and returns it with the target and source metrics. Also
+  returns the validator names.
+  """
+  has_target = bool(config.target)
+  target_labels = bool(task.info.get("target_labels", True))
+  use_iw = (has_target and bool(config.get("iw_validation", True))
+            and len(task.xs_val) > 1 and len(task.xt) > 1)
+  iw_fns = selection.make_fns(method) if use_iw else None
+  validator_names = tuple(config.get("validators", None) or ())
+  if validator_names:
+    from tlax.train import validators as validators_lib  # pylint: disable=g-import-not-at-top
+    validators_lib.check_names(validator_names)
+
+  def run_eval(st, step):
+    tgt = evaluate(method, st.params, st.state, task.xt_test, task.yt_test,
+                   config.eval_batch_size, task.num_classes)
+    src = evaluate(method, st.params, st.state, task.xs_val, task.ys_val,
+                   config.eval_batch_size, task.num_classes)
+    if not target_labels:
+      tgt = {k: None for k in tgt}
+    record = {"type": "eval", "step": step,
+              "target_accuracy": tgt["accuracy"],
+              "target_mean_class_accuracy": tgt["mean_class_accuracy"],
+              "source_val_accuracy": src["accuracy"]}
+    if use_iw:
+      iw = selection.importance_weighted_validation(
+          method, st.params, st.state, task.xs_val, task.ys_val, task.xt,
+          batch_size=config.eval_batch_size, seed=int(config.seed),
+          fns=iw_fns)
+      record.update(dev_risk=iw["dev_risk"], iw_error=iw["iw_error"])
+    if getattr(task, "ds_val", None) is not None:  # domain generalisation
+      from tlax.train import dg_selection  # pylint: disable=g-import-not-at-top
+      record.update(dg_selection.domain_eval(method, st.params, st.state, task,
+                                             config.eval_batch_size))
+    if validator_names:
+      record.update(_validator_scores(method, st, task, validator_names,
+                                      iw_fns or selection.make_fns(method),
+                                      config))
+    record["elapsed"] = elapsed()
+    log.write(record)
+    return record, tgt, src
+
+  return run_eval, validator_names
+
+
+def finish_run(config, config_dict: dict, task, method, state, log: MetricsLog,
+               run_eval, validator_names, workdir: str, *, steps: int,
+               manager, elapsed, t_start: float, images_per_sec,
+               devices: Mapping[str, Any]) -> dict:
+  """The final evaluation and ``<workdir>/result.json`` of a trained run.
+
+  ``state`` is the run's :class:`TrainState` after ``steps`` steps (on the
+  host or one device); ``manager`` (the run's checkpoint manager) is
+  closed; ``devices`` holds ``parallel``, ``num_devices`` and
+  ``per_device_batch``. Returns the result dict.
+  """
+  has_target = bool(config.target)
+  target_labels = bool(task.info.get("target_labels", True))
+  result_path = os.path.join(workdir, "result.json")
+  evals = log.of_type("eval")
+  if evals and evals[-1]["step"] == steps:
+    # The final evaluation happened in the loop; recompute the per-class
+    # numbers (cheap) rather than storing them in every eval record.
+    tgt = evaluate(method, state.params, state.state, task.xt_test,
+                   task.yt_test, config.eval_batch_size, task.num_classes)
+    if not target_labels:
+      tgt = {k: None for k in tgt}
+    src_acc = evals[-1]["source_val_accuracy"]
+  else:  # resumed after the last step: evaluate now
+    _, tgt, src = run_eval(state, steps)
+    src_acc = src["accuracy"]
+  manager.close()
+
+  result = {
+      "method": config.method.name,
+      "source": config.source,
+      "target": config.target,
+      "seed": int(config.seed),
+      "steps": steps,
+      # Labelled examples per class of the target (semi-supervised runs).
+      "labels_per_class": int(config.get("labels_per_class", 0) or config.get(
+          "target_labeled_per_class", 0) or 0),
+      "target_accuracy": tgt["accuracy"],
+      "target_mean_class_accuracy": tgt["mean_class_accuracy"],
+      "per_class_accuracy": tgt["per_class_accuracy"],
+      "source_val_accuracy": src_acc,
+      "selected": _selected(log.of_type("eval")),
+      "selected_dev": _selected(log.of_type("eval"), "dev_risk"),
+      "selected_by": {name: _selected(log.of_type("eval"), f"val_{name}")
+                      for name in validator_names} or None,
+      "num_target_test": len(task.yt_test),
+      "transductive": bool(getattr(task, "transductive", False)),
+      "wall_time_s": elapsed(),
+      "process_time_s": time.time() - t_start,
+      "images_per_sec": images_per_sec,
+      "parallel": devices["parallel"],
+      "num_devices": devices["num_devices"],
+      "per_device_batch": devices["per_device_batch"],
+      "num_processes": jax.process_count(),
+      "checkpoint": os.path.join(workdir, "checkpoints"),
+      "config": config_dict,
+      "tlax_version": tlax.__version__,
+      "jax_version": jax.__version__,
+      "python_version": platform.python_version(),
+      "device": devices_lib.device_name(),
+  }
+  if config.get("stage"):
+    result["stage"] = config.stage
+  if not has_target:
+    # The evaluated "target" was the source's test split.
+    result["source_test_accuracy"] = result.pop("target_accuracy")
+    for key in ("target_mean_class_accuracy", "per_class_accuracy"):
+      result["source_test_" + key.replace("target_", "")] = result.pop(key)
+  elif config.get("source_test", False):
+    xs_test, ys_test = task.source.splits["test"]
+    result["source_test_accuracy"] = evaluate(
+        method, state.params, state.state, xs_test, ys_test,
+        config.eval_batch_size, task.num_classes)["accuracy"]
+  if getattr(task, "ds_val", None) is not None:  # domain generalisation
+    from tlax.train import dg_selection  # pylint: disable=g-import-not-at-top
+    result["test_domain_accuracy"] = tgt["accuracy"]
+    result["training_domains"] = list(task.domain_names)
+    result["selections"] = dg_selection.selections(log.of_type("eval"))
+  if jax.process_index() == 0:
+    with workdir_lib.disk_errors(result_path, "the result"):
+      write_atomic(result_path, json.dumps(result, indent=2) + "\n")
+  logging.info("%s %s -> %s seed %d: %s accuracy %s after %d steps.",
+               result["method"], result["source"], result["target"],
+               result["seed"], "target" if has_target else "source test",
+               "unknown (no target labels)" if tgt["accuracy"] is None
+               else f"{tgt['accuracy']:.2f}%", steps)
+  return result
+
+
 # ----------------------------------------------------------------------------
 # The trainer
 # ----------------------------------------------------------------------------
@@ -507,10 +648,8 @@ def _train_and_evaluate(config, workdir: str,
   config = resolve_config(config)  # table defaults (task-independent)
   if task is None:
     task = load_task(config)
-  target_labels = bool(task.info.get("target_labels", True))
   config = resolve_config(config, task)  # the model by the domains' kind
   config_dict = config_to_dict(config)
-  has_target = bool(config.target)
   method = build_method(config, task)
   batches = make_batches(config, task)
   steps = int(config.steps)
@@ -550,42 +689,8 @@ def _train_and_evaluate(config, workdir: str,
   def elapsed():
     return elapsed_before + time.time() - t0
 
-  use_iw = (has_target and bool(config.get("iw_validation", True))
-            and len(task.xs_val) > 1 and len(task.xt) > 1)
-  iw_fns = selection.make_fns(method) if use_iw else None
-  validator_names = tuple(config.get("validators", None) or ())
-  if validator_names:
-    from tlax.train import validators as validators_lib  # pylint: disable=g-import-not-at-top
-    validators_lib.check_names(validator_names)
-
-  def run_eval(st, step):
-    tgt = evaluate(method, st.params, st.state, task.xt_test, task.yt_test,
-                   config.eval_batch_size, task.num_classes)
-    src = evaluate(method, st.params, st.state, task.xs_val, task.ys_val,
-                   config.eval_batch_size, task.num_classes)
-    if not target_labels:
-      tgt = {k: None for k in tgt}
-    record = {"type": "eval", "step": step,
-              "target_accuracy": tgt["accuracy"],
-              "target_mean_class_accuracy": tgt["mean_class_accuracy"],
-              "source_val_accuracy": src["accuracy"]}
-    if use_iw:
-      iw = selection.importance_weighted_validation(
-          method, st.params, st.state, task.xs_val, task.ys_val, task.xt,
-          batch_size=config.eval_batch_size, seed=int(config.seed),
-          fns=iw_fns)
-      record.update(dev_risk=iw["dev_risk"], iw_error=iw["iw_error"])
-    if getattr(task, "ds_val", None) is not None:  # domain generalisation
-      from tlax.train import dg_selection  # pylint: disable=g-import-not-at-top
-      record.update(dg_selection.domain_eval(method, st.params, st.state, task,
-                                             config.eval_batch_size))
-    if validator_names:
-      record.update(_validator_scores(method, st, task, validator_names,
-                                      iw_fns or selection.make_fns(method),
-                                      config))
-    record["elapsed"] = elapsed()
-    log.write(record)
-    return record, tgt, src
+  run_eval, validator_names = make_run_eval(config, task, method, log,
+                                            elapsed)
 
   finite = FiniteCheck(
       f"{config.method.name} on {config.source} -> {config.target}",
@@ -679,78 +784,12 @@ def _train_and_evaluate(config, workdir: str,
   state = dp.get_state(state)
   images_per_sec = images_timed / train_time if train_time > 0 else None
 
-  evals = log.of_type("eval")
-  if evals and evals[-1]["step"] == steps:
-    # The final evaluation happened in the loop; recompute the per-class
-    # numbers (cheap) rather than storing them in every eval record.
-    tgt = evaluate(method, state.params, state.state, task.xt_test,
-                   task.yt_test, config.eval_batch_size, task.num_classes)
-    if not target_labels:
-      tgt = {k: None for k in tgt}
-    src_acc = evals[-1]["source_val_accuracy"]
-  else:  # resumed after the last step: evaluate now
-    _, tgt, src = run_eval(state, steps)
-    src_acc = src["accuracy"]
-  manager.close()
-
-  result = {
-      "method": config.method.name,
-      "source": config.source,
-      "target": config.target,
-      "seed": int(config.seed),
-      "steps": steps,
-      # Labelled examples per class of the target (semi-supervised runs).
-      "labels_per_class": int(config.get("labels_per_class", 0) or config.get(
-          "target_labeled_per_class", 0) or 0),
-      "target_accuracy": tgt["accuracy"],
-      "target_mean_class_accuracy": tgt["mean_class_accuracy"],
-      "per_class_accuracy": tgt["per_class_accuracy"],
-      "source_val_accuracy": src_acc,
-      "selected": _selected(log.of_type("eval")),
-      "selected_dev": _selected(log.of_type("eval"), "dev_risk"),
-      "selected_by": {name: _selected(log.of_type("eval"), f"val_{name}")
-                      for name in validator_names} or None,
-      "num_target_test": len(task.yt_test),
-      "transductive": bool(getattr(task, "transductive", False)),
-      "wall_time_s": elapsed(),
-      "process_time_s": time.time() - t_start,
-      "images_per_sec": images_per_sec,
-      "parallel": dp.mode,
-      "num_devices": dp.num_devices,
-      "per_device_batch": int(config.batch_size) // dp.num_devices,
-      "num_processes": jax.process_count(),
-      "checkpoint": os.path.join(workdir, "checkpoints"),
-      "config": config_dict,
-      "tlax_version": tlax.__version__,
-      "jax_version": jax.__version__,
-      "python_version": platform.python_version(),
-      "device": devices_lib.device_name(),
-  }
-  if config.get("stage"):
-    result["stage"] = config.stage
-  if not has_target:
-    # The evaluated "target" was the source's test split.
-    result["source_test_accuracy"] = result.pop("target_accuracy")
-    for key in ("target_mean_class_accuracy", "per_class_accuracy"):
-      result["source_test_" + key.replace("target_", "")] = result.pop(key)
-  elif config.get("source_test", False):
-    xs_test, ys_test = task.source.splits["test"]
-    result["source_test_accuracy"] = evaluate(
-        method, state.params, state.state, xs_test, ys_test,
-        config.eval_batch_size, task.num_classes)["accuracy"]
-  if getattr(task, "ds_val", None) is not None:  # domain generalisation
-    from tlax.train import dg_selection  # pylint: disable=g-import-not-at-top
-    result["test_domain_accuracy"] = tgt["accuracy"]
-    result["training_domains"] = list(task.domain_names)
-    result["selections"] = dg_selection.selections(log.of_type("eval"))
-  if jax.process_index() == 0:
-    with workdir_lib.disk_errors(result_path, "the result"):
-      write_atomic(result_path, json.dumps(result, indent=2) + "\n")
-  logging.info("%s %s -> %s seed %d: %s accuracy %s after %d steps.",
-               result["method"], result["source"], result["target"],
-               result["seed"], "target" if has_target else "source test",
-               "unknown (no target labels)" if tgt["accuracy"] is None
-               else f"{tgt['accuracy']:.2f}%", steps)
+  result = finish_run(
+      config, config_dict, task, method, state, log, run_eval,
+      validator_names, workdir, steps=steps, manager=manager,
+      elapsed=elapsed, t_start=t_start, images_per_sec=images_per_sec,
+      devices={"parallel": dp.mode, "num_devices": dp.num_devices,
+               "per_device_batch": int(config.batch_size) // dp.num_devices})
   return result
 
 
