@@ -4,13 +4,15 @@ r"""Runs methods x tasks x seeds and writes a markdown table of the results.
     --tasks=office_caltech10,mnist_usps,default --seeds=0,1,2 --root=runs \
     --out=docs/results_source_only.md
 
-Every run goes through :func:`tlax.train.train_and_evaluate` in this process,
+Every run goes through :func:`tlax.train.run_experiment` in this process,
 in ``<root>/<method>/<source>--<target>/<seed>`` (slashes of domain names
 become underscores). Finished runs are skipped (their ``result.json`` is
 read back) and killed ones resume from their checkpoint, so the sweep can be
 stopped and restarted at any time. ``--config.<field>=...`` overrides apply
 to every run of ``--config``; ``--methods`` adds further config files (e.g.
 ``--methods=experiments/configs/dann.py,experiments/configs/dan.py``).
+``--group=K`` trains up to K seeds of a method and task as one program
+(:mod:`tlax.train.many_runs`, docs/many_runs.md), each in its own workdir.
 
 The table has one row per task: the target accuracy (percent) at the final
 step, and at the steps selected without target labels by source-validation
@@ -89,6 +91,11 @@ _COLUMNS = flags.DEFINE_list(
     "Table columns per method: final (last step), src_val (selected by "
     "source-validation accuracy), dev (selected by importance-weighted "
     "validation risk).")
+_GROUP = flags.DEFINE_integer(
+    "group", 1,
+    "Train up to this many seeds of a method and task as one program "
+    "(jax.vmap over their train states, tlax.train.many_runs); 1: one run "
+    "at a time. Each run still gets its own workdir and result.json.")
 
 _OFFICE = ("amazon", "caltech", "dslr", "webcam")
 TASK_GROUPS = {
@@ -370,7 +377,12 @@ def _sweep():
   runs = [(c, source, target, seed) for c in configs
           for _, tasks in groups for source, target in tasks for seed in seeds]
   results, failures = {}, []
-  bar = tqdm.tqdm(runs, desc="sweep", dynamic_ncols=True,
+  if _GROUP.value < 1:
+    raise ValueError(f"--group must be >= 1, got {_GROUP.value}.")
+  grouped = _GROUP.value > 1 and not _TABLE_ONLY.value
+  if grouped:
+    _run_grouped(runs, results, failures)
+  bar = tqdm.tqdm([] if grouped else runs, desc="sweep", dynamic_ncols=True,
                   disable=not sys.stderr.isatty())
   for base, source, target, seed in bar:
     method = base.method.name
@@ -442,6 +454,42 @@ def _sweep():
   if failures or kept:
     raise SystemExit(1)
   logging.info("Sweep done in %.1f min.", (time.time() - t0) / 60)
+
+
+def _run_grouped(runs, results, failures) -> None:
+  """Runs ``runs`` (config, source, target, seed) with the seeds of each
+  method and task in groups of up to ``--group`` runs per program."""
+  from tlax.train import many_runs  # pylint: disable=g-import-not-at-top
+  blocks = itertools.groupby(runs, key=lambda r: (r[0].method.name, r[1],
+                                                   r[2]))
+  bar = tqdm.tqdm(total=len(runs), desc="sweep", dynamic_ncols=True,
+                  disable=not sys.stderr.isatty())
+  for (method, source, target), block in blocks:
+    block = list(block)
+    bar.set_postfix_str(f"{method} {short(source)}->{short(target)} "
+                        f"{len(block)} seeds")
+    configs, workdirs = [], []
+    for base, _, _, seed in block:
+      config = copy.deepcopy(base)
+      with config.unlocked():
+        config.source, config.target, config.seed = source, target, seed
+      configs.append(config)
+      workdirs.append(os.path.join(_ROOT.value, method,
+                                   task_dir(source, target), str(seed)))
+
+    def on_error(failed, e):
+      for workdir in failed:
+        failures.append((workdir, f"{type(e).__name__}: {e}"))
+      logging.error("Runs %s failed:\n%s", ", ".join(failed),
+                    traceback.format_exc())
+
+    out = many_runs.run_many(configs, workdirs, group_size=_GROUP.value,
+                             on_error=on_error)
+    for (_, _, _, seed), result in zip(block, out):
+      if result is not None:
+        results[(method, source, target, seed)] = result
+    bar.update(len(block))
+  bar.close()
 
 
 def _write_table(out: str, text: str) -> str | None:

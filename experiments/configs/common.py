@@ -108,6 +108,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.plots = config_dict.placeholder(str)  # "tsne" or "pca": PNGs at the end
   c.quick = False
   c.stop_after_step = -1  # tests only: SIGKILL the process after this step
+  # Training steps per call of the jitted program (jax.lax.scan, the batches
+  # gathered on the device; tlax.train.many_runs); 1: the step-by-step loop.
+  c.steps_per_dispatch = 1
 
   # Devices (tlax.train.devices): "none" (one device), "auto" (= "sharded"),
   # "sharded" (jit over a mesh) or "pmap"; num_devices 0: all local ones.

@@ -469,6 +469,34 @@ class PairedBatches:
                                   self.labeled_batch_size)
     return out
 
+  def indices_range(self, start: int, num_steps: int) -> dict:
+    """The example indices of ``batch(start) .. batch(start + num_steps -
+    1)`` stacked: ``{"xs": (num_steps, B), "xt": (num_steps, Bt)[, "xtl":
+    (num_steps, Bl)]}`` int64, equal to ``indices(step)`` of each step (one
+    call per stream rather than one per step)."""
+    start, num_steps = int(start), int(num_steps)
+    if start < 0 or num_steps < 1:
+      raise ValueError(f"start must be >= 0 and num_steps >= 1, got {start} "
+                       f"and {num_steps}.")
+    t = self.task
+
+    def stream(stream_id, n, size):
+      return stream_indices(self.seed, stream_id, n, start * size,
+                            num_steps * size).reshape(num_steps, size)
+
+    if self.domain_rows is None:
+      xs_idx = stream(_SOURCE, len(t.xs), self.batch_size)
+    else:
+      per = self.batch_size // len(self.domain_rows)
+      xs_idx = np.concatenate([
+          rows[stream(10 + d, len(rows), per)]
+          for d, rows in enumerate(self.domain_rows)], axis=1)
+    out = {"xs": xs_idx,
+           "xt": stream(_TARGET, len(t.xt), self.target_batch_size)}
+    if self.labeled_batch_size:
+      out["xtl"] = stream(_LABELED, len(t.xtl), self.labeled_batch_size)
+    return out
+
   def batch(self, step: int) -> dict:
     """The batch at ``step``: a pure function of ``(seed, step)``."""
     t = self.task

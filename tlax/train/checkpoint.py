@@ -55,14 +55,19 @@ def checksums(tree: Any) -> dict[str, str]:
 
 def save_checkpoint(manager: ocp.CheckpointManager, state: TrainState,
                     config: Mapping[str, Any],
-                    extra: Mapping[str, Any] | None = None) -> int:
+                    extra: Mapping[str, Any] | None = None, *,
+                    step: int | None = None) -> int:
   """Saves ``state`` (at its own step), the JSON-able ``config``, the
   checksums of the state's arrays and an optional JSON-able ``extra``.
+
+  ``step``: the step to save under, for a state whose ``step`` is not a
+  scalar (the stacked states of runs trained together); default
+  ``state.step``.
 
   Returns:
     The step saved.
   """
-  step = int(jax.device_get(state.step))
+  step = int(jax.device_get(state.step)) if step is None else int(step)
   items = dict(state=ocp.args.StandardSave(state),
                config=ocp.args.JsonSave(dict(config)),
                checksums=ocp.args.JsonSave(checksums(state)))

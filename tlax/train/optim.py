@@ -89,7 +89,8 @@ def validate_optimizer(config) -> None:
                      f"{nesterov!r}.")
 
 
-def make_optimizer(config, params: Any = None) -> optax.GradientTransformation:
+def make_optimizer(config, params: Any = None, *, weight_decay: Any = None
+                   ) -> optax.GradientTransformation:
   """The optimiser of ``config.optimizer``, for a learning rate of 1.
 
   Args:
@@ -97,6 +98,11 @@ def make_optimizer(config, params: Any = None) -> optax.GradientTransformation:
     params: the parameters to optimise. Unused for now; the fine-tuning rules
       (per-path freezing and learning-rate multipliers through
       ``optax.multi_transform``) will label them here.
+    weight_decay: a float32 scalar array used instead of
+      ``config.optimizer.weight_decay`` (a traced value when runs that
+      differ in weight decay are trained together under ``jax.vmap``); the
+      decay term is then part of the chain even where the value is 0 (it
+      adds ``0 * params``). Not for ``lamb``, whose decay is inside it.
 
   Returns:
     An optax transformation whose updates are to be multiplied by the
@@ -108,11 +114,17 @@ def make_optimizer(config, params: Any = None) -> optax.GradientTransformation:
   """
   opt = config.optimizer
   validate_optimizer(config)
-  weight_decay = float(opt.get("weight_decay") or 0.0)
+  decay_array = weight_decay is not None
+  if decay_array and opt.name == "lamb":
+    raise ValueError("optimizer.name='lamb' keeps its weight decay inside "
+                     "optax.lamb, so runs trained together cannot differ in "
+                     "optimizer.weight_decay; give them one value.")
+  if not decay_array:
+    weight_decay = float(opt.get("weight_decay") or 0.0)
+    if weight_decay < 0:
+      raise ValueError(f"optimizer.weight_decay must be >= 0, got "
+                       f"{weight_decay}.")
   clip_norm = opt.get("clip_norm") or 0.0
-  if weight_decay < 0:
-    raise ValueError(f"optimizer.weight_decay must be >= 0, got "
-                     f"{weight_decay}.")
   parts = []
   if clip_norm:
     if clip_norm < 0:
@@ -126,7 +138,7 @@ def make_optimizer(config, params: Any = None) -> optax.GradientTransformation:
         1.0, b1=float(opt.get("b1", 0.9)), b2=float(opt.get("b2", 0.999)),
         eps=float(opt.get("eps", 1e-6)), weight_decay=weight_decay))
   elif opt.name == "sgd":
-    if weight_decay:
+    if decay_array or weight_decay:
       parts.append(optax.add_decayed_weights(weight_decay))
     momentum = float(opt.get("momentum") or 0.0)
     if not 0.0 <= momentum < 1.0:
@@ -135,12 +147,12 @@ def make_optimizer(config, params: Any = None) -> optax.GradientTransformation:
       parts.append(optax.trace(decay=momentum,
                                nesterov=bool(opt.get("nesterov", False))))
   else:
-    if opt.name == "adam" and weight_decay:
+    if opt.name == "adam" and (decay_array or weight_decay):
       parts.append(optax.add_decayed_weights(weight_decay))
     parts.append(optax.scale_by_adam(b1=float(opt.get("b1", 0.9)),
                                      b2=float(opt.get("b2", 0.999)),
                                      eps=float(opt.get("eps", 1e-8))))
-    if opt.name == "adamw" and weight_decay:
+    if opt.name == "adamw" and (decay_array or weight_decay):
       parts.append(optax.add_decayed_weights(weight_decay))
   if opt.name != "lamb":
     parts.append(optax.scale(-1.0))

@@ -80,7 +80,7 @@ REQUIRED_FIELDS = ("model.name", "steps", "batch_size", "optimizer.name",
 # values it resolves to are.
 NON_RESULT_FIELDS = ("progress", "stop_after_step", "data_dir", "auto",
                      "plots", "validators", "checkpoint_every", "distributed",
-                     "distributed_args")
+                     "distributed_args", "steps_per_dispatch")
 MODEL_BY_KIND = {"features": "mlp", "image": "lenet"}
 # Config keys added after runs were made, each with the value that does what
 # runs made before the key existed did. A workdir whose config lacks one of
@@ -820,7 +820,9 @@ def run_experiment(config: ml_collections.ConfigDict,
   function that runs the experiment (``"package.module:function"`` taking
   ``(config, workdir, **kwargs)`` and writing ``<workdir>/result.json``); when
   it is absent or empty, :func:`train_and_evaluate` runs it (pretraining
-  included: a source-only run without a target).
+  included: a source-only run without a target), or, with
+  ``config.steps_per_dispatch > 1``, :func:`tlax.train.many_runs.train_many`
+  as a group of one (the data loop on the device, that many steps per call).
   """
   runner = config.get("runner", None)
   workdir = workdir_lib.prepare_workdir(workdir)
@@ -829,5 +831,9 @@ def run_experiment(config: ml_collections.ConfigDict,
       from tlax import utils  # pylint: disable=g-import-not-at-top
       fn = utils.import_object(str(runner), what="runner")
       return fn(config, workdir, **kwargs)
+    if int(config.get("steps_per_dispatch", 1) or 1) > 1:
+      from tlax.train import many_runs  # pylint: disable=g-import-not-at-top
+      tasks = [kwargs["task"]] if kwargs.get("task") is not None else None
+      return many_runs.train_many([config], [workdir], tasks=tasks)[0]
     return train_and_evaluate(config, workdir, **kwargs)
 
