@@ -248,8 +248,7 @@ def _check_shapes(template, states, batches_list, workdirs,
   """Raises :class:`GroupError` unless every run's state has the leaves of
   ``template`` (same number, shapes and dtypes; the same tree structure too
   when ``same_structure``) and every run's batches the same shapes."""
-  ref_leaves = [(np.shape(x), np.result_type(x))
-                for x in jax.tree.leaves(template)]
+  ref_leaves = [(np.shape(x), _dtype(x)) for x in jax.tree.leaves(template)]
   ref_spec = batches_list[0].element_spec
   for r, state in enumerate(states):
     where = f"{workdirs[r]} and {workdirs[0]}"
@@ -261,7 +260,7 @@ def _check_shapes(template, states, batches_list, workdirs,
           "cannot be trained as one program; train them in separate groups "
           "(e.g. --group=1).")
     for (path, leaf), shape in zip(leaves, ref_leaves):
-      if (np.shape(leaf), np.result_type(leaf)) != shape:
+      if (np.shape(leaf), _dtype(leaf)) != shape:
         raise GroupError(
             f"The runs in {where} have train states of different shapes "
             f"({jax.tree_util.keystr(path)}: {np.shape(leaf)} vs "
@@ -273,6 +272,10 @@ def _check_shapes(template, states, batches_list, workdirs,
           f"The runs in {where} have batches of different shapes; only runs "
           "whose shapes agree train as one program. Train them in separate "
           "groups (e.g. --group=1).")
+
+
+def _dtype(x):
+  return x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype
 
 
 def _stack_as(template, states):
