@@ -4,6 +4,8 @@ One generic trainer for every deep method: a method is a record of pure
 functions (:mod:`tlax.methods.contract`); :func:`train_and_evaluate` runs it on a
 task from a config and writes ``metrics.jsonl``, orbax checkpoints and
 ``result.json`` to a workdir, resuming exactly after a kill.
+:func:`train_many` trains several such runs as one program (``jax.vmap``
+over their train states, the data loop on the device).
 """
 
 from tlax.train.checkpoint import CheckpointError
@@ -16,6 +18,9 @@ from tlax.train.evaluate import classification_metrics
 from tlax.train.evaluate import evaluate
 from tlax.train.evaluate import make_predict_fn
 from tlax.train.evaluate import predict_labels
+from tlax.train.many_runs import GroupError
+from tlax.train.many_runs import run_many
+from tlax.train.many_runs import train_many
 from tlax.train.metrics_log import read_metrics
 from tlax.train.optim import OPTIMIZERS
 from tlax.train.optim import SCHEDULES

@@ -210,8 +210,8 @@ def make_chunk_fn(method, config, params, *, vary_weight_decay: bool):
   ``states``: K stacked train states (donated); ``weight_decay``: (K,)
   float32; ``idx``: ``{key: (S, K, batch)}`` pool rows; the result's
   ``metrics`` are ``{name: (S, K)}``. The S steps run under
-  ``jax.lax.scan``, each a ``jax.vmap`` of :func:`tlax.train.train_step`
-  over the runs.
+  ``jax.lax.scan`` (S = 1: one step, no loop), each a ``jax.vmap`` of
+  :func:`tlax.train.train_step` over the runs.
   """
   schedule = make_schedule(config)
   tx = make_optimizer(config, params)
@@ -226,6 +226,9 @@ def make_chunk_fn(method, config, params, *, vary_weight_decay: bool):
     def body(st, idx_step):
       batch = jax.vmap(_gather, in_axes=(None, 0))(pools, idx_step)
       return jax.vmap(one_step)(st, weight_decay, batch)
+    if jax.tree.leaves(idx)[0].shape[0] == 1:  # one step: no loop
+      states, metrics = body(states, jax.tree.map(lambda x: x[0], idx))
+      return states, jax.tree.map(lambda x: x[None], metrics)
     return jax.lax.scan(body, states, idx)
 
   return jax.jit(chunk, donate_argnums=0,

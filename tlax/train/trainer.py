@@ -35,6 +35,7 @@ domains when the table does not name one: ``mlp`` for feature vectors,
 from __future__ import annotations
 
 import copy
+import importlib
 import inspect
 import json
 import math
@@ -832,7 +833,8 @@ def run_experiment(config: ml_collections.ConfigDict,
       fn = utils.import_object(str(runner), what="runner")
       return fn(config, workdir, **kwargs)
     if int(config.get("steps_per_dispatch", 1) or 1) > 1:
-      from tlax.train import many_runs  # pylint: disable=g-import-not-at-top
+      # Looked up at run time: tlax.train.many_runs builds on this module.
+      many_runs = importlib.import_module("tlax.train.many_runs")
       tasks = [kwargs["task"]] if kwargs.get("task") is not None else None
       return many_runs.train_many([config], [workdir], tasks=tasks)[0]
     return train_and_evaluate(config, workdir, **kwargs)
