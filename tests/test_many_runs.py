@@ -234,3 +234,20 @@ def test_run_experiment_with_steps_per_dispatch_and_sweep_groups(tmp_path):
   assert [r["seed"] for r in out] == [0, 1, 2]
   for i in range(3):
     assert (tmp_path / "s" / str(i) / "result.json").exists()
+
+
+@pytest.mark.slow
+def test_sweep_group_flag_trains_seeds_together(tmp_path):
+  proc = subprocess.run(
+      [sys.executable, "-m", "experiments.sweep",
+       "--config=experiments/configs/dann.py:quick", "--tasks=default",
+       "--seeds=0,1", "--group=2", f"--root={tmp_path / 'runs'}",
+       f"--out={tmp_path / 'table.md'}"],
+      cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  for seed in (0, 1):
+    path = (tmp_path / "runs" / "dann" / "digits_fonts--digits_sklearn" /
+            str(seed) / "result.json")
+    with open(path) as f:
+      assert json.load(f)["seed"] == seed
+  assert "2 of 2 runs finished" in (tmp_path / "table.md").read_text()
