@@ -1,4 +1,4 @@
-"""Gradient reversal, DANN / CDAN losses and the proxy A-distance."""
+"""Gradient reversal, DANN / CDAN / MDD losses and the proxy A-distance."""
 
 import jax
 import jax.numpy as jnp
@@ -150,6 +150,88 @@ def test_dann_errors_and_jit():
   np.testing.assert_allclose(v[0], losses.dann_domain_loss(ls, lt), rtol=1e-6)
   out = losses.dann_domain_loss(ls.astype(jnp.bfloat16),
                                 lt.astype(jnp.bfloat16))
+  assert out.dtype == jnp.float32
+
+
+# ---------------------------------------------------------------------------
+# MDD.
+# ---------------------------------------------------------------------------
+
+
+def ref_mdd(ls, zs, lt, zt, margin):
+  """D_gamma written out example by example (NumPy, float64)."""
+  def softmax(z):
+    e = np.exp(z - z.max())
+    return e / e.sum()
+  src = [np.log(softmax(z)[np.argmax(l)]) for l, z in zip(ls, zs)]
+  tgt = [np.log(1.0 - softmax(z)[np.argmax(l)]) for l, z in zip(lt, zt)]
+  return margin * np.mean(src) + np.mean(tgt)
+
+
+def test_margin_disparity_discrepancy_reference(x64):
+  rng = np.random.default_rng(2)
+  ls, zs = rng.normal(size=(6, 4)), rng.normal(size=(6, 4))
+  lt, zt = rng.normal(size=(5, 4)), rng.normal(size=(5, 4))
+  for margin in (1.0, 2.0, 4.0):
+    np.testing.assert_allclose(
+        losses.margin_disparity_discrepancy(ls, zs, lt, zt, margin),
+        ref_mdd(ls, zs, lt, zt, margin), rtol=1e-12)
+  # Hand-checked: f' uniform over 2 classes -> gamma log(1/2) + log(1/2).
+  z0 = np.zeros((3, 2))
+  np.testing.assert_allclose(
+      losses.margin_disparity_discrepancy(np.eye(3, 2), z0, np.eye(3, 2), z0,
+                                          4.0), 5 * np.log(0.5), rtol=1e-12)
+  # f' = f on both domains: log(1 - p') of a confident f' is very negative
+  # but finite (the logsumexp form needs no clipping offset).
+  big = 60.0 * np.eye(4)
+  value = losses.margin_disparity_discrepancy(big, big, big, big, 4.0)
+  np.testing.assert_allclose(value, -60.0 + np.log(3.0), rtol=1e-9)
+
+
+def test_margin_disparity_discrepancy_gradients(x64):
+  rng = np.random.default_rng(3)
+  ls, zs = rng.normal(size=(6, 3)), rng.normal(size=(6, 3))
+  lt, zt = rng.normal(size=(5, 3)), rng.normal(size=(5, 3))
+  fn = jax.jit(lambda zs, zt, m: losses.margin_disparity_discrepancy(
+      ls, zs, lt, zt, m))
+  check_grads(fn, (zs, zt, 4.0), order=2)
+  # The main classifier's logits enter through argmax only: no gradient.
+  g = jax.grad(losses.margin_disparity_discrepancy, argnums=(0, 2))(
+      ls, zs, lt, zt, 4.0)
+  assert all(float(jnp.abs(x).max()) == 0.0 for x in g)
+  # d D / d z'_s = gamma/ns (onehot(h) - p'); d D / d z'_t = (p_-h - p')/nt.
+  gs, gt = jax.grad(losses.margin_disparity_discrepancy, argnums=(1, 3))(
+      ls, zs, lt, zt, 4.0)
+  ps = jax.nn.softmax(zs, -1)
+  hs = np.eye(3)[np.argmax(ls, -1)]
+  np.testing.assert_allclose(gs, 4.0 / 6 * (hs - ps), rtol=1e-10)
+  pt = np.asarray(jax.nn.softmax(zt, -1))
+  ht = np.eye(3)[np.argmax(lt, -1)]
+  rest = pt * (1 - ht)
+  rest = rest / rest.sum(-1, keepdims=True)
+  np.testing.assert_allclose(gt, (rest - pt) / 5, rtol=1e-10, atol=1e-14)
+
+
+def test_margin_disparity_discrepancy_errors_jit_vmap():
+  l = jnp.ones((4, 3))
+  with pytest.raises(ValueError, match="adv_logits_t.*classes >= 2"):
+    losses.margin_disparity_discrepancy(l, l, l, jnp.ones((4, 1)))
+  with pytest.raises(ValueError, match="equal shapes"):
+    losses.margin_disparity_discrepancy(l, l, l, jnp.ones((3, 3)))
+  with pytest.raises(TypeError, match="logits_s must be floating"):
+    losses.margin_disparity_discrepancy(jnp.ones((4, 3), jnp.int32), l, l, l)
+  rng = np.random.default_rng(4)
+  a, b, c, d = (jnp.asarray(rng.normal(size=(2, 5, 3)), jnp.float32)
+                for _ in range(4))
+  margins = jnp.asarray([2.0, 4.0])
+  v = jax.jit(jax.vmap(losses.margin_disparity_discrepancy))(a, b, c, d,
+                                                             margins)
+  for i in range(2):
+    np.testing.assert_allclose(
+        v[i], losses.margin_disparity_discrepancy(a[i], b[i], c[i], d[i],
+                                                  margins[i]), rtol=1e-6)
+  out = losses.margin_disparity_discrepancy(*(x[0].astype(jnp.bfloat16)
+                                              for x in (a, b, c, d)))
   assert out.dtype == jnp.float32
 
 

@@ -16,7 +16,8 @@ Modules::
                (prototypical networks), supervised_contrastive (SupCon),
                nt_xent (SimCLR), masked_mean.
   adversarial  gradient_reversal, grl_lambda_schedule, dann_domain_loss,
-               cdan_multilinear, entropy_weights.
+               cdan_multilinear, entropy_weights,
+               margin_disparity_discrepancy (MDD).
   distance     proxy_a_distance.
   dynamic      dynamic distribution alignment with fixed or learned mu.
   separation   scale_invariant_mse, difference_loss (DSN);
@@ -32,6 +33,7 @@ from tlax.losses.adversarial import entropy
 from tlax.losses.adversarial import entropy_weights
 from tlax.losses.adversarial import gradient_reversal
 from tlax.losses.adversarial import grl_lambda_schedule
+from tlax.losses.adversarial import margin_disparity_discrepancy
 from tlax.losses.contrastive import class_prototypes
 from tlax.losses.contrastive import l2_normalize
 from tlax.losses.contrastive import masked_mean
@@ -100,6 +102,7 @@ __all__ = [
     "jmmd",
     "linear_kernel",
     "linear_mmd",
+    "margin_disparity_discrepancy",
     "mk_mmd",
     "mmd",
     "mu_from_a_distances",
