@@ -24,7 +24,7 @@ from tlax.methods import pixelda
 from tlax.models import get_model
 
 DEEP_METHODS = ("ddc", "dan", "jan", "coral", "cmd", "ddan", "dann", "cdan",
-                "cdan_e", "sdt", "dsn", "pixelda")
+                "cdan_e", "mdd", "sdt", "dsn", "pixelda")
 NUM_CLASSES = 3
 # Small extra networks so that the tests compile fast.
 SMALL = {"disc_hidden": (16,), "gen_features": 4, "gen_blocks": 1,

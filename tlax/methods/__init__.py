@@ -19,6 +19,7 @@ from tlax.methods import ddan as _ddan
 from tlax.methods import discrepancy as _discrepancy
 from tlax.methods import dsn as _dsn
 from tlax.methods import mcd as _mcd
+from tlax.methods import mdd as _mdd
 from tlax.methods import multitask as _multitask
 from tlax.methods import pixelda as _pixelda
 from tlax.methods import prototypes as _prototypes
@@ -44,6 +45,7 @@ METHODS: dict[str, Callable[..., Method]] = {
     "dann": _dann.dann,
     "cdan": _cdan.cdan,
     "cdan_e": _cdan.cdan_e,
+    "mdd": _mdd.mdd,
     "sdt": _sdt.sdt,
     "dsn": _dsn.dsn,
     "pixelda": _pixelda.pixelda,
