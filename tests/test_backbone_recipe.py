@@ -10,9 +10,10 @@ import pytest
 from safetensors.numpy import save_file
 
 from tlax import train
+from tlax.methods import mcd
 from tlax.train import finetune
 
-METHODS = ("source_only", "dann", "cdan")
+METHODS = ("source_only", "dann", "cdan", "mcd", "mdd")
 
 
 def _config(method, arg="quick"):
@@ -46,6 +47,28 @@ def test_recipe_settings():
                    "model/bottleneck_bn/scale": 1.0,
                    "model/head/bias": 1.0,
                    "discriminator/Dense_0/kernel": 1.0}
+
+
+def test_mcd_and_mdd_recipes_keep_the_method_defaults_and_lr_rules():
+  c = _config("mdd", "margin=2")
+  assert c.method.name == "mdd" and c.method.margin == 2.0
+  assert c.method["lambda"] == pytest.approx(0.1)
+  assert (c.optimizer.name, c.batch_size, c.model.kwargs.bottleneck) == (
+      "sgd", 32, 256)
+  c = _config("mcd")
+  assert (c.method.name, c.method.n_gen, c.optimizer.name,
+          c.optimizer.schedule) == ("mcd", 4, "sgd", "dann")
+  # MCD's two optimisers see the full paths, so the backbone stays at 0.1x.
+  params = {"model": {"conv1": {"kernel": 0.0},
+                      "bottleneck": {"kernel": 0.0}, "head": {"bias": 0.0}},
+            "classifier2": {"head": {"bias": 0.0}}}
+  gen, cls = mcd._split(params)  # pylint: disable=protected-access
+  rules = c.finetune.lr_mults
+  assert finetune.flatten(finetune.lr_multipliers(gen, rules)) == {
+      "model/conv1/kernel": 0.1, "model/bottleneck/kernel": 1.0}
+  assert finetune.flatten(finetune.lr_multipliers(cls, rules)) == {
+      "model/head/bias": 1.0, "classifier2/head/bias": 1.0}
+  assert mcd._join(gen, cls) == params  # pylint: disable=protected-access
 
 
 @pytest.mark.slow

@@ -71,14 +71,21 @@ class _Head(nn.Module):
 
 
 def _split(params):
-  """``(generator, classifiers)`` trees of the method's params."""
-  gen = {k: v for k, v in params["model"].items() if k != HEAD}
-  cls = {"f1": params["model"][HEAD], "f2": params["classifier2"]}
+  """``(generator, classifiers)`` trees of the method's params.
+
+  Both keep the paths of the full tree (``model/<layer>/...``,
+  ``model/head/...``, ``classifier2/...``), so path rules such as
+  ``finetune.lr_mults`` address the same leaves in either optimiser.
+  """
+  gen = {"model": {k: v for k, v in params["model"].items() if k != HEAD}}
+  cls = {"model": {HEAD: params["model"][HEAD]},
+         "classifier2": params["classifier2"]}
   return gen, cls
 
 
 def _join(gen, cls):
-  return {"model": {**gen, HEAD: cls["f1"]}, "classifier2": cls["f2"]}
+  return {"model": {**gen["model"], HEAD: cls["model"][HEAD]},
+          "classifier2": cls["classifier2"]}
 
 
 def mcd(model, num_classes: int, *, total_steps: int,

@@ -26,8 +26,8 @@ layer with coefficient ``eta_p``, and the loss is ``CE - D_gamma``, so
 
 Defaults (the authors' implementation and TLlib's ``mdd.py``):
 
-* ``margin`` ``gamma = 4`` (Office-31, Office-Home; the paper uses 2 on
-  VisDA); swept (``hparams["margin"]``);
+* ``margin`` ``gamma = 4`` (the paper's Office-31 value and TLlib's
+  default; the paper uses 2 on VisDA); swept (``hparams["margin"]``);
 * ``eta_p = lambda * (2 / (1 + exp(-gamma_p p)) - 1)``, DANN's ramp over
   ``p = step / steps`` (:func:`tlax.methods.common.alignment_schedule`),
   with ``lambda = 0.1`` (TLlib's warm-start reversal layer rises to 0.1
