@@ -268,6 +268,20 @@ def test_wrong_shape_and_non_float_tensors(tiny, tmp_path):
   convert.load_weights(_write(tmp_path, sd), variables, reinit=())
 
 
+def test_non_float_tensor_in_a_flax_file_is_named(tiny, tmp_path):
+  _, variables, _ = tiny["resnet18_tiny"]
+  npz = tmp_path / "flax.npz"
+  convert.save_variables(npz, convert.load_weights(
+      FIX / "resnet18_tiny.safetensors", variables, reinit=()))
+  flat = dict(np.load(npz))
+  flat["params/conv1/kernel"] = flat["params/conv1/kernel"].astype(np.int32)
+  np.savez(npz, **flat)
+  with pytest.raises(convert.WeightFileError,
+                     match=r"flax\.npz: non-floating-point tensor\(s\) "
+                     r"'params/conv1/kernel' \(int32"):
+    convert.load_weights(npz, variables)
+
+
 def test_unreadable_and_unknown_files(tmp_path, tiny):
   _, variables, _ = tiny["resnet18_tiny"]
   with pytest.raises(FileNotFoundError, match="nothere.safetensors"):
