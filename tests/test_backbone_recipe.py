@@ -3,6 +3,7 @@
 
 import importlib
 import os
+import pathlib
 
 import jax
 import numpy as np
@@ -13,7 +14,11 @@ from tlax import train
 from tlax.methods import mcd
 from tlax.train import finetune
 
-METHODS = ("source_only", "dann", "cdan", "mcd", "mdd")
+# Every config of experiments/configs/imagefolder/ (one per method).
+_DIR = (pathlib.Path(__file__).resolve().parents[1] / "experiments" /
+        "configs" / "imagefolder")
+METHODS = sorted(p.stem for p in _DIR.glob("*.py")
+                 if p.stem not in ("__init__", "recipe"))
 
 
 def _config(method, arg="quick"):
@@ -127,3 +132,26 @@ def test_pretrained_weights_load_in_the_trainer(pacs, tmp_path):
   np.testing.assert_allclose(
       trees["params"]["model"]["layer2_0"]["downsample_conv"]["kernel"],
       sd["layer2.0.downsample.0.weight"].transpose(2, 3, 1, 0), rtol=1e-6)
+
+
+def test_domainbed_erm_settings():
+  c = importlib.import_module(
+      "experiments.configs.dg.pacs_resnet50").get_config("erm")
+  assert (c.model.name, c.image_size, c.steps, c.eval_every) == (
+      "resnet50_tv", 224, 5000, 300)
+  assert (c.optimizer.name, c.optimizer.lr, c.optimizer.weight_decay,
+          c.optimizer.schedule) == ("adam", 5e-5, 0.0, "constant")
+  assert c.batch_size == 3 * 32 and c.source_val_fraction == 0.2
+  assert c.source.count("+") == 2 and c.target == "pacs/sketch"
+  assert tuple(c.model.kwargs.crop_scale) == (0.7, 1.0)
+
+
+@pytest.mark.slow
+def test_domainbed_erm_config_runs_on_pacs(pacs, tmp_path):
+  config = importlib.import_module(
+      "experiments.configs.dg.pacs_resnet50").get_config("erm,quick")
+  config.data_dir = pacs
+  result = train.run_experiment(config, str(tmp_path / "run"))
+  assert result["method"] == "erm" and result["steps"] == 2
+  assert len(result["training_domains"]) == 3
+  assert 0.0 <= result["test_domain_accuracy"] <= 100.0
