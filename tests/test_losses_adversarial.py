@@ -158,13 +158,14 @@ def test_dann_errors_and_jit():
 # ---------------------------------------------------------------------------
 
 
-def ref_mdd(ls, zs, lt, zt, margin):
+def ref_mdd(ls, zs, lt, zt, margin, shift=1e-6):
   """D_gamma written out example by example (NumPy, float64)."""
   def softmax(z):
     e = np.exp(z - z.max())
     return e / e.sum()
   src = [np.log(softmax(z)[np.argmax(l)]) for l, z in zip(ls, zs)]
-  tgt = [np.log(1.0 - softmax(z)[np.argmax(l)]) for l, z in zip(lt, zt)]
+  tgt = [np.log(min(1.0 - softmax(z)[np.argmax(l)] + shift, 1.0))
+         for l, z in zip(lt, zt)]
   return margin * np.mean(src) + np.mean(tgt)
 
 
@@ -173,35 +174,50 @@ def test_margin_disparity_discrepancy_reference(x64):
   ls, zs = rng.normal(size=(6, 4)), rng.normal(size=(6, 4))
   lt, zt = rng.normal(size=(5, 4)), rng.normal(size=(5, 4))
   for margin in (1.0, 2.0, 4.0):
-    np.testing.assert_allclose(
-        losses.margin_disparity_discrepancy(ls, zs, lt, zt, margin),
-        ref_mdd(ls, zs, lt, zt, margin), rtol=1e-12)
+    for shift in (0.0, 1e-6, 0.1):
+      np.testing.assert_allclose(
+          losses.margin_disparity_discrepancy(ls, zs, lt, zt, margin,
+                                              shift=shift),
+          ref_mdd(ls, zs, lt, zt, margin, shift), rtol=1e-12)
   # Hand-checked: f' uniform over 2 classes -> gamma log(1/2) + log(1/2).
   z0 = np.zeros((3, 2))
   np.testing.assert_allclose(
       losses.margin_disparity_discrepancy(np.eye(3, 2), z0, np.eye(3, 2), z0,
-                                          4.0), 5 * np.log(0.5), rtol=1e-12)
-  # f' = f on both domains: log(1 - p') of a confident f' is very negative
-  # but finite (the logsumexp form needs no clipping offset).
+                                          4.0, shift=0.0), 5 * np.log(0.5),
+      rtol=1e-12)
+  # f' = f on both domains: unshifted, log(1 - p') of a confident f' is very
+  # negative but finite (the logsumexp form); shifted, it stops at
+  # log(shift), where its gradient vanishes.
   big = 60.0 * np.eye(4)
-  value = losses.margin_disparity_discrepancy(big, big, big, big, 4.0)
+  value = losses.margin_disparity_discrepancy(big, big, big, big, 4.0,
+                                              shift=0.0)
   np.testing.assert_allclose(value, -60.0 + np.log(3.0), rtol=1e-9)
+  value = losses.margin_disparity_discrepancy(big, big, big, big, 4.0)
+  np.testing.assert_allclose(value, np.log(1e-6), rtol=1e-6)
+  g = jax.grad(losses.margin_disparity_discrepancy, argnums=3)(
+      big, big, big, big, 0.0)
+  assert float(jnp.abs(g).max()) < 1e-12
+  with pytest.raises(ValueError, match="shift must be >= 0"):
+    losses.margin_disparity_discrepancy(big, big, big, big, 4.0, shift=-1.0)
 
 
 def test_margin_disparity_discrepancy_gradients(x64):
   rng = np.random.default_rng(3)
   ls, zs = rng.normal(size=(6, 3)), rng.normal(size=(6, 3))
   lt, zt = rng.normal(size=(5, 3)), rng.normal(size=(5, 3))
-  fn = jax.jit(lambda zs, zt, m: losses.margin_disparity_discrepancy(
-      ls, zs, lt, zt, m))
-  check_grads(fn, (zs, zt, 4.0), order=2)
+  for shift in (0.0, 1e-6, 0.1):
+    fn = jax.jit(lambda zs, zt, m, shift=shift:
+                 losses.margin_disparity_discrepancy(ls, zs, lt, zt, m,
+                                                     shift=shift))
+    check_grads(fn, (zs, zt, 4.0), order=2)
   # The main classifier's logits enter through argmax only: no gradient.
   g = jax.grad(losses.margin_disparity_discrepancy, argnums=(0, 2))(
       ls, zs, lt, zt, 4.0)
   assert all(float(jnp.abs(x).max()) == 0.0 for x in g)
-  # d D / d z'_s = gamma/ns (onehot(h) - p'); d D / d z'_t = (p_-h - p')/nt.
+  # Unshifted: d D / d z'_s = gamma/ns (onehot(h) - p');
+  # d D / d z'_t = (p' renormalised without h - p') / nt.
   gs, gt = jax.grad(losses.margin_disparity_discrepancy, argnums=(1, 3))(
-      ls, zs, lt, zt, 4.0)
+      ls, zs, lt, zt, 4.0, 0.0)
   ps = jax.nn.softmax(zs, -1)
   hs = np.eye(3)[np.argmax(ls, -1)]
   np.testing.assert_allclose(gs, 4.0 / 6 * (hs - ps), rtol=1e-10)

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from tlax import losses
-from tlax.methods import common
 from tlax.methods import mdd
 from tlax.models import get_model
 
@@ -17,7 +16,8 @@ K = 3
 
 def _setup(**options):
   model = get_model("mlp", K, hidden=(16,))
-  m = mdd.mdd(model, K, total_steps=10, adv_dropout=0.0, **options)
+  m = mdd.mdd(model, K, total_steps=10, adv_dropout=0.0, ramp_steps=4,
+              **options)
   r = np.random.RandomState(0)
   batch = {"xs": r.randn(8, 5).astype(np.float32),
            "ys": np.arange(8, dtype=np.int32) % K,
@@ -40,7 +40,7 @@ def test_reversal_splits_the_minimax(adv_hidden):
                         _hp(m, **{"lambda": 1.0}))
   (_, _), g2 = f(params, state, batch, key, step, _hp(m, **{"lambda": 2.0}))
   assert float(met["align_weight"]) == pytest.approx(
-      float(common.dann_ramp(10, 10)))
+      float(losses.grl_lambda_schedule(10 / 4, gamma=1.0)))
   # The features' gradient is linear in lambda; f' does not see lambda.
   body = lambda g: {k: v for k, v in g["model"].items() if k != "head"}
   for a, b in zip(jax.tree.leaves(body(g1)), jax.tree.leaves(body(g2))):
@@ -91,3 +91,5 @@ def test_bad_options_are_named():
     mdd.mdd(model, 1, total_steps=10)
   with pytest.raises(ValueError, match="align_start"):
     mdd.mdd(get_model("mlp", K), K, total_steps=10, align_start=20)
+  with pytest.raises(ValueError, match="ramp_steps must be > 0"):
+    mdd.mdd(get_model("mlp", K), K, total_steps=10, ramp_steps=0)

@@ -2,9 +2,9 @@ r"""MDD: margin disparity discrepancy (Zhang, Liu, Long & Jordan, ICML 2019).
 
 Defaults (the authors' implementation, TLlib): margin factor gamma = 4, an
 auxiliary classifier f' of the head's shape on the head input behind a
-gradient reversal layer whose coefficient follows DANN's ramp up to
-lambda = 0.1; SGD momentum 0.9 with the DANN learning-rate annealing
-(common.AUTO), as for DANN.
+gradient reversal layer whose coefficient rises to lambda = 0.1 on DANN's
+ramp over TLlib's 1,000-step warm start; SGD momentum 0.9 with the DANN
+learning-rate annealing (common.AUTO), as for DANN.
 
 The method's options take the defaults of its factory (see its docstring
 for sources) unless set here; swept values (``lambda``, ``margin``) become

@@ -177,7 +177,8 @@ def _class_logits(x, name):
 
 def margin_disparity_discrepancy(logits_s: Any, adv_logits_s: Any,
                                  logits_t: Any, adv_logits_t: Any,
-                                 margin: Any = 4.0) -> Array:
+                                 margin: Any = 4.0,
+                                 shift: float = 1e-6) -> Array:
   r"""MDD's empirical margin disparity discrepancy :math:`D_\gamma`.
 
   With :math:`h(x) = \arg\max_k f(x)_k` the main classifier's prediction
@@ -193,9 +194,15 @@ def margin_disparity_discrepancy(logits_s: Any, adv_logits_s: Any,
   *maximises* it (agree
   with :math:`f` on the source, disagree on the target); the features
   *minimise* it, through :func:`gradient_reversal` in front of :math:`f'`.
-  :math:`\log(1 - p'_k)` is computed as :math:`\mathrm{logsumexp}_{j\ne
-  k} z_j - \mathrm{logsumexp}_j z_j`, finite for any logits, so no clipping
-  offset is needed.
+  The target term is :math:`\min(\log(1 - p'_k + \epsilon), 0)` with the
+  shift :math:`\epsilon` = ``shift`` (the authors' and TLlib's form, 1e-6):
+  it is bounded below by :math:`\log \epsilon` and its gradient vanishes
+  once :math:`f'` agrees with :math:`f` beyond it, so the features (which
+  minimise :math:`D_\gamma`) cannot gain without bound by making :math:`f'`
+  ever more confident on the target. :math:`\log(1 - p'_k)` itself is
+  computed as :math:`\mathrm{logsumexp}_{j\ne k} z_j -
+  \mathrm{logsumexp}_j z_j` (finite for any logits); ``shift = 0`` gives the
+  unshifted term.
 
   Args:
     logits_s: (ns, C) logits of the main classifier :math:`f` on the source.
@@ -203,7 +210,8 @@ def margin_disparity_discrepancy(logits_s: Any, adv_logits_s: Any,
     logits_t: (nt, C) logits of :math:`f` on the target.
     adv_logits_t: (nt, C) logits of :math:`f'` on the target.
     margin: the margin factor :math:`\gamma` (float or traced scalar; 4 on
-      Office-31 and Office-Home, 2 on VisDA in the paper).
+      Office-31, 2 on VisDA in the paper).
+    shift: :math:`\epsilon \ge 0` in the target term (a Python float).
 
   Returns:
     Scalar :math:`D_\gamma` (at most 0; both terms are log-probabilities).
@@ -231,6 +239,14 @@ def margin_disparity_discrepancy(logits_s: Any, adv_logits_s: Any,
   lse_t = jax.nn.logsumexp(zt, axis=-1)
   log_disagree_t = jax.nn.logsumexp(jnp.where(ht, -jnp.inf, zt), axis=-1)
   log_disagree_t = log_disagree_t - lse_t
+  shift = float(shift)
+  if shift < 0:
+    raise ValueError(f"margin_disparity_discrepancy: shift must be >= 0, got "
+                     f"{shift}.")
+  if shift > 0:
+    log_disagree_t = jnp.minimum(
+        jnp.logaddexp(log_disagree_t, jnp.log(jnp.asarray(shift, ls.dtype))),
+        0.0)
   margin = jnp.asarray(margin, ls.dtype)
   return margin * jnp.mean(log_agree_s) + jnp.mean(log_disagree_t)
 

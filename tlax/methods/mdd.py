@@ -28,12 +28,16 @@ Defaults (the authors' implementation and TLlib's ``mdd.py``):
 
 * ``margin`` ``gamma = 4`` (the paper's Office-31 value and TLlib's
   default; the paper uses 2 on VisDA); swept (``hparams["margin"]``);
-* ``eta_p = lambda * (2 / (1 + exp(-gamma_p p)) - 1)``, DANN's ramp over
-  ``p = step / steps`` (:func:`tlax.methods.common.alignment_schedule`),
-  with ``lambda = 0.1`` (TLlib's warm-start reversal layer rises to 0.1
-  with trade-off 1); swept (``hparams["lambda"]``). TLlib ramps over a fixed
-  1,000 iterations (``gamma_p = 1``); here the ramp follows the run
-  (``grl_gamma = 10``, DANN's);
+* ``eta_p = lambda * (2 / (1 + exp(-s / ramp_steps)) - 1)`` after ``s``
+  steps: DANN's ramp (:func:`tlax.losses.grl_lambda_schedule`) over the
+  fixed horizon of TLlib's warm-start reversal layer, ``ramp_steps =
+  1000``, rising to ``lambda = 0.1`` with trade-off 1; swept
+  (``hparams["lambda"]``). DANN's own ramp spans the whole run (``ramp_steps
+  = steps / 10``); on digits trained from scratch that reaches the
+  reversal while ``f`` is still at chance, and the features and ``f'``
+  diverge (in a MNIST -> USPS run with DANN's ramp over 2,000 steps and the
+  unshifted target term the loss was NaN at step 150), so MDD keeps the
+  slower warm start;
 * ``f'`` has the shape of ``f``: a linear layer on the head input
   ``features["embedding"]`` (``adv_hidden = ()``); TLlib's image heads are
   ``Dense(1024) -> ReLU -> Dropout(0.5) -> Dense(C)`` for both classifiers
@@ -62,8 +66,9 @@ def mdd(model, num_classes: int, *, total_steps: int,
         margin: float = 4.0,
         adv_hidden: Sequence[int] = (),
         adv_dropout: float = 0.5,
-        grl_gamma: float = 10.0,
-        align_start: int = 0) -> contract.Method:
+        ramp_steps: int = 1000,
+        align_start: int = 0,
+        shift: float = 1e-6) -> contract.Method:
   """MDD: an adversarial auxiliary classifier behind gradient reversal.
 
   Args:
@@ -73,8 +78,12 @@ def mdd(model, num_classes: int, *, total_steps: int,
     margin: the margin factor ``gamma`` of the source disparity (swept).
     adv_hidden, adv_dropout: hidden widths (ReLU, dropout) of ``f'``;
       ``()`` is a linear ``f'`` like the model's head.
-    grl_gamma: the ramp's steepness in ``2 / (1 + exp(-grl_gamma p)) - 1``.
+    ramp_steps: the reversal coefficient is ``lambda * (2 / (1 + exp(-s /
+      ramp_steps)) - 1)`` after ``s`` steps of alignment (DANN's ramp over a
+      fixed horizon; TLlib's warm start uses 1,000).
     align_start: steps without the discrepancy term before the ramp starts.
+    shift: ``epsilon`` of the target term ``log(1 - p' + epsilon)``
+      (:func:`tlax.losses.margin_disparity_discrepancy`).
 
   Returns:
     A :class:`tlax.methods.contract.Method` with an
@@ -85,7 +94,11 @@ def mdd(model, num_classes: int, *, total_steps: int,
   """
   if int(num_classes) < 2:
     raise ValueError(f"mdd needs at least 2 classes, got {num_classes}.")
-  common.check_align_start(align_start, total_steps)
+  align_start = common.check_align_start(align_start, total_steps)
+  ramp_steps = float(ramp_steps)
+  if not ramp_steps > 0:
+    raise ValueError(f"config.method.ramp_steps must be > 0, got "
+                     f"{ramp_steps}.")
   classify = common.classifier_fn(model)
   adv = networks.DomainDiscriminator(hidden=tuple(int(w) for w in adv_hidden),
                                      dropout=float(adv_dropout),
@@ -102,19 +115,25 @@ def mdd(model, num_classes: int, *, total_steps: int,
                                         rng_model)
     cls_loss, metrics = common.supervised_loss(out, batch)
     (ls, fs), (lt, ft) = out["s"], out["t"]
-    coeff = hparams["lambda"] * common.alignment_schedule(
-        step, total_steps, align_start, gamma=grl_gamma)
+    s = jnp.maximum(jnp.asarray(step, jnp.float32) - align_start, 0.0)
+    coeff = hparams["lambda"] * losses.grl_lambda_schedule(s / ramp_steps,
+                                                           gamma=1.0)
     h = losses.gradient_reversal(
         jnp.concatenate([fs["embedding"], ft["embedding"]], 0), coeff)
     z = adv.apply({"params": params[ADV]}, h, train=True,
                   rngs={"dropout": rng_adv}).astype(jnp.float32)
     ns = ls.shape[0]
     disc = losses.margin_disparity_discrepancy(ls, z[:ns], lt, z[ns:],
-                                               hparams["margin"])
+                                               hparams["margin"], shift=shift)
+    disc_t = losses.margin_disparity_discrepancy(ls, z[:ns], lt, z[ns:], 0.0,
+                                                 shift=shift)
     value = cls_loss - disc
     agree = lambda l, a: jnp.mean(
         (jnp.argmax(l, -1) == jnp.argmax(a, -1)).astype(jnp.float32))
     metrics.update(loss=value, align_loss=-disc, align_weight=coeff,
+                   disparity_s=(disc_t - disc) / jnp.maximum(
+                       hparams["margin"], 1e-12),
+                   disparity_t=-disc_t,
                    adv_agreement_s=agree(ls, z[:ns]),
                    adv_agreement_t=agree(lt, z[ns:]))
     return value, (metrics, state)

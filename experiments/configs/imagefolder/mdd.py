@@ -13,12 +13,12 @@ Any tree: `--config.source=imagefolder/<domain> --config.target=imagefolder/<dom
 MDD's own options keep the factory's defaults: margin gamma = 4 (the
 paper's Office-31 value, TLlib's default on Office-31 and Office-Home;
 ``--config=experiments/configs/imagefolder/mdd.py:margin=2`` for VisDA, the
-paper's value there), reversal coefficient up to lambda = 0.1 on DANN's
-ramp, a linear auxiliary classifier ``f'`` on the 256-d bottleneck (learning
-at the full rate). TLlib's MDD scripts differ from the recipe in the
-bottleneck (1024-d on Office-31, 2048-d on Office-Home) and in two-layer
-heads of width 1024 (``--config.method.adv_hidden=(1024,)`` gives that
-``f'``).
+paper's value there), a reversal coefficient rising to lambda = 0.1 over
+TLlib's 1,000-step warm start, a linear auxiliary classifier ``f'`` on the
+256-d bottleneck (learning at the full rate). TLlib's MDD scripts differ
+from the recipe in the bottleneck (1024-d on Office-31, 2048-d on
+Office-Home) and in two-layer heads of width 1024
+(``--config.method.adv_hidden=(1024,)`` gives that ``f'``).
 """
 
 from experiments.configs.imagefolder import recipe
