@@ -67,7 +67,7 @@ def test_reversal_splits_the_minimax(adv_hidden):
 
 
 def test_loss_is_source_risk_minus_the_library_discrepancy():
-  m, params, state, batch = _setup()
+  m, params, state, batch = _setup(adv_hidden=())
   batch = {**batch, "ws": np.ones(8, np.float32)}
   hp = _hp(m, margin=2.0)
   value, (met, _) = m.loss(params, state, batch, jax.random.key(0),
