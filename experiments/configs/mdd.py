@@ -1,7 +1,8 @@
 r"""MDD: margin disparity discrepancy (Zhang, Liu, Long & Jordan, ICML 2019).
 
 Defaults (the authors' implementation, TLlib): margin factor gamma = 4, an
-auxiliary classifier f' of the head's shape on the head input behind a
+auxiliary classifier f' (Dense 1024, ReLU, dropout 0.5, Dense) on the head
+input (LeNet's last hidden layer) behind a
 gradient reversal layer whose coefficient rises to lambda = 0.1 on DANN's
 ramp over TLlib's 1,000-step warm start; SGD momentum 0.9 with the DANN
 learning-rate annealing (common.AUTO), as for DANN.

@@ -14,11 +14,11 @@ MDD's own options keep the factory's defaults: margin gamma = 4 (the
 paper's Office-31 value, TLlib's default on Office-31 and Office-Home;
 ``--config=experiments/configs/imagefolder/mdd.py:margin=2`` for VisDA, the
 paper's value there), a reversal coefficient rising to lambda = 0.1 over
-TLlib's 1,000-step warm start, a linear auxiliary classifier ``f'`` on the
-256-d bottleneck (learning at the full rate). TLlib's MDD scripts differ
-from the recipe in the bottleneck (1024-d on Office-31, 2048-d on
-Office-Home) and in two-layer heads of width 1024
-(``--config.method.adv_hidden=(1024,)`` gives that ``f'``).
+TLlib's 1,000-step warm start, and TLlib's auxiliary classifier ``f'``
+(Dense 1024, ReLU, dropout 0.5, Dense) on the 256-d bottleneck, learning at
+the full rate. TLlib's MDD scripts differ from the recipe in the bottleneck
+(1024-d on Office-31, 2048-d on Office-Home) and in the main head (the same
+two-layer shape as ``f'``; the recipe's head is one Dense layer).
 """
 
 from experiments.configs.imagefolder import recipe
