@@ -24,6 +24,16 @@ os.environ.setdefault("JAX_DEFAULT_MATMUL_PRECISION", "highest")
 # Keep test runs hermetic: TFDS builds and caches go to a temporary folder.
 os.environ.setdefault("TLAX_CACHE_DIR", str(_REPO / ".pytest_cache" / "tlax"))
 
+# Many tests compile the same programs (the quick configs' train steps, in
+# this process and in the subprocesses they start): JAX's persistent
+# compilation cache, shared by the xdist workers and inherited by the
+# subprocesses, compiles each once. Entries are keyed by the program, the
+# compile options and the jax/jaxlib versions, so reuse is always safe.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      str(_REPO / ".pytest_cache" / "jax"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+
 
 def _benchmark_files_available() -> bool:
   from tlax.data import files  # pylint: disable=g-import-not-at-top
