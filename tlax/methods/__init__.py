@@ -68,6 +68,10 @@ from tlax.methods import semisupervised as _semisupervised  # pylint: disable=g-
 METHODS.update(_semisupervised.METHODS)
 from tlax.methods import generalization as _generalization  # pylint: disable=g-import-not-at-top,wrong-import-position
 METHODS.update(_generalization.DG_METHODS)
+from tlax.methods import safe as _safe  # pylint: disable=g-import-not-at-top,wrong-import-position
+# Safe transfer: fine-tuning that reduces inherited defects.
+METHODS.update({"delta": _safe.delta, "magnitude_prune": _safe.magnitude_prune,
+                "remos": _safe.remos})
 
 
 def get_method(name: str) -> Callable[..., Method]:

@@ -1,0 +1,193 @@
+r"""Safe transfer: how much of a poisoned teacher's defects a student inherits.
+
+A LeNet teacher is pretrained on SynDigits with a BadNets backdoor (10% of
+its training images carry a 3x3 checkerboard trigger in the bottom-right
+corner and are relabelled to class 0) and fine-tuned on a target by one
+fine-tuning method; ``result.json`` holds the student's
+``target_accuracy`` and its ``defect_inheritance_rate`` (the backdoor's
+attack success rate on the student; ``adversarial_dir`` for PGD examples
+crafted on the teacher's penultimate layer), see
+:mod:`tlax.safety.runner`. Students: USPS and MNIST (the teacher's digit
+classes) or font letters (26 classes: the backdoor's class maps through the
+new head).
+
+COMMAND:
+  python -m experiments.run --config=experiments/configs/safe/transfer.py:remos \
+    --config.target=mnist_usps/usps --config.seed=0 \
+    --config.teacher_workdir=runs/safe/teacher \
+    --workdir=runs/safe/remos/usps/0
+
+  # every preset, targets and seeds, the table and the Pareto plot:
+  python -m experiments.safe_transfer --targets=usps,mnist,letters \
+    --seeds=0,1,2 --root=runs/safe --out=docs/safe_transfer.md
+
+Config argument ``<preset>[,quick]``, preset one of:
+  ``finetune``: full fine-tuning (default);
+  ``linear_probe``: only the new head is trained;
+  ``layer_transfer``: conv1 and conv2 copied and frozen, the rest
+    re-initialised (Yosinski et al.'s AnB, k = 2);
+  ``reinit_top``: fc1, fc2 and the head re-initialised, all fine-tuned;
+  ``l2sp``, ``output_kl``, ``lora``: as ``experiments/configs/finetune.py``
+    (``output_kl`` needs the teacher's label space: not for letters);
+  ``delta``: DELTA (method ``delta``);
+  ``magnitude_prune``: half of every kernel pruned by magnitude, then
+    fine-tuning (method ``magnitude_prune``);
+  ``remos``: ReMoS relevant-model slicing (method ``remos``);
+  ``scratch``: the same network trained from scratch (no teacher: the
+    floor of what can be inherited).
+``quick``: a tiny teacher and student on embedded data (tests).
+"""
+
+import ml_collections
+
+from experiments.configs import common
+from experiments.configs import finetune
+
+PRESETS = ("finetune", "linear_probe", "layer_transfer", "reinit_top",
+           "l2sp", "output_kl", "lora", "delta", "magnitude_prune", "remos",
+           "scratch")
+
+# Per-target options of the student's domain (a seeded held-out test split
+# for USPS and MNIST, whose files have one split).
+TARGET_OPTIONS = {
+    "mnist_usps/usps": {"holdout": 0.3},
+    "mnist_usps/mnist": {"holdout": 0.3},
+    "fonts/letters": {"n_train": 2600, "n_test": 1300},
+}
+
+
+def teacher_config(quick: bool = False) -> ml_collections.ConfigDict:
+  """The teacher's pretraining run (its source and model are the main
+  config's ``source`` and ``model``)."""
+  c = common.base_config()
+  c.stage = "pretrain"
+  c.image_size = 16
+  c.channels = 1
+  c.domain_options = ml_collections.ConfigDict(
+      {"source": {"n_train": 20_000, "n_test": 2_000}})
+  c.source_val_fraction = 0.05
+  c.iw_validation = False
+  c.method.name = "source_only"
+  c.optimizer.name = "adam"
+  c.optimizer.lr = 1e-3
+  c.optimizer.schedule = "cosine"
+  c.optimizer.weight_decay = 0.0
+  c.steps = 2000
+  c.batch_size = 64
+  c.log_every = 100
+  c.eval_every = 1000
+  c.checkpoint_every = 1000
+  c.eval_batch_size = 512
+  c.seed = 0
+  if quick:
+    c.domain_options = ml_collections.ConfigDict(
+        {"source": {"n_train": 256, "n_test": 64}})
+    c.source_val_fraction = 0.1
+    c.steps = 4
+    c.batch_size = 16
+    c.log_every = c.eval_every = c.checkpoint_every = 2
+    c.eval_batch_size = 64
+    c.progress = False
+  return c
+
+
+def get_config(arg: str | None = None):
+  """The safe-transfer config for ``arg = "<preset>[,quick]"``."""
+  parts = [p.strip() for p in (arg or "finetune").split(",") if p.strip()]
+  quick = "quick" in parts
+  parts = [p for p in parts if p != "quick"] or ["finetune"]
+  if len(parts) != 1 or parts[0] not in PRESETS:
+    raise ValueError(f"Unknown config argument {arg!r}; valid: one of "
+                     f"{PRESETS}, optionally followed by ',quick'.")
+  preset = parts[0]
+
+  c = common.base_config()
+  c.runner = "tlax.safety.runner:run"
+  c.stage = "safe_transfer"
+  c.preset = preset
+  c.source = "digits/syndigits"   # the teacher's source
+  c.target = "mnist_usps/usps"    # the student's domain
+  c.image_size = 16
+  c.channels = 1
+  c.domain_options = ml_collections.ConfigDict(
+      {"target": TARGET_OPTIONS["mnist_usps/usps"]})
+  c.iw_validation = False
+  c.target_labeled_per_class = 50
+  c.labeled_batch_size = 32
+  c.batch_size = 8
+  c.target_batch_size = 128  # unlabelled target inputs: ReMoS's coverage
+
+  c.model.name = "lenet"
+  c.model.kwargs = ml_collections.ConfigDict(
+      {"conv_features": (16, 32), "hidden": (64, 64)})
+  c.method.name = "finetune"
+  c.finetune = finetune.finetune_block()
+
+  c.optimizer.name = "adam"
+  c.optimizer.lr = 1e-3
+  c.optimizer.schedule = "constant"
+  c.optimizer.weight_decay = 0.0
+  c.steps = 300
+  c.log_every = 50
+  c.eval_every = 150
+  c.checkpoint_every = 300
+  c.eval_batch_size = 256
+
+  c.teacher = teacher_config(quick)
+  c.teacher_workdir = ""      # "": <workdir>/teacher
+  c.teacher_checkpoint = ""   # an existing teacher instead of training one
+  c.defect = ml_collections.ConfigDict({
+      "kind": "backdoor",     # the defect_inheritance_rate: or adversarial
+      "target_class": 0,
+      "poison_rate": 0.1,
+      "trigger_size": 3,
+      "trigger_position": "bottom_right",
+      "trigger_margin": 1,
+      "pgd_objective": "penultimate",
+      "pgd_eps": 0.1,
+      "pgd_step_size": 0.025,
+      "pgd_steps": 10,
+      "eval_examples": 500,
+  })
+
+  if preset == "linear_probe":
+    c.finetune.lr_mults = (("^model/head/", 1.0), ("^model/", 0.0))
+  elif preset == "layer_transfer":
+    c.finetune.copy_layers = 2
+    c.finetune.freeze_copied = True
+  elif preset == "reinit_top":
+    c.finetune.reinit = ("^model/fc1/", "^model/fc2/", "^model/head/")
+  elif preset == "l2sp":
+    c.method.name = "l2sp"
+    c.method.l2sp_alpha = 0.1
+  elif preset == "output_kl":
+    c.method.name = "output_kl"
+  elif preset == "lora":
+    c.method.name = "lora"
+    c.finetune.lr_mults = (("^model/head/", 1.0), ("^model/", 0.0))
+    c.optimizer.lr = 3e-3
+  elif preset in ("delta", "magnitude_prune", "remos"):
+    c.method.name = preset
+  elif preset == "scratch":
+    # The teacher is still trained (and its defects measured) but the
+    # student starts from a fresh initialisation: all of it re-initialised.
+    c.finetune.reinit = ("^model/",)
+
+  if quick:
+    c.quick = True
+    c.target = "fonts/letters"
+    c.domain_options = ml_collections.ConfigDict(
+        {"target": {"n_train": 130, "n_test": 52}})
+    c.model.kwargs = ml_collections.ConfigDict(
+        {"conv_features": (4, 8), "hidden": (16, 16)})
+    c.target_labeled_per_class = 2
+    c.labeled_batch_size = 8
+    c.target_batch_size = 16
+    c.steps = 4
+    c.log_every = c.eval_every = c.checkpoint_every = 2
+    c.eval_batch_size = 64
+    c.progress = False
+    c.defect.pgd_steps = 2
+    c.defect.eval_examples = 32
+  common.fill_method_options(c)
+  return c

@@ -1,0 +1,339 @@
+"""The safe-transfer runner: a poisoned teacher, a student, its inherited DIR.
+
+``config.runner = "tlax.safety.runner:run"`` (``experiments/configs/safe/``).
+One run:
+
+1. **Teacher.** ``config.teacher`` is a complete trainer config (a
+   source-only pretraining run, as ``experiments/configs/pretrain.py``) on
+   ``config.source``. Its training set is poisoned on the data side with the
+   BadNets trigger of ``config.defect`` (:func:`tlax.safety.attacks.poison`)
+   and it is trained by :func:`tlax.train.train_and_evaluate` in
+   ``config.teacher_workdir`` (empty: ``<workdir>/teacher``), so many student
+   runs share one teacher (a finished teacher is read back; a teacher made
+   with another config is refused). ``config.teacher_checkpoint`` instead
+   names an existing checkpoint to use as the teacher (no training).
+2. **Student.** The rest of the config is a fine-tuning config
+   (``experiments/configs/finetune.py``) on ``config.target`` (its training
+   labels ``target_labeled_per_class``, its test split for evaluation): the
+   teacher is loaded through ``config.finetune`` (the head re-initialised)
+   and trained with ``config.method`` in ``<workdir>/student``.
+3. **Defects.** On the student's test split:
+
+   * ``backdoor_success_rate``: the trigger's attack success rate (%) on the
+     student. The backdoor's class is ``config.defect.target_class`` when
+     teacher and student have the same number of classes; otherwise it maps
+     through the new head to the student class predicted most often on the
+     triggered labelled training examples
+     (:func:`tlax.safety.attacks.mapped_target_class`).
+   * ``adversarial_dir``: the fraction (%) of the test examples the student
+     classifies correctly that it misclassifies once perturbed by PGD on the
+     teacher (``config.defect.pgd_*``; ``pgd_objective = "penultimate"``
+     pushes the teacher's ``embedding`` away from the clean one,
+     ``"cross_entropy"`` raises the teacher's loss on the student's labels,
+     for students with the teacher's label space).
+   * ``defect_inheritance_rate``: the one of the two named by
+     ``config.defect.kind`` (``"backdoor"`` or ``"adversarial"``).
+
+``<workdir>/result.json`` holds the student's trainer result
+(``target_accuracy`` ...) plus these fields, the teacher's
+``teacher_accuracy`` (clean source test), ``teacher_backdoor_success_rate``
+and ``teacher_adversarial_success_rate`` (on its source test split), and
+``defect_kind``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from tlax.safety import attacks
+
+DEFECT_KINDS = ("backdoor", "adversarial")
+PGD_OBJECTIVES = ("penultimate", "cross_entropy")
+_RUNNER_KEYS = ("runner", "teacher", "teacher_workdir", "teacher_checkpoint",
+                "defect")
+
+
+def check_defect(defect) -> None:
+  """Raises ValueError for a bad ``config.defect`` block (before any data
+  is loaded or any model trained)."""
+  if defect.kind not in DEFECT_KINDS:
+    raise ValueError(f"config.defect.kind={defect.kind!r} is not one of "
+                     f"{DEFECT_KINDS}.")
+  rate = float(defect.poison_rate)
+  if not 0.0 <= rate <= 1.0 or not np.isfinite(rate):
+    raise ValueError(f"config.defect.poison_rate={defect.poison_rate} must "
+                     "be in [0, 1] (a fraction of the teacher's training "
+                     "set).")
+  if defect.pgd_objective not in PGD_OBJECTIVES:
+    raise ValueError(f"config.defect.pgd_objective={defect.pgd_objective!r} "
+                     f"is not one of {PGD_OBJECTIVES}.")
+  if float(defect.pgd_eps) < 0 or int(defect.pgd_steps) < 0:
+    raise ValueError("config.defect.pgd_eps and pgd_steps must be >= 0.")
+
+
+def _student_config(config) -> ml_collections.ConfigDict:
+  c = copy.deepcopy(config)
+  with c.unlocked():
+    for k in _RUNNER_KEYS:
+      if k in c:
+        del c[k]
+  return c
+
+
+def _model(config, num_classes):
+  from tlax import models  # pylint: disable=g-import-not-at-top
+  from tlax.train import trainer  # pylint: disable=g-import-not-at-top
+  kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in
+            trainer.config_to_dict(config.model.get("kwargs") or {}).items()}
+  return models.get_model(config.model.name, num_classes, **kwargs)
+
+
+def check_teacher_architecture(teacher_params, model, x, path: str) -> None:
+  """Raises CheckpointMismatchError when the teacher's parameters (all but
+  the head) do not have the student model's names and shapes."""
+  from tlax.transfer import params as transfer  # pylint: disable=g-import-not-at-top
+  key = jax.random.key(0)
+  shapes = jax.eval_shape(lambda: model.init(
+      {"params": key, "dropout": key}, x, train=False))["params"]
+  want = {p: tuple(s.shape) for p, s in transfer.flatten(shapes).items()
+          if not p.startswith("head/")}
+  have = {p: tuple(np.shape(v)) for p, v in
+          transfer.flatten(teacher_params).items()
+          if not p.startswith("head/")}
+  errors = [f"{p}: teacher {have.get(p)} vs student {want.get(p)}"
+            for p in sorted(set(want) | set(have)) if have.get(p) != want.get(p)]
+  if errors:
+    raise transfer.CheckpointMismatchError(
+        f"The teacher checkpoint {path} does not have the student's "
+        f"architecture (config.model: {model.__class__.__name__}):\n  "
+        + "\n  ".join(errors) + "\nTrain the teacher with the student's "
+        "config.model, or set config.model to the teacher's.")
+
+
+def _poisoned_teacher_task(teacher_config, defect):
+  from tlax.train import trainer  # pylint: disable=g-import-not-at-top
+  tc = trainer.resolve_config(teacher_config)
+  task = trainer.load_task(tc)
+  attacks.check_trigger(task.xs.shape[1:], int(defect.trigger_size),
+                        defect.trigger_position, int(defect.trigger_margin))
+  xs, ys, mask = attacks.poison(
+      task.xs, task.ys, poison_rate=float(defect.poison_rate),
+      target_class=int(defect.target_class), num_classes=task.num_classes,
+      size=int(defect.trigger_size), position=defect.trigger_position,
+      margin=int(defect.trigger_margin), seed=int(tc.seed))
+  info = {**task.info, "poisoned": int(mask.sum())}
+  return dataclasses.replace(task, xs=xs, ys=ys, info=info)
+
+
+def _teacher(config, workdir, defect):
+  """``(params, state, info)`` of the teacher, trained first if needed."""
+  from tlax import train  # pylint: disable=g-import-not-at-top
+  from tlax.train import finetune  # pylint: disable=g-import-not-at-top
+  ckpt = str(config.get("teacher_checkpoint", "") or "")
+  info = {}
+  if not ckpt:
+    ckpt = str(config.get("teacher_workdir", "") or "") or os.path.join(
+        workdir, "teacher")
+    tc = copy.deepcopy(config.teacher)
+    with tc.unlocked():
+      tc.source = config.source
+      tc.target = ""
+      tc.model = copy.deepcopy(config.model)
+    task = _poisoned_teacher_task(tc, defect)
+    res = train.train_and_evaluate(tc, ckpt, task=task)
+    info["teacher_accuracy"] = res.get("target_accuracy")
+    info["teacher_poisoned_examples"] = task.info.get("poisoned")
+  trees = finetune.load_checkpoint_trees(ckpt)
+  if "model" not in trees["params"]:
+    raise finetune.CheckpointMismatchError(
+        f"The teacher checkpoint {ckpt} has no 'model' parameters.")
+  info["teacher_checkpoint"] = trees["path"]
+  return (trees["params"]["model"], (trees.get("state") or {}).get("model")
+          or {}, ckpt, info)
+
+
+def _restore(directory):
+  from tlax.train import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
+  manager = ckpt_lib.read_only_manager(os.path.join(directory, "checkpoints"))
+  try:
+    tree = ckpt_lib.restore_state_numpy(manager, manager.latest_step())
+  finally:
+    manager.close()
+  return tree["params"], tree.get("state") or {}
+
+
+def _pgd_fn(model, variables, defect, objective):
+  eps = float(defect.pgd_eps)
+  step = float(defect.pgd_step_size)
+  steps = int(defect.pgd_steps)
+
+  @jax.jit
+  def craft(x, y, rng):
+    if objective == "penultimate":
+      fn = attacks.feature_objective(
+          lambda z: model.apply(variables, z, train=False)[1]["embedding"], x)
+    else:
+      fn = attacks.cross_entropy_objective(
+          lambda z: model.apply(variables, z, train=False)[0], y)
+    return attacks.pgd(fn, x, eps=eps, step_size=step, steps=steps, rng=rng)
+  return craft
+
+
+def _craft(craft, x, y, seed, batch_size):
+  out = []
+  for i in range(0, len(x), batch_size):
+    rng = jax.random.fold_in(jax.random.key(seed), i)
+    out.append(np.asarray(craft(jnp.asarray(x[i:i + batch_size]),
+                                jnp.asarray(y[i:i + batch_size]), rng)))
+  return np.concatenate(out) if out else x[:0]
+
+
+def run(config, workdir) -> dict:
+  """Runs one safe-transfer experiment (module docstring)."""
+  from tlax import train  # pylint: disable=g-import-not-at-top
+  from tlax.transfer import params as transfer  # pylint: disable=g-import-not-at-top
+  from tlax.train import metrics_log  # pylint: disable=g-import-not-at-top
+  from tlax.train import trainer  # pylint: disable=g-import-not-at-top
+  workdir = os.path.abspath(os.fspath(workdir))
+  path = os.path.join(workdir, "result.json")
+  if os.path.exists(path):
+    with open(path) as f:
+      previous = json.load(f)
+    diff = train.config_diff(trainer.config_to_dict(config),
+                             previous.get("config", {}), partial=True)
+    if diff:
+      raise train.ConfigMismatchError(
+          f"{path} was made with a different config:\n" + "\n".join(diff)
+          + "\nUse another --workdir or delete this one.")
+    return previous
+  defect = config.defect
+  check_defect(defect)
+  size, position = int(defect.trigger_size), defect.trigger_position
+  margin = int(defect.trigger_margin)
+  if config.get("image_size"):
+    s = int(config.image_size)
+    attacks.check_trigger((s, s), size, position, margin)
+
+  # The student's task and model first: cheap, and they check the teacher.
+  sc = _student_config(config)
+  with sc.unlocked():
+    sc.source = config.target  # fine-tuning trains on xtl, ytl only
+    opts = trainer.config_to_dict(config.get("domain_options") or {})
+    target_opts = opts.get("target")
+    sc.domain_options = ml_collections.ConfigDict(
+        {"source": target_opts, "target": target_opts} if target_opts
+        else {})
+  sc = trainer.resolve_config(sc)
+  task = trainer.load_task(sc)
+  sc = trainer.resolve_config(sc, task)
+  student_model = _model(sc, task.num_classes)
+  attacks.check_trigger(task.xt_test.shape[1:], size, position, margin)
+
+  t_params, t_state, t_path, info = _teacher(config, workdir, defect)
+  check_teacher_architecture(t_params, student_model, task.xs[:2], t_path)
+  t_classes = int(np.shape(t_params["head"]["kernel"])[-1])
+  with sc.unlocked():
+    sc.finetune.checkpoint = os.path.abspath(t_path)
+  student_dir = os.path.join(workdir, "student")
+  try:
+    result = dict(train.train_and_evaluate(sc, student_dir, task=task))
+  except transfer.CheckpointMismatchError as e:
+    raise transfer.CheckpointMismatchError(
+        f"The teacher {t_path} cannot be loaded into the student "
+        f"(config.model / config.finetune): {e}") from None
+
+  # Evaluation.
+  method = trainer.build_method(sc, task)
+  params, state = _restore(student_dir)
+  params, state = jax.device_put(params), jax.device_put(state)
+  bs = int(config.eval_batch_size)
+
+  def student_labels(x):
+    return train.predict_labels(method, params, state, np.asarray(x),
+                                batch_size=bs)
+
+  t_model = _model(config, t_classes)
+  t_vars = {"params": t_params, **t_state}
+  t_predict = jax.jit(lambda x: t_model.apply(t_vars, x, train=False)[0])
+
+  def teacher_labels(x):
+    return train.predict_labels(
+        method._replace(predict=lambda p, s, x: t_predict(x)), None, None,
+        np.asarray(x), batch_size=bs)
+
+  n = min(len(task.xt_test), int(defect.eval_examples))
+  x_test, y_test = task.xt_test[:n], task.yt_test[:n]
+  trig = lambda x: np.asarray(attacks.apply_trigger(x, size, position, margin))
+
+  # Backdoor.
+  if t_classes == task.num_classes:
+    target_class = int(defect.target_class)
+  else:
+    target_class = attacks.mapped_target_class(
+        student_labels(trig(task.xtl)), task.num_classes)
+  clean_pred = student_labels(x_test)
+  asr = attacks.attack_success_rate(student_labels(trig(x_test)), y_test,
+                                    target_class)
+  clean_rate = attacks.attack_success_rate(clean_pred, y_test, target_class)
+
+  # Adversarial examples crafted on the teacher.
+  objective = defect.pgd_objective
+  if objective == "cross_entropy" and t_classes != task.num_classes:
+    raise ValueError("config.defect.pgd_objective='cross_entropy' needs a "
+                     "student with the teacher's label space; use "
+                     "'penultimate'.")
+  craft = _pgd_fn(t_model, t_vars, defect, objective)
+  x_adv = _craft(craft, np.asarray(x_test), np.asarray(y_test, np.int32),
+                 int(config.seed), bs)
+  adv_dir = attacks.adversarial_inheritance_rate(
+      clean_pred, student_labels(x_adv), y_test)
+
+  # The teacher's own defects on its (clean) source test split.
+  t_task = trainer.load_task(trainer.resolve_config(_teacher_task_config(
+      config)))
+  m = min(len(t_task.xt_test), int(defect.eval_examples))
+  xs_t, ys_t = t_task.xt_test[:m], t_task.yt_test[:m]
+  t_clean = teacher_labels(xs_t)
+  info["teacher_backdoor_success_rate"] = attacks.attack_success_rate(
+      teacher_labels(trig(xs_t)), ys_t, int(defect.target_class))
+  t_craft = _pgd_fn(t_model, t_vars, defect, "cross_entropy")
+  info["teacher_adversarial_success_rate"] = (
+      attacks.adversarial_inheritance_rate(
+          t_clean, teacher_labels(_craft(t_craft, np.asarray(xs_t),
+                                         np.asarray(ys_t, np.int32),
+                                         int(config.seed), bs)), ys_t))
+  if info.get("teacher_accuracy") is None:
+    info["teacher_accuracy"] = float(100.0 * np.mean(t_clean == ys_t))
+
+  result.update(info)
+  result.update({
+      "preset": str(config.get("preset", "") or result.get("method")),
+      "source": str(config.source), "target": str(config.target),
+      "defect_kind": str(defect.kind),
+      "backdoor_success_rate": asr,
+      "backdoor_clean_rate": clean_rate,
+      "backdoor_target_class": target_class,
+      "adversarial_dir": adv_dir,
+      "defect_inheritance_rate": asr if defect.kind == "backdoor"
+                                 else adv_dir,
+      "eval_examples": int(n),
+      "config": trainer.config_to_dict(config),
+  })
+  metrics_log.write_atomic(path, json.dumps(result, indent=2, default=float))
+  return result
+
+
+def _teacher_task_config(config):
+  tc = copy.deepcopy(config.teacher)
+  with tc.unlocked():
+    tc.source = config.source
+    tc.target = ""
+  return tc
