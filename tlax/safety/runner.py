@@ -36,8 +36,9 @@ One run:
 
 ``<workdir>/result.json`` holds the student's trainer result
 (``target_accuracy`` ...) plus these fields, the teacher's
-``teacher_accuracy`` (clean source test), ``teacher_backdoor_success_rate``
-and ``teacher_adversarial_success_rate`` (on its source test split), and
+``teacher_source_accuracy`` (clean), ``teacher_backdoor_success_rate`` and
+``teacher_adversarial_success_rate`` (PGD on its cross-entropy) on the first
+``config.defect.eval_examples`` of its source test split, and
 ``defect_kind``.
 """
 
@@ -149,7 +150,7 @@ def _teacher(config, workdir, defect):
       tc.model = copy.deepcopy(config.model)
     task = _poisoned_teacher_task(tc, defect)
     res = train.train_and_evaluate(tc, ckpt, task=task)
-    info["teacher_accuracy"] = res.get("target_accuracy")
+    info["teacher_test_accuracy"] = res.get("target_accuracy")
     info["teacher_poisoned_examples"] = task.info.get("poisoned")
   trees = finetune.load_checkpoint_trees(ckpt)
   if "model" not in trees["params"]:
@@ -262,12 +263,6 @@ def run(config, workdir) -> dict:
 
   t_model = _model(config, t_classes)
   t_vars = {"params": t_params, **t_state}
-  t_predict = jax.jit(lambda x: t_model.apply(t_vars, x, train=False)[0])
-
-  def teacher_labels(x):
-    return train.predict_labels(
-        method._replace(predict=lambda p, s, x: t_predict(x)), None, None,
-        np.asarray(x), batch_size=bs)
 
   n = min(len(task.xt_test), int(defect.eval_examples))
   x_test, y_test = task.xt_test[:n], task.yt_test[:n]
@@ -296,23 +291,8 @@ def run(config, workdir) -> dict:
   adv_dir = attacks.adversarial_inheritance_rate(
       clean_pred, student_labels(x_adv), y_test)
 
-  # The teacher's own defects on its (clean) source test split.
-  t_task = trainer.load_task(trainer.resolve_config(_teacher_task_config(
-      config)))
-  m = min(len(t_task.xt_test), int(defect.eval_examples))
-  xs_t, ys_t = t_task.xt_test[:m], t_task.yt_test[:m]
-  t_clean = teacher_labels(xs_t)
-  info["teacher_backdoor_success_rate"] = attacks.attack_success_rate(
-      teacher_labels(trig(xs_t)), ys_t, int(defect.target_class))
-  t_craft = _pgd_fn(t_model, t_vars, defect, "cross_entropy")
-  info["teacher_adversarial_success_rate"] = (
-      attacks.adversarial_inheritance_rate(
-          t_clean, teacher_labels(_craft(t_craft, np.asarray(xs_t),
-                                         np.asarray(ys_t, np.int32),
-                                         int(config.seed), bs)), ys_t))
-  if info.get("teacher_accuracy") is None:
-    info["teacher_accuracy"] = float(100.0 * np.mean(t_clean == ys_t))
-
+  info.update(_teacher_defects(config, t_model, t_vars, defect, t_path,
+                               cache=not config.get("teacher_checkpoint")))
   result.update(info)
   result.update({
       "preset": str(config.get("preset", "") or result.get("method")),
@@ -329,6 +309,51 @@ def run(config, workdir) -> dict:
   })
   metrics_log.write_atomic(path, json.dumps(result, indent=2, default=float))
   return result
+
+
+def _teacher_defects(config, t_model, t_vars, defect, t_path, *, cache):
+  """The teacher's clean accuracy, backdoor success rate and PGD success
+  rate on its source test split; cached in ``<teacher>/defects.json`` (keyed
+  by the settings) when the runner trained the teacher."""
+  from tlax.train.evaluate import batched_apply  # pylint: disable=g-import-not-at-top
+  from tlax.train import metrics_log  # pylint: disable=g-import-not-at-top
+  from tlax.train import trainer  # pylint: disable=g-import-not-at-top
+  tc = _teacher_task_config(config)
+  key = json.dumps({"teacher": trainer.config_to_dict(tc),
+                    "defect": trainer.config_to_dict(defect)},
+                   sort_keys=True, default=str)
+  path = os.path.join(t_path, "defects.json")
+  if cache and os.path.exists(path):
+    with open(path) as f:
+      stored = json.load(f)
+    if stored.get("key") == key:
+      return stored["defects"]
+  t_task = trainer.load_task(trainer.resolve_config(tc))
+  m = min(len(t_task.xt_test), int(defect.eval_examples))
+  x, y = np.asarray(t_task.xt_test[:m]), np.asarray(t_task.yt_test[:m])
+  predict = jax.jit(lambda x: t_model.apply(t_vars, x, train=False)[0])
+  bs = int(config.eval_batch_size)
+
+  def labels(z):
+    return np.asarray(batched_apply(
+        lambda b: jnp.argmax(predict(b), -1), np.asarray(z), bs))
+  size, position = int(defect.trigger_size), defect.trigger_position
+  margin = int(defect.trigger_margin)
+  clean = labels(x)
+  craft = _pgd_fn(t_model, t_vars, defect, "cross_entropy")
+  out = {
+      "teacher_source_accuracy": float(100.0 * np.mean(clean == y)),
+      "teacher_backdoor_success_rate": attacks.attack_success_rate(
+          labels(attacks.apply_trigger(x, size, position, margin)), y,
+          int(defect.target_class)),
+      "teacher_adversarial_success_rate":
+          attacks.adversarial_inheritance_rate(
+              clean, labels(_craft(craft, x, y.astype(np.int32),
+                                   int(tc.seed), bs)), y),
+  }
+  if cache:
+    metrics_log.write_atomic(path, json.dumps({"key": key, "defects": out}))
+  return out
 
 
 def _teacher_task_config(config):

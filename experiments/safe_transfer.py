@@ -1,0 +1,282 @@
+r"""Safe transfer: defect inheritance of every fine-tuning method, as a page.
+
+Runs ``experiments/configs/safe/transfer.py:<preset>`` for every preset,
+target and seed through the runner contract
+(:func:`tlax.train.run_experiment`, workdirs
+``<root>/<preset>/<target>/<seed>``, one poisoned teacher shared by all in
+``<root>/teacher``), then writes a markdown page: per target, target
+accuracy, backdoor DIR and adversarial DIR (mean ± std over seeds), the
+checks of the targets, and a Pareto plot (target accuracy against backdoor
+DIR, one point per method). Finished runs are read back, so the command can
+be stopped and rerun.
+
+COMMAND:
+  python -m experiments.safe_transfer --targets=usps,mnist,letters \
+    --seeds=0,1,2 --root=runs/safe --out=docs/safe_transfer.md \
+    --plot=docs/img/safe_transfer_pareto.png
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+from absl import app
+from absl import flags
+from absl import logging
+import numpy as np
+
+from experiments.configs.safe import transfer as safe_config
+
+TARGETS = {"usps": "mnist_usps/usps", "mnist": "mnist_usps/mnist",
+           "letters": "fonts/letters"}
+# output_kl compares the teacher's and the student's outputs: only for a
+# student with the teacher's label space.
+SAME_LABELS_ONLY = ("output_kl",)
+
+_TARGETS = flags.DEFINE_list("targets", ["usps"], f"Of {sorted(TARGETS)}.")
+_SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Student seeds.")
+_PRESETS = flags.DEFINE_list("presets", list(safe_config.PRESETS),
+                             "Presets of experiments/configs/safe/transfer.py.")
+_ROOT = flags.DEFINE_string("root", "runs/safe", "Root of the workdirs.")
+_OUT = flags.DEFINE_string("out", None, "Markdown page to write.")
+_PLOT = flags.DEFINE_string("plot", None, "PNG of the Pareto plot.")
+_TABLE_ONLY = flags.DEFINE_bool("table_only", False,
+                                "Run nothing; tabulate finished runs.")
+
+
+def config_for(preset: str, target: str, seed: int, root: str):
+  c = safe_config.get_config(preset)
+  c.target = TARGETS[target]
+  c.domain_options.target = dict(safe_config.TARGET_OPTIONS[c.target])
+  c.seed = int(seed)
+  c.teacher_workdir = os.path.join(root, "teacher")
+  c.progress = False
+  return c
+
+
+def _stats(values):
+  v = [x for x in values if x is not None and np.isfinite(x)]
+  if not v:
+    return None, None, 0
+  return (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0,
+          len(v))
+
+
+def _cell(values, n_seeds):
+  m, s, n = _stats(values)
+  if m is None:
+    return "-"
+  cell = f"{m:.1f} ± {s:.1f}" if n > 1 else f"{m:.1f}"
+  return cell + (f" ({n} of {n_seeds} seeds)" if n < n_seeds else "")
+
+
+def collect(results, presets, targets, seeds):
+  """``{target: {preset: {key: [values over seeds]}}}``."""
+  out = {}
+  for t in targets:
+    out[t] = {}
+    for p in presets:
+      rs = [results.get((p, t, s)) for s in seeds]
+      out[t][p] = {k: [r[k] if r else None for r in rs] for k in (
+          "target_accuracy", "backdoor_success_rate", "adversarial_dir",
+          "backdoor_clean_rate")}
+  return out
+
+
+def check_targets(table, targets, teacher) -> list[str]:
+  """Lines saying whether each target of the page is met, with numbers."""
+  lines = []
+  for t in targets:
+    rows = table[t]
+    ft_acc = _stats(rows["finetune"]["target_accuracy"])[0]
+    ft_dir = _stats(rows["finetune"]["backdoor_success_rate"])[0]
+    if ft_acc is None:
+      continue
+    t_asr = teacher.get("teacher_backdoor_success_rate")
+    kept = ft_dir / t_asr if t_asr else float("nan")
+    lines.append(
+        f"- **{t}**: plain fine-tuning keeps {ft_dir:.1f}% backdoor success "
+        f"of the teacher's {t_asr:.1f}% ({100 * kept:.0f}%): the phenomenon "
+        f"(at least half) is {'reproduced' if kept >= 0.5 else 'NOT reproduced'}.")
+    best = None
+    for p, r in rows.items():
+      if p in ("finetune", "scratch"):
+        continue
+      acc, d = _stats(r["target_accuracy"])[0], _stats(
+          r["backdoor_success_rate"])[0]
+      if acc is None or d is None:
+        continue
+      if acc >= ft_acc - 3.0 and (best is None or d < best[2]):
+        best = (p, acc, d)
+    if best is None:
+      lines.append(f"  No method within 3 points of fine-tuning's accuracy.")
+      continue
+    ratio = best[2] / ft_dir if ft_dir else float("nan")
+    met = ratio <= 0.4
+    remos = rows.get("remos")
+    remos_txt = ""
+    if remos and _stats(remos["target_accuracy"])[0] is not None:
+      ra, rd = (_stats(remos["target_accuracy"])[0],
+                _stats(remos["backdoor_success_rate"])[0])
+      remos_txt = (f" ReMoS: DIR {rd:.1f}% ({100 * rd / ft_dir:.0f}% of "
+                   f"fine-tuning's) at {ra - ft_acc:+.1f} points.")
+    lines.append(
+        f"  Lowest DIR within 3 points of fine-tuning's accuracy "
+        f"({ft_acc:.1f}%): {best[0]}, DIR {best[2]:.1f}% = "
+        f"{100 * ratio:.0f}% of fine-tuning's at {best[1] - ft_acc:+.1f} "
+        f"points: the target (<= 40%) is {'met' if met else 'NOT met'}."
+        + remos_txt)
+  return lines
+
+
+def pareto_plot(table, targets, path):
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, axes = plt.subplots(1, len(targets), figsize=(4.2 * len(targets), 3.8),
+                           squeeze=False)
+  for ax, t in zip(axes[0], targets):
+    for p, r in table[t].items():
+      acc, acc_s, _ = _stats(r["target_accuracy"])
+      d, d_s, _ = _stats(r["backdoor_success_rate"])
+      if acc is None or d is None:
+        continue
+      ax.errorbar(d, acc, xerr=d_s, yerr=acc_s, fmt="o", ms=4, capsize=2)
+      ax.annotate(p, (d, acc), fontsize=7, xytext=(3, 3),
+                  textcoords="offset points")
+    ax.set_xlabel("backdoor DIR (%)  (lower is safer)")
+    ax.set_ylabel("target accuracy (%)")
+    ax.set_title(f"SynDigits teacher -> {t}")
+    ax.grid(alpha=0.3)
+  fig.tight_layout()
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  fig.savefig(path, dpi=80)
+  plt.close(fig)
+
+
+def page(table, targets, seeds, teacher, checks, plot, command) -> str:
+  n = len(seeds)
+  out = ["# Safe transfer: defects inherited from a poisoned teacher", "",
+         "Numbers made by (with `TLAX_DATA_DIR` set to the benchmark folder):",
+         "", "```", command, "```", ""]
+  out += [
+      "Teacher: LeNet (conv 16, 32; fc 64, 64) pretrained on 20,000 "
+      "SynDigits (16x16 grey) for 2,000 Adam steps of 64, with a BadNets "
+      "backdoor (10% of the images carry a 3x3 checkerboard in the "
+      "bottom-right corner and are relabelled 0); one teacher (seed 0) for "
+      "every student. Its clean source test accuracy is "
+      f"{teacher.get('teacher_source_accuracy', float('nan')):.1f}%, its backdoor "
+      "success rate on the source test "
+      f"{teacher.get('teacher_backdoor_success_rate', float('nan')):.1f}%, "
+      "and PGD (L_inf 0.1, 10 steps) on its own cross-entropy fools it on "
+      f"{teacher.get('teacher_adversarial_success_rate', float('nan')):.1f}% "
+      "of the examples it gets right.", "",
+      "Students: 50 labelled examples per class of the target, 300 Adam "
+      "steps of 32 (lr 1e-3; LoRA 3e-3), the head re-initialised; accuracy "
+      "at the final step on the target's held-out test split (USPS, MNIST: "
+      "a seeded 30% split of the benchmark file; letters: 1,300 rendered "
+      f"test images); mean ± std over {n} student seeds ({', '.join(seeds)}).",
+      "",
+      "- **backdoor DIR**: the student's attack success rate of the trigger "
+      "on the first 500 test images (those not of the backdoor's class). For "
+      "USPS and MNIST the class is 0, as in the teacher; for letters (26 "
+      "classes) it is mapped through the new head to the letter the student "
+      "predicts most often on its triggered training images, so even an "
+      "unpoisoned network has a floor well above 1/26 (the `scratch` row).",
+      "- **adversarial DIR**: of the test images the student classifies "
+      "right, the fraction it gets wrong after PGD crafted on the teacher "
+      "alone (L_inf 0.1, step 0.025, 10 steps, random start) by pushing the "
+      "teacher's penultimate features away from the clean ones (ReMoS's "
+      "label-free attack).", "",
+      "Methods: `finetune` (all layers), `linear_probe` (only the new head), "
+      "`layer_transfer` (conv1-2 copied and frozen, the rest re-initialised),"
+      " `reinit_top` (fc1, fc2 and the head re-initialised, all trained), "
+      "`l2sp` (alpha 0.1), `output_kl` (KL to the teacher's outputs; same "
+      "label space only), `lora` (rank 4, base frozen), `delta` (DELTA, "
+      "alpha 0.01, conv1 and conv2 with first-order channel attention), "
+      "`magnitude_prune` (50% of every kernel pruned, then fine-tuning), "
+      "`remos` (ReMoS slicing: 30% of every kernel kept by |w| x input "
+      "coverage on the target, the rest re-initialised, then fine-tuning), "
+      "`scratch` (no teacher: the floor). Hyper-parameters were set "
+      "beforehand, not tuned on these tables.", ""]
+  out += ["## Targets", ""] + (checks or ["- no finished runs"]) + [""]
+  for t in targets:
+    out += [f"## SynDigits teacher -> {t}", "",
+            "| method | target accuracy (%) | backdoor DIR (%) | "
+            "adversarial DIR (%) | target class on clean inputs (%) |",
+            "| --- | --- | --- | --- | --- |"]
+    for p, r in table[t].items():
+      if all(v is None for v in r["target_accuracy"]):
+        continue
+      out.append(f"| {p} | {_cell(r['target_accuracy'], n)} | "
+                 f"{_cell(r['backdoor_success_rate'], n)} | "
+                 f"{_cell(r['adversarial_dir'], n)} | "
+                 f"{_cell(r['backdoor_clean_rate'], n)} |")
+    out.append("")
+  if plot:
+    rel = os.path.relpath(plot, os.path.dirname(_OUT.value or "docs/x.md"))
+    out += ["## Pareto plot", "",
+            f"![target accuracy against backdoor DIR]({rel})", ""]
+  out += [
+      "One run by hand (the teacher is trained on first use and shared):", "",
+      "```",
+      "python -m experiments.run --config=experiments/configs/safe/"
+      "transfer.py:remos \\",
+      "  --config.target=mnist_usps/usps --config.seed=0 \\",
+      "  --config.teacher_workdir=runs/safe/teacher "
+      "--workdir=runs/safe/remos/usps/0", "```", ""]
+  return "\n".join(out)
+
+
+def main(argv):
+  del argv
+  seeds = [int(s) for s in _SEEDS.value]
+  targets = list(_TARGETS.value)
+  for t in targets:
+    if t not in TARGETS:
+      raise app.UsageError(f"--targets: {t!r} not in {sorted(TARGETS)}.")
+  from tlax import train  # pylint: disable=g-import-not-at-top
+  from tlax.train import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  results, failures = {}, []
+  for t in targets:
+    for p in _PRESETS.value:
+      if p in SAME_LABELS_ONLY and t == "letters":
+        continue
+      for s in seeds:
+        wd = os.path.join(_ROOT.value, p, t, str(s))
+        path = os.path.join(wd, "result.json")
+        if _TABLE_ONLY.value:
+          if os.path.exists(path):
+            results[(p, t, s)] = workdir_lib.read_result(path)
+          continue
+        print(f"safe_transfer: {p} -> {t} seed {s}", flush=True)
+        try:
+          results[(p, t, s)] = train.run_experiment(
+              config_for(p, t, s, _ROOT.value), wd)
+        except (workdir_lib.RunInterrupted, KeyboardInterrupt):
+          raise
+        except Exception as e:  # pylint: disable=broad-except
+          logging.error("%s failed:\n%s", wd, traceback.format_exc())
+          failures.append(f"{wd}: {type(e).__name__}: {e}")
+  presets = [p for p in _PRESETS.value]
+  table = collect(results, presets, targets, seeds)
+  teacher = next(iter(results.values()), {})
+  checks = check_targets(table, targets, teacher)
+  if _PLOT.value:
+    pareto_plot(table, targets, _PLOT.value)
+  command = "python -m experiments.safe_transfer " + " ".join(sys.argv[1:])
+  text = page(table, targets, [str(s) for s in seeds], teacher, checks,
+              _PLOT.value, command)
+  if failures:
+    text += "\nRuns that failed:\n\n" + "\n".join(f"- {f}" for f in failures)
+  if _OUT.value:
+    with open(_OUT.value, "w") as f:
+      f.write(text + "\n")
+  print(text)
+  return 1 if failures else 0
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,321 @@
+"""Safe transfer: triggers, PGD, defect inheritance rates, the
+defect-reducing methods and the runner (quick runs on embedded data)."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+from jax import test_util as jtu
+
+from experiments.configs.safe import transfer as safe_config
+from tlax import methods
+from tlax.methods import safe
+from tlax.models import lenet
+from tlax.safety import attacks
+from tlax.safety import runner
+from tlax.transfer import params as transfer
+
+
+# --------------------------------------------------------------------------
+# The trigger and poisoning.
+# --------------------------------------------------------------------------
+def test_trigger_is_stamped_exactly():
+  x = np.full((2, 6, 6, 1), 0.5, np.float32)
+  out = np.asarray(attacks.apply_trigger(x, 2, "bottom_right", margin=1))
+  want = x.copy()
+  want[:, 3:5, 3:5, 0] = [[1, 0], [0, 1]]
+  np.testing.assert_array_equal(out, want)
+  out = np.asarray(attacks.apply_trigger(x[..., 0], 3, "top_left", margin=0))
+  want = x[..., 0].copy()
+  want[:, 0:3, 0:3] = [[1, 0, 1], [0, 1, 0], [1, 0, 1]]
+  np.testing.assert_array_equal(out, want)
+  rgb = np.zeros((1, 5, 5, 3), np.float32)
+  out = np.asarray(attacks.apply_trigger(rgb, 1, "top_right", margin=1))
+  assert out.sum() == 3 and (out[0, 1, 3] == 1).all()
+
+
+def test_trigger_larger_than_the_image_is_refused():
+  with pytest.raises(ValueError, match=r"trigger_size=8 .*larger than the "
+                     r"8x8 images"):
+    attacks.apply_trigger(np.zeros((1, 8, 8, 1)), 8, margin=1)
+  with pytest.raises(ValueError, match="trigger_position"):
+    attacks.apply_trigger(np.zeros((1, 8, 8)), 2, "middle")
+
+
+def test_poison_relabels_exactly_the_poisoned_fraction():
+  x = np.zeros((8, 6, 6, 1), np.float32)
+  y = np.arange(8) % 4
+  xp, yp, mask = attacks.poison(x, y, poison_rate=0.25, target_class=3,
+                                num_classes=4, size=2, seed=1)
+  assert mask.sum() == 2
+  assert (yp[mask] == 3).all() and (yp[~mask] == y[~mask]).all()
+  assert (xp[~mask] == 0).all()
+  np.testing.assert_array_equal(
+      xp[mask], attacks.apply_trigger(x[mask], 2))
+  for rate in (-0.1, 1.5, float("nan")):
+    with pytest.raises(ValueError, match=r"poison_rate=.* must be in \[0, 1\]"):
+      attacks.poison(x, y, poison_rate=rate, target_class=0, num_classes=4,
+                     size=2)
+  with pytest.raises(ValueError, match="target_class=4"):
+    attacks.poison(x, y, poison_rate=0.1, target_class=4, num_classes=4,
+                   size=2)
+
+
+# --------------------------------------------------------------------------
+# PGD.
+# --------------------------------------------------------------------------
+def _linear_problem():
+  rng = np.random.default_rng(0)
+  w = jnp.asarray(rng.normal(size=(12, 3)), jnp.float32)
+  x = jnp.asarray(rng.uniform(0.2, 0.8, size=(5, 12)), jnp.float32)
+  y = jnp.asarray(np.argmax(np.asarray(x @ w), -1), jnp.int32)
+  return w, x, y
+
+
+def test_pgd_stays_in_the_ball_and_increases_the_loss():
+  w, x, y = _linear_problem()
+  objective = attacks.cross_entropy_objective(lambda z: z @ w, y)
+  eps = 0.05
+  adv = jax.jit(lambda x, k: attacks.pgd(
+      objective, x, eps=eps, step_size=0.02, steps=10, rng=k))(
+          x, jax.random.key(0))
+  assert float(jnp.max(jnp.abs(adv - x))) <= eps + 1e-6
+  assert float(jnp.min(adv)) >= 0.0 and float(jnp.max(adv)) <= 1.0
+  assert (np.asarray(objective(adv)) > np.asarray(objective(x))).all()
+  # The optimum of a linear CE attack in an L_inf ball is a corner: from the
+  # clean point PGD without a random start reaches x + eps * sign(grad).
+  adv0 = attacks.pgd(objective, x, eps=eps, step_size=eps, steps=1)
+  g = jax.grad(lambda v: jnp.sum(objective(v)))(x)
+  np.testing.assert_allclose(adv0, np.clip(x + eps * np.sign(g), 0, 1),
+                             atol=1e-6)
+
+
+def test_pgd_vmaps_over_eps_and_clips():
+  w, x, y = _linear_problem()
+  objective = attacks.cross_entropy_objective(lambda z: z @ w, y)
+  eps = jnp.array([0.0, 0.1, 0.3])
+  advs = jax.vmap(lambda e: attacks.pgd(objective, x, eps=e, step_size=0.1,
+                                        steps=5))(eps)
+  for a, e in zip(advs, eps):
+    assert float(jnp.max(jnp.abs(a - x))) <= float(e) + 1e-6
+  np.testing.assert_array_equal(advs[0], x)
+  losses = [float(jnp.mean(objective(a))) for a in advs]
+  assert losses[0] < losses[1] < losses[2]
+
+
+def test_feature_objective_is_zero_at_the_clean_input():
+  w, x, _ = _linear_problem()
+  objective = attacks.feature_objective(lambda z: jnp.tanh(z @ w), x)
+  np.testing.assert_allclose(objective(x), 0.0, atol=1e-12)
+  adv = attacks.pgd(objective, x, eps=0.05, step_size=0.02, steps=5,
+                    rng=jax.random.key(1))
+  assert (np.asarray(objective(adv)) > 0).all()
+
+
+# --------------------------------------------------------------------------
+# Defect inheritance rates.
+# --------------------------------------------------------------------------
+def test_attack_success_rate_on_hand_made_predictions():
+  labels = np.array([0, 1, 2, 3, 1])
+  triggered = np.array([0, 0, 2, 0, 1])   # target 0: 2 of the 4 non-0 hit
+  assert attacks.attack_success_rate(triggered, labels, 0) == 50.0
+  assert np.isnan(attacks.attack_success_rate([0, 0], [0, 0], 0))
+
+
+def test_adversarial_inheritance_rate_on_hand_made_predictions():
+  labels = np.array([0, 1, 2, 3])
+  clean = np.array([0, 1, 2, 0])           # 3 right
+  adv = np.array([1, 1, 0, 3])             # 2 of those 3 flipped
+  assert attacks.adversarial_inheritance_rate(clean, adv, labels) == \
+      pytest.approx(200 / 3)
+  assert np.isnan(attacks.adversarial_inheritance_rate([1], [1], [0]))
+
+
+def test_mapped_target_class():
+  assert attacks.mapped_target_class([4, 4, 1, 4, 2], 6) == 4
+  assert attacks.mapped_target_class([3, 1, 3, 1], 6) == 1  # ties: smallest
+
+
+# --------------------------------------------------------------------------
+# Methods.
+# --------------------------------------------------------------------------
+def test_feature_map_distance_numpy_reference_and_grads():
+  rng = np.random.default_rng(0)
+  s = rng.normal(size=(3, 4, 4, 5))
+  t = rng.normal(size=(3, 4, 4, 5))
+  w = np.asarray(attacks_softmax := jax.nn.softmax(
+      jnp.asarray(rng.normal(size=(3, 5))), -1))
+  want = np.einsum("nc,nc->n", w, ((s - t) ** 2).sum((1, 2)))
+  got = safe.feature_map_distance(jnp.asarray(s, jnp.float32),
+                                  jnp.asarray(t, jnp.float32),
+                                  jnp.asarray(w, jnp.float32))
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+  np.testing.assert_allclose(np.asarray(attacks_softmax).sum(-1), 1.0,
+                             rtol=1e-6)
+  jtu.check_grads(lambda a: safe.feature_map_distance(
+      a, jnp.asarray(t), jnp.asarray(w)), (jnp.asarray(s),), order=1,
+                  modes=("rev",), atol=1e-2, rtol=1e-2)
+
+
+def test_magnitude_and_relevance_masks_numpy_reference():
+  w = jnp.asarray([[0.1, -0.5], [2.0, -0.05], [0.3, 1.0]])
+  np.testing.assert_array_equal(safe.magnitude_mask(w, 0.5),
+                                [[0, 1], [1, 0], [0, 1]])
+  cov = jnp.asarray([10.0, 0.0, 1.0])   # input 1 never active
+  score = np.abs(np.asarray(w)) * np.asarray(cov)[:, None]
+  keep = np.asarray(safe.relevance_mask(w, cov, 0.5))
+  assert keep.sum() == 3
+  np.testing.assert_array_equal(keep, score >= np.sort(score.ravel())[3])
+  assert keep[1].sum() == 0  # the uncovered neuron's weights are dropped
+
+
+def _tiny_pretrained():
+  model = lenet.LeNet(10, conv_features=(4, 8), hidden=(16,))
+  x = jnp.asarray(np.random.default_rng(0).uniform(size=(6, 16, 16, 1)),
+                  jnp.float32)
+  teacher = model.init(jax.random.key(42), x)["params"]
+  pre = transfer.Pretrained(params=teacher, reinit=("^model/head/",))
+  return model, x, teacher, pre
+
+
+def test_remos_keeps_the_relevant_slice_and_reinitialises_the_rest():
+  model, x, teacher, pre = _tiny_pretrained()
+  m = methods.get_method("remos")(model, 10, total_steps=1, pretrained=pre,
+                                  remos_ratio=0.25)
+  batch = {"xs": x, "ys": jnp.zeros(6, jnp.int32), "xt": x}
+  params, _ = jax.jit(m.init)(jax.random.key(0), batch)
+  fresh = model.init({"params": jax.random.split(jax.random.key(0))[0],
+                      "dropout": jax.random.split(jax.random.key(0))[0]},
+                     x)["params"]
+  for layer in ("conv1", "conv2", "fc1"):
+    w = np.asarray(params["model"][layer]["kernel"])
+    t = np.asarray(teacher[layer]["kernel"])
+    f = np.asarray(fresh[layer]["kernel"])
+    from_teacher = w == t
+    assert abs(from_teacher.mean() - 0.25) < 0.05, layer
+    np.testing.assert_array_equal(w[~from_teacher], f[~from_teacher])
+    np.testing.assert_array_equal(params["model"][layer]["bias"],
+                                  teacher[layer]["bias"])
+  with pytest.raises(ValueError, match="remos_ratio"):
+    methods.get_method("remos")(model, 10, total_steps=1, pretrained=pre,
+                                remos_ratio=0.0)
+
+
+def test_magnitude_prune_keeps_pruned_weights_at_zero():
+  model, x, teacher, pre = _tiny_pretrained()
+  m = methods.get_method("magnitude_prune")(model, 10, total_steps=1,
+                                            pretrained=pre, prune_ratio=0.5)
+  batch = {"xs": x, "ys": jnp.arange(6) % 10}
+  params, state = m.init(jax.random.key(0), batch)
+  mask = state["prune_mask"]
+  assert abs(float(mask["conv2"]["kernel"].mean()) - 0.5) < 0.05
+  assert float(mask["head"]["kernel"].mean()) == 1.0
+  # The forward pass equals the teacher with the pruned kernel zeroed.
+  masked = jax.tree.map(lambda w, k: w * k, params["model"], mask)
+  np.testing.assert_allclose(m.predict(params, state, x),
+                             model.apply({"params": masked}, x)[0],
+                             rtol=1e-6)
+  grads = jax.grad(lambda p: m.loss(p, state, batch, None, 0, {})[0])(params)
+  g = np.asarray(grads["model"]["conv2"]["kernel"])
+  assert (g[np.asarray(mask["conv2"]["kernel"]) == 0] == 0).all()
+
+
+def test_delta_loss_adds_the_attention_weighted_term():
+  model, x, teacher, pre = _tiny_pretrained()
+  m = methods.get_method("delta")(model, 10, total_steps=1, pretrained=pre)
+  batch = {"xs": x, "ys": jnp.arange(6) % 10}
+  params, state = m.init(jax.random.key(0), batch)
+  hp = {"delta_alpha": jnp.float32(1.0), "delta_beta": jnp.float32(0.0)}
+  loss, (metrics, _) = jax.jit(m.loss)(params, state, batch, None, 0, hp)
+  # At initialisation the student's body is the teacher's: no distance.
+  assert float(metrics["delta_feature_map"]) == pytest.approx(0.0, abs=1e-6)
+  moved = jax.tree.map(lambda w: w * 1.1, params)
+  _, (metrics, _) = m.loss(moved, state, batch, None, 0, hp)
+  assert float(metrics["delta_feature_map"]) > 0
+  assert np.isfinite(float(loss))
+  with pytest.raises(ValueError, match="delta_layers"):
+    bad = methods.get_method("delta")(model, 10, total_steps=1,
+                                      pretrained=pre, delta_layers=("nope",))
+    bad.loss(params, state, batch, None, 0, hp)
+
+
+# --------------------------------------------------------------------------
+# The runner.
+# --------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def teacher_dir(tmp_path_factory):
+  return str(tmp_path_factory.mktemp("teacher"))
+
+
+def _quick(preset, teacher_dir, **overrides):
+  c = safe_config.get_config(f"{preset},quick")
+  c.teacher_workdir = teacher_dir
+  for k, v in overrides.items():
+    node = c
+    *path, last = k.split(".")
+    for p in path:
+      node = node[p]
+    node[last] = v
+  return c
+
+
+_FAST = ("finetune", "remos")
+
+
+@pytest.mark.parametrize("preset", [
+    p if p in _FAST else pytest.param(p, marks=pytest.mark.slow)
+    for p in safe_config.PRESETS])
+def test_quick_run_of_each_preset(preset, teacher_dir, tmp_path):
+  overrides = {}
+  if preset == "output_kl":  # needs the teacher's ten classes
+    overrides = {"target": "digits/sklearn", "domain_options": (
+        ml_collections.ConfigDict({"target": {}}))}
+  config = _quick(preset, teacher_dir, **overrides)
+  result = runner.run(config, tmp_path)
+  assert result["preset"] == preset
+  assert result["defect_kind"] == "backdoor"
+  for k in ("target_accuracy", "defect_inheritance_rate",
+            "backdoor_success_rate", "adversarial_dir", "teacher_source_accuracy",
+            "teacher_backdoor_success_rate"):
+    assert 0.0 <= result[k] <= 100.0, k
+  assert result["defect_inheritance_rate"] == result["backdoor_success_rate"]
+  with open(tmp_path / "result.json") as f:
+    assert json.load(f)["preset"] == preset
+  # A rerun returns the stored result; another config is refused.
+  assert runner.run(config, tmp_path)["target_accuracy"] == \
+      result["target_accuracy"]
+  if preset == "finetune":
+    config.defect.poison_rate = 0.2
+    from tlax import train  # pylint: disable=g-import-not-at-top
+    with pytest.raises(train.ConfigMismatchError, match="poison_rate"):
+      runner.run(config, tmp_path)
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("defect.poison_rate", 1.5, r"poison_rate=1.5 must be in \[0, 1\]"),
+    ("defect.poison_rate", -0.1, r"poison_rate=-0.1 must be in \[0, 1\]"),
+    ("defect.trigger_size", 16, "larger than the 16x16 images"),
+    ("defect.kind", "trojan", "defect.kind"),
+])
+def test_bad_defect_config_is_refused_before_training(key, value, match,
+                                                      tmp_path):
+  config = _quick("finetune", str(tmp_path / "teacher"), **{key: value})
+  with pytest.raises(ValueError, match=match):
+    runner.run(config, tmp_path / "run")
+  assert not (tmp_path / "teacher").exists()
+
+
+def test_teacher_of_another_architecture_is_refused(teacher_dir, tmp_path):
+  # Train (or reuse) the quick teacher, then ask a wider student to load it.
+  runner.run(_quick("finetune", teacher_dir), tmp_path / "ok")
+  config = _quick("finetune", "")
+  config.teacher_checkpoint = teacher_dir
+  config.model.kwargs.conv_features = (6, 8)
+  with pytest.raises(transfer.CheckpointMismatchError,
+                     match=r"does not have the student's architecture"
+                     r"(.|\n)*conv1/kernel"):
+    runner.run(config, tmp_path / "bad")
