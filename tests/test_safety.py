@@ -1,6 +1,7 @@
 """Safe transfer: triggers, PGD, defect inheritance rates, the
 defect-reducing methods and the runner (quick runs on embedded data)."""
 
+import copy
 import json
 
 import jax
@@ -147,15 +148,13 @@ def test_feature_map_distance_numpy_reference_and_grads():
   rng = np.random.default_rng(0)
   s = rng.normal(size=(3, 4, 4, 5))
   t = rng.normal(size=(3, 4, 4, 5))
-  w = np.asarray(attacks_softmax := jax.nn.softmax(
-      jnp.asarray(rng.normal(size=(3, 5))), -1))
+  w = np.asarray(safe.attention_weights(jnp.asarray(rng.normal(size=(3, 5)))))
   want = np.einsum("nc,nc->n", w, ((s - t) ** 2).sum((1, 2)))
   got = safe.feature_map_distance(jnp.asarray(s, jnp.float32),
                                   jnp.asarray(t, jnp.float32),
                                   jnp.asarray(w, jnp.float32))
   np.testing.assert_allclose(got, want, rtol=1e-5)
-  np.testing.assert_allclose(np.asarray(attacks_softmax).sum(-1), 1.0,
-                             rtol=1e-6)
+  np.testing.assert_allclose(w.sum(-1), 1.0, rtol=1e-6)
   jtu.check_grads(lambda a: safe.feature_map_distance(
       a, jnp.asarray(t), jnp.asarray(w)), (jnp.asarray(s),), order=1,
                   modes=("rev",), atol=1e-2, rtol=1e-2)
@@ -182,6 +181,7 @@ def _tiny_pretrained():
   return model, x, teacher, pre
 
 
+@pytest.mark.slow
 def test_remos_keeps_the_relevant_slice_and_reinitialises_the_rest():
   model, x, teacher, pre = _tiny_pretrained()
   m = methods.get_method("remos")(model, 10, total_steps=1, pretrained=pre,
@@ -205,6 +205,7 @@ def test_remos_keeps_the_relevant_slice_and_reinitialises_the_rest():
                                 remos_ratio=0.0)
 
 
+@pytest.mark.slow
 def test_magnitude_prune_keeps_pruned_weights_at_zero():
   model, x, teacher, pre = _tiny_pretrained()
   m = methods.get_method("magnitude_prune")(model, 10, total_steps=1,
@@ -263,19 +264,31 @@ def _quick(preset, teacher_dir, **overrides):
   return c
 
 
-_FAST = ("finetune", "remos")
+@pytest.fixture(scope="module")
+def finetune_run(teacher_dir, tmp_path_factory):
+  """A quick finetune run (which trains the shared quick teacher)."""
+  workdir = tmp_path_factory.mktemp("finetune")
+  config = _quick("finetune", teacher_dir)
+  return config, workdir, runner.run(config, workdir)
+
+
+_FAST = ("finetune",)
 
 
 @pytest.mark.parametrize("preset", [
     p if p in _FAST else pytest.param(p, marks=pytest.mark.slow)
     for p in safe_config.PRESETS])
-def test_quick_run_of_each_preset(preset, teacher_dir, tmp_path):
+def test_quick_run_of_each_preset(preset, teacher_dir, finetune_run,
+                                  tmp_path):
+  if preset == "finetune":
+    config, tmp_path, result = finetune_run
   overrides = {}
   if preset == "output_kl":  # needs the teacher's ten classes
     overrides = {"target": "digits/sklearn", "domain_options": (
         ml_collections.ConfigDict({"target": {}}))}
-  config = _quick(preset, teacher_dir, **overrides)
-  result = runner.run(config, tmp_path)
+  if preset != "finetune":
+    config = _quick(preset, teacher_dir, **overrides)
+    result = runner.run(config, tmp_path)
   assert result["preset"] == preset
   assert result["defect_kind"] == "backdoor"
   for k in ("target_accuracy", "defect_inheritance_rate",
@@ -289,6 +302,7 @@ def test_quick_run_of_each_preset(preset, teacher_dir, tmp_path):
   assert runner.run(config, tmp_path)["target_accuracy"] == \
       result["target_accuracy"]
   if preset == "finetune":
+    config = copy.deepcopy(config)
     config.defect.poison_rate = 0.2
     from tlax import train  # pylint: disable=g-import-not-at-top
     with pytest.raises(train.ConfigMismatchError, match="poison_rate"):
@@ -309,9 +323,9 @@ def test_bad_defect_config_is_refused_before_training(key, value, match,
   assert not (tmp_path / "teacher").exists()
 
 
-def test_teacher_of_another_architecture_is_refused(teacher_dir, tmp_path):
-  # Train (or reuse) the quick teacher, then ask a wider student to load it.
-  runner.run(_quick("finetune", teacher_dir), tmp_path / "ok")
+def test_teacher_of_another_architecture_is_refused(teacher_dir, finetune_run,
+                                                   tmp_path):
+  del finetune_run  # it trained the teacher; a wider student loads it
   config = _quick("finetune", "")
   config.teacher_checkpoint = teacher_dir
   config.model.kwargs.conv_features = (6, 8)
@@ -319,3 +333,26 @@ def test_teacher_of_another_architecture_is_refused(teacher_dir, tmp_path):
                      match=r"does not have the student's architecture"
                      r"(.|\n)*conv1/kernel"):
     runner.run(config, tmp_path / "bad")
+
+
+def test_page_checks_the_targets_on_hand_made_results():
+  from experiments import safe_transfer  # pylint: disable=g-import-not-at-top
+
+  def r(acc, asr):
+    return {"target_accuracy": acc, "backdoor_success_rate": asr,
+            "adversarial_dir": 10.0, "backdoor_clean_rate": 1.0}
+  results = {("finetune", "usps", 0): r(90.0, 80.0),
+             ("finetune", "usps", 1): r(92.0, 60.0),
+             ("remos", "usps", 0): r(88.0, 20.0),
+             ("remos", "usps", 1): r(89.0, 30.0),
+             ("delta", "usps", 0): r(80.0, 1.0)}
+  table = safe_transfer.collect(results, ["finetune", "remos", "delta"],
+                                ["usps"], [0, 1])
+  lines = safe_transfer.check_targets(
+      table, ["usps"], {"teacher_backdoor_success_rate": 100.0})
+  text = "\n".join(lines)
+  assert "keeps 70.0% backdoor success of the teacher's 100.0% (70%)" in text
+  assert "reproduced" in text and "NOT reproduced" not in text
+  # delta is 11 points below: not eligible; remos: 25 / 70 = 36% at -2.5.
+  assert "remos, DIR 25.0% = 36% of fine-tuning's at -2.5 points" in text
+  assert "target (<= 40%) is met" in text
