@@ -42,16 +42,22 @@ _PRESETS = flags.DEFINE_list("presets", list(safe_config.PRESETS),
 _ROOT = flags.DEFINE_string("root", "runs/safe", "Root of the workdirs.")
 _OUT = flags.DEFINE_string("out", None, "Markdown page to write.")
 _PLOT = flags.DEFINE_string("plot", None, "PNG of the Pareto plot.")
+_TEACHER = flags.DEFINE_string(
+    "teacher", "", "Workdir of the shared teacher (default <root>/teacher).")
+_LABELS = flags.DEFINE_integer(
+    "labels_per_class", 50, "Labelled target examples per class.")
 _TABLE_ONLY = flags.DEFINE_bool("table_only", False,
                                 "Run nothing; tabulate finished runs.")
 
 
-def config_for(preset: str, target: str, seed: int, root: str):
+def config_for(preset: str, target: str, seed: int, root: str,
+               teacher: str = "", labels_per_class: int = 50):
   c = safe_config.get_config(preset)
   c.target = TARGETS[target]
   c.domain_options.target = dict(safe_config.TARGET_OPTIONS[c.target])
   c.seed = int(seed)
-  c.teacher_workdir = os.path.join(root, "teacher")
+  c.teacher_workdir = teacher or os.path.join(root, "teacher")
+  c.target_labeled_per_class = int(labels_per_class)
   c.progress = False
   return c
 
@@ -156,11 +162,29 @@ def pareto_plot(table, targets, path):
   plt.close(fig)
 
 
-def page(table, targets, seeds, teacher, checks, plot, command) -> str:
+# The runs behind docs/safe_transfer.md (with TLAX_DATA_DIR set), then the
+# page itself with --table_only.
+RUN_COMMANDS = (
+    "python -m experiments.safe_transfer --targets=usps --seeds=0,1,2 \\\n"
+    "  --root=runs/safe\n"
+    "python -m experiments.safe_transfer --targets=mnist,letters \\\n"
+    "  --presets=finetune,linear_probe,magnitude_prune,remos,delta,scratch \\\n"
+    "  --seeds=0,1,2 --root=runs/safe")
+
+# Observations on the published numbers, written from the runs; appended
+# to the page.
+NOTES = ""
+
+
+def page(table, targets, seeds, teacher, checks, plot, command,
+         labels_per_class: int = 50) -> str:
   n = len(seeds)
-  out = ["# Safe transfer: defects inherited from a poisoned teacher", "",
-         "Numbers made by (with `TLAX_DATA_DIR` set to the benchmark folder):",
-         "", "```", command, "```", ""]
+  out = ["---", "orphan: true", "---", "",
+         "# Safe transfer: defects inherited from a poisoned teacher", "",
+         "Runs (with `TLAX_DATA_DIR` set to the benchmark folder; finished "
+         "runs are read back, so these can be stopped and rerun):", "",
+         "```", RUN_COMMANDS, "```", "", "This page:", "",
+         "```", command, "```", ""]
   out += [
       "Teacher: LeNet (conv 16, 32; fc 64, 64) pretrained on 20,000 "
       "SynDigits (16x16 grey) for 2,000 Adam steps of 64, with a BadNets "
@@ -173,7 +197,8 @@ def page(table, targets, seeds, teacher, checks, plot, command) -> str:
       "and PGD (L_inf 0.1, 10 steps) on its own cross-entropy fools it on "
       f"{teacher.get('teacher_adversarial_success_rate', float('nan')):.1f}% "
       "of the examples it gets right.", "",
-      "Students: 50 labelled examples per class of the target, 300 Adam "
+      f"Students: {labels_per_class} labelled examples per class of the "
+      "target, 300 Adam "
       "steps of 32 (lr 1e-3; LoRA 3e-3), the head re-initialised; accuracy "
       "at the final step on the target's held-out test split (USPS, MNIST: "
       "a seeded 30% split of the benchmark file; letters: 1,300 rendered "
@@ -227,6 +252,8 @@ def page(table, targets, seeds, teacher, checks, plot, command) -> str:
       "  --config.target=mnist_usps/usps --config.seed=0 \\",
       "  --config.teacher_workdir=runs/safe/teacher "
       "--workdir=runs/safe/remos/usps/0", "```", ""]
+  if NOTES:
+    out += ["## Notes", "", NOTES, ""]
   return "\n".join(out)
 
 
@@ -254,7 +281,8 @@ def main(argv):
         print(f"safe_transfer: {p} -> {t} seed {s}", flush=True)
         try:
           results[(p, t, s)] = train.run_experiment(
-              config_for(p, t, s, _ROOT.value), wd)
+              config_for(p, t, s, _ROOT.value, _TEACHER.value,
+                         _LABELS.value), wd)
         except (workdir_lib.RunInterrupted, KeyboardInterrupt):
           raise
         except Exception as e:  # pylint: disable=broad-except
@@ -262,13 +290,14 @@ def main(argv):
           failures.append(f"{wd}: {type(e).__name__}: {e}")
   presets = [p for p in _PRESETS.value]
   table = collect(results, presets, targets, seeds)
-  teacher = next(iter(results.values()), {})
+  teacher = next((r for r in results.values()
+                  if "teacher_source_accuracy" in r), {})
   checks = check_targets(table, targets, teacher)
   if _PLOT.value:
     pareto_plot(table, targets, _PLOT.value)
   command = "python -m experiments.safe_transfer " + " ".join(sys.argv[1:])
   text = page(table, targets, [str(s) for s in seeds], teacher, checks,
-              _PLOT.value, command)
+              _PLOT.value, command, _LABELS.value)
   if failures:
     text += "\nRuns that failed:\n\n" + "\n".join(f"- {f}" for f in failures)
   if _OUT.value:
