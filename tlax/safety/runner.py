@@ -241,6 +241,10 @@ def run(config, workdir) -> dict:
   t_params, t_state, t_path, info = _teacher(config, workdir, defect)
   check_teacher_architecture(t_params, student_model, task.xs[:2], t_path)
   t_classes = int(np.shape(t_params["head"]["kernel"])[-1])
+  if defect.pgd_objective == "cross_entropy" and t_classes != task.num_classes:
+    raise ValueError("config.defect.pgd_objective='cross_entropy' needs a "
+                     "student with the teacher's label space; use "
+                     "'penultimate'.")
   with sc.unlocked():
     sc.finetune.checkpoint = os.path.abspath(t_path)
   student_dir = os.path.join(workdir, "student")
@@ -281,10 +285,6 @@ def run(config, workdir) -> dict:
 
   # Adversarial examples crafted on the teacher.
   objective = defect.pgd_objective
-  if objective == "cross_entropy" and t_classes != task.num_classes:
-    raise ValueError("config.defect.pgd_objective='cross_entropy' needs a "
-                     "student with the teacher's label space; use "
-                     "'penultimate'.")
   craft = _pgd_fn(t_model, t_vars, defect, objective)
   x_adv = _craft(craft, np.asarray(x_test), np.asarray(y_test, np.int32),
                  int(config.seed), bs)
