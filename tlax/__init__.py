@@ -14,8 +14,8 @@ import importlib
 __version__ = "0.2.0"
 
 _SUBPACKAGES = ("data", "kernels", "losses", "methods", "models",
-                "prototypes", "selftaught", "shallow", "train", "transfer",
-                "viz", "zsl")
+                "prototypes", "safety", "selftaught", "shallow", "train",
+                "transfer", "viz", "zsl")
 __all__ = list(_SUBPACKAGES) + ["__version__"]
 
 
