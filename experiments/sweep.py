@@ -229,6 +229,8 @@ COLUMNS = {
             lambda r: (r.get("selected_dev") or {}).get("target_accuracy")),
 }
 
+_BUILTIN_COLUMNS = tuple(COLUMNS)
+
 
 def _result_key(key):
   """A reader of ``result[key]`` (dotted for nested fields) as a column."""
@@ -368,9 +370,16 @@ def main(argv):
 
 def _sweep():
   t0 = time.time()
-  groups = expand_tasks(_TASKS.value)
-  seeds = parse_seeds(_SEEDS.value)
-  configs = [_CONFIG.value] + [load_config_file(p) for p in _METHODS.value]
+  if _OUT.value and os.path.isdir(_OUT.value):
+    raise workdir_lib.RunError(f"--out {_OUT.value} is a folder; give the "
+                               "table's file, e.g. --out=docs/results.md.")
+  try:
+    _check_columns(_COLUMNS.value)
+    groups = expand_tasks(_TASKS.value)
+    seeds = parse_seeds(_SEEDS.value)
+    configs = [_CONFIG.value] + [load_config_file(p) for p in _METHODS.value]
+  except (ValueError, FileNotFoundError) as e:  # a flag: one error line
+    raise workdir_lib.RunError(str(e)) from None
   methods = [c.method.name for c in configs]
   if len(set(methods)) != len(methods):
     raise ValueError(f"Two configs of the same method: {methods}.")
@@ -417,6 +426,16 @@ def _sweep():
         f"for methods {', '.join(methods)}, tasks {', '.join(_TASKS.value)} "
         f"and seeds {', '.join(map(str, seeds))}; nothing written. Check "
         "--root, --tasks and --seeds.")
+
+  for c in _COLUMNS.value:
+    if c not in _BUILTIN_COLUMNS and results and all(
+        COLUMNS[c][1](r) is None for r in results.values()):
+      fields = sorted(k for k, v in next(iter(results.values())).items()
+                      if isinstance(v, (int, float)))
+      raise workdir_lib.RunError(
+          f"--columns: no finished result has the field {c!r}; known "
+          f"columns: {', '.join(_BUILTIN_COLUMNS)} or a numeric result.json "
+          f"field ({', '.join(fields)}); nothing written.")
 
   command = "python -m experiments.sweep " + " ".join(
       a for a in sys.argv[1:])
@@ -511,4 +530,4 @@ def _write_table(out: str, text: str) -> str | None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=workdir_lib.parse_flags)

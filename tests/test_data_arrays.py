@@ -55,6 +55,14 @@ def test_bad_arrays_are_named(kwargs, match):
     tlax.data.task_from_arrays(**args, num_classes=num_classes)
 
 
+@pytest.mark.parametrize("fraction", [1.0, -0.1, float("nan")])
+def test_bad_source_val_fraction_is_named(fraction):
+  xs, ys, xt, _ = _arrays()
+  with pytest.raises(ValueError, match=r"source_val_fraction must be in "
+                     r"\[0, 1\)"):
+    tlax.data.task_from_arrays(xs, ys, xt, source_val_fraction=fraction)
+
+
 def test_train_on_arrays_with_and_without_target_labels(tmp_path):
   xs, ys, xt, yt = _arrays()
   config = source_only.get_config("quick")

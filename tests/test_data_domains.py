@@ -234,3 +234,10 @@ def test_domain_grid_png(tmp_path):
   with pytest.raises(ValueError, match="image domain"):
     plot_domain_grid(td.load_domain("digits/sklearn", image_size=(4, 5),
                                     flatten=True), n=4)
+
+
+def test_unknown_domain_is_a_key_error_with_a_plain_message():
+  with pytest.raises(domains.UnknownDomainError) as e:
+    domains.load_domain("digits/nope")
+  assert isinstance(e.value, KeyError)
+  assert str(e.value).startswith("Unknown domain 'digits/nope'. Valid names:")

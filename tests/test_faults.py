@@ -573,3 +573,61 @@ def test_data_dir_that_is_a_file_is_named(tmp_path):
   path.write_text("x")
   with pytest.raises(files.DataFileError, match="is a file, not a folder"):
     files.default_data_dir(path)
+
+
+# ---------------------------------------------------------------------------
+# Second fault-injection pass (experiments/fault_pass.py): regressions
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("field,value,match", [
+    ("seed", -1, r"config.seed must be an integer >= 0, got -1"),
+    ("source_val_fraction", 1.0, r"config.source_val_fraction must be in "
+     r"\[0, 1\).*got 1.0"),
+    ("source_val_fraction", float("nan"), "config.source_val_fraction"),
+    ("num_devices", -1, r"config.num_devices must be an integer >= 0"),
+])
+def test_bad_run_fields_are_refused_by_name(tmp_path, field, value, match):
+  with pytest.raises(ValueError, match=match):
+    train.run_experiment(quick_config(**{field: value}), tmp_path / "run")
+  assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("name,make", [
+    ("checkpoints", lambda p: p.write_text("x")),
+    ("metrics.jsonl", lambda p: p.mkdir()),
+    ("run.lock", lambda p: p.mkdir()),
+    ("result.json", lambda p: p.mkdir()),
+])
+def test_workdir_entries_of_the_wrong_kind_are_named(tmp_path, name, make):
+  make(tmp_path / name)
+  with pytest.raises(train.WorkdirError,
+                     match=f"{name} is a (file|folder).*give another "
+                     "--workdir"):
+    train.run_experiment(quick_config(), tmp_path)
+
+
+def test_garbage_inside_metrics_log_is_named(tmp_path):
+  from tlax.train import metrics_log  # pylint: disable=g-import-not-at-top
+  path = tmp_path / "metrics.jsonl"
+  path.write_text('{"step": 1}\n\x00garbage\n{"step": 2}\n{"step": 3, "lo')
+  with pytest.raises(train.WorkdirError, match=r"metrics.jsonl, line 2, is "
+                     "not a JSON record"):
+    metrics_log.read_metrics(path)
+  path.write_text('{"step": 1}\n{"step": 2}\n{"step": 3, "lo')
+  assert [r["step"] for r in metrics_log.read_metrics(path)] == [1, 2]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args,line", [
+    (["--config.optimizer.lrr=0.1"], "error: --config.optimizer.lrr: the "
+     'config has no field \'lrr\'; Did you mean "lr"'),
+    (["--config=experiments/configs/nope.py"], "error: --config: cannot "
+     "load"),
+])
+def test_config_flag_errors_are_one_line(tmp_path, args, line):
+  config = REPO / "experiments" / "configs" / "source_only.py"
+  p = subprocess.run(
+      [sys.executable, "-m", "experiments.run", f"--config={config}:quick",
+       f"--workdir={tmp_path}", *args], cwd=REPO, capture_output=True,
+      text=True, timeout=300)
+  assert p.returncode == 1
+  assert line in p.stderr and "Traceback" not in p.stderr, p.stderr

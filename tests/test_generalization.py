@@ -166,6 +166,24 @@ def test_algorithms_need_several_domains():
     gen.irm(model, 2, total_steps=1, num_domains=None)
 
 
+@pytest.mark.parametrize("factory,option,value,match", [
+    (gen.irm, "lambda_", float("nan"), r"irm: lambda must be a finite "
+     r"number in \[0, inf\), got nan"),
+    (gen.vrex, "lambda_", -1.0, r"vrex: lambda .*got -1.0"),
+    (gen.group_dro, "eta", -1.0, r"group_dro: eta .*got -1.0"),
+    (gen.mixup, "alpha", -0.2, r"mixup: alpha must be a finite number in "
+     r"\(0, inf\)"),
+    (gen.mixstyle_method, "alpha", 0.0, r"mixstyle: alpha"),
+    (gen.mixstyle_method, "p", 1.5, r"mixstyle: p must be a finite number "
+     r"in \[0, 1\]"),
+])
+def test_bad_hyper_parameters_are_refused_by_name(factory, option, value,
+                                                  match):
+  model = models.get_model("mlp", 2, hidden=(4,))
+  with pytest.raises(ValueError, match=match):
+    factory(model, 2, total_steps=1, num_domains=2, **{option: value})
+
+
 # ---------------------------------------------------------------------------
 # Multi-domain tasks (need the MNIST-USPS file).
 # ---------------------------------------------------------------------------

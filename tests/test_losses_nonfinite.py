@@ -102,3 +102,39 @@ def test_dynamic_mmd_mu_out_of_range():
     losses.dynamic_mmd(xs, xt, y, y, 2.0, 2)
   traced = jax.jit(lambda mu: losses.dynamic_mmd(xs, xt, y, y, mu, 2))
   assert np.isnan(float(traced(2.0)))
+
+
+def test_labels_outside_the_classes_are_refused():
+  xs, xt = _data()
+  y = np.arange(32) % 3
+  # A label >= num_classes is a zero one-hot row: the loss would be 0.
+  with pytest.raises(ValueError, match=r"labels_s must be class ids in 0..2"):
+    losses.class_conditional_mmd(xs, xt, y + 5, y, num_classes=3)
+  with pytest.raises(ValueError, match="num_classes must be an int >= 1"):
+    losses.class_conditional_mmd(xs, xt, y, y, num_classes=0)
+  with pytest.raises(ValueError, match="num_classes must be an int >= 1"):
+    losses.class_prototypes(xs, y, 0)
+  with pytest.raises(ValueError, match=r"labels must have shape \(32,\)"):
+    losses.class_prototypes(xs, y[:5], 3)
+
+
+def test_contrastive_losses_refuse_bad_temperatures_and_shapes():
+  xs, xt = _data()
+  y = np.arange(32) % 4
+  with pytest.raises(ValueError, match="temperature must be finite and > 0"):
+    losses.supervised_contrastive(xs, y, temperature=-1.0)
+  with pytest.raises(ValueError, match=r"labels must have shape \(32,\)"):
+    losses.supervised_contrastive(xs, y[:12])
+  with pytest.raises(ValueError, match="view1 and view2 must have the same"):
+    losses.nt_xent(xs, xt[:20])
+
+
+def test_mu_from_non_finite_a_distances_is_nan():
+  d_class = jnp.array([0.5, 1.0])
+  assert np.isnan(float(losses.mu_from_a_distances(jnp.nan, d_class)))
+  assert np.isnan(float(losses.mu_from_a_distances(
+      1.0, jnp.array([jnp.inf, 1.0]))))
+  # Finite: (0.5 + 1.0) / 2 / (1.0 + 0.75), and 0.5 when both are 0.
+  np.testing.assert_allclose(
+      float(losses.mu_from_a_distances(1.0, d_class)), 0.75 / 1.75, 1e-6)
+  assert float(losses.mu_from_a_distances(0.0, jnp.zeros(2))) == 0.5

@@ -104,6 +104,9 @@ def test_mlp_linear_and_bad_activation():
   assert feats["embedding"].shape == (2, 800)
   with pytest.raises(ValueError, match="relu"):
     _shapes(models.MLP(3, activation="nope"), jnp.zeros((2, 4)))
+  with pytest.raises(ValueError, match=r"widths must be positive integers; "
+                     r"got hidden=\(-4,\)"):
+    _shapes(models.MLP(3, hidden=(-4,)), jnp.zeros((2, 4)))
 
 
 @pytest.mark.parametrize("name", ["resnet8", "resnet20"])

@@ -160,6 +160,12 @@ def test_bad_method_options():
     methods.METHODS["protonet"](model, 4, total_steps=1, n_way=5)
   with pytest.raises(ValueError, match="support_fraction"):
     methods.METHODS["protonet"](model, 4, total_steps=1, support_fraction=1.0)
+  with pytest.raises(ValueError, match="temperature must be a finite number "
+                     "> 0.*got 0.0"):
+    methods.METHODS["supcon"](model, 4, total_steps=1, temperature=0.0)
+  with pytest.raises(ValueError, match="ssl_temperature"):
+    methods.METHODS["prototype_head"](model, 4, total_steps=1,
+                                      ssl_temperature=-1.0)
 
 
 def _quick(name, steps=4):

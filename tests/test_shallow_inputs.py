@@ -66,3 +66,10 @@ def test_continuous_and_nan_labels_are_refused():
     base.check_inputs(xs, np.where(ys == 1, np.nan, ys), xt)
   _, idx, _, classes = base.check_inputs(xs, ys.astype(float), xt)
   assert classes.tolist() == [0.0, 1.0, 2.0] and idx.max() == 2
+
+
+def test_domain_classifier_weights_refuse_a_reversed_clip():
+  xs, _, xt = _problem()
+  with pytest.raises(base.ShallowInputError, match=r"clip must be \(low, "
+                     r"high\) with 0 <= low < high.*\(20.0, 0.0\)"):
+    weighting.domain_classifier_weights(xs, xt, clip=(20.0, 0.0))

@@ -111,3 +111,39 @@ def test_provenance_names_each_device_and_jax_version_of_the_runs():
   assert sweep.provenance(mixed) == (
       "on cpu:cpu (2 runs), gpu:H100 (1 run); "
       "jax 0.10.2 (2 runs), 0.11.2 (1 run)")
+
+
+def _sweep_flags(tmp_path, *extra):
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  config = (pathlib.Path(__file__).resolve().parents[1] / "experiments" /
+            "configs" / "source_only.py")
+  flags.FLAGS.unparse_flags()
+  flags.FLAGS(["sweep", f"--config={config}", "--tasks=default", "--seeds=0",
+               f"--root={tmp_path / 'runs'}", "--table_only", *extra])
+
+
+def test_a_column_no_finished_result_has_is_refused(tmp_path):
+  import json  # pylint: disable=g-import-not-at-top
+  from absl.testing import flagsaver  # pylint: disable=g-import-not-at-top
+  from tlax.train import workdir  # pylint: disable=g-import-not-at-top
+  source, target = sweep.TASK_GROUPS["default"][0]
+  run = tmp_path / "runs" / "source_only" / sweep.task_dir(source, target)
+  (run / "0").mkdir(parents=True)
+  (run / "0" / "result.json").write_text(json.dumps(
+      {"target_accuracy": 42.0, "wall_time_s": 1.0}))
+  out = tmp_path / "table.md"
+  with flagsaver.flagsaver():
+    _sweep_flags(tmp_path, f"--out={out}", "--columns=final,nope")
+    with pytest.raises(workdir.RunError, match="--columns: no finished "
+                       "result has the field 'nope'.*target_accuracy"):
+      sweep._sweep()  # pylint: disable=protected-access
+  assert not out.exists()
+
+
+def test_out_that_is_a_folder_is_refused_before_anything_runs(tmp_path):
+  from absl.testing import flagsaver  # pylint: disable=g-import-not-at-top
+  from tlax.train import workdir  # pylint: disable=g-import-not-at-top
+  with flagsaver.flagsaver():
+    _sweep_flags(tmp_path, f"--out={tmp_path}")
+    with pytest.raises(workdir.RunError, match="--out .* is a folder"):
+      sweep._sweep()  # pylint: disable=protected-access

@@ -200,6 +200,17 @@ def test_conse_embedding_by_hand():
                              [[0.7, 0.4]], rtol=1e-6)
 
 
+@pytest.mark.parametrize("make,match", [
+    (lambda: methods.eszsl(gamma=float("nan")),
+     "eszsl: gamma must be a finite number > 0, got nan"),
+    (lambda: methods.eszsl(lambda_=0.0), "eszsl: lambda must be"),
+    (lambda: methods.sae(lambda_=-1.0), "sae: lambda must be"),
+])
+def test_closed_form_hyper_parameters_are_refused(make, match):
+  with pytest.raises(ValueError, match=match):
+    make()
+
+
 def test_dimension_mismatches_are_named():
   split = synthetic_split()
   m = methods.get_method("eszsl")

@@ -129,8 +129,15 @@ def list_domains() -> list[str]:
   return sorted(REGISTRY)
 
 
+class UnknownDomainError(KeyError):
+  """A domain name that no loader knows (the message lists the valid ones)."""
+
+  def __str__(self):
+    return str(self.args[0]) if self.args else ""
+
+
 def _unknown_name_error(name: str) -> KeyError:
-  return KeyError(
+  return UnknownDomainError(
       f"Unknown domain {name!r}. Valid names: {', '.join(list_domains())}; "
       f"or 'tfds/<name>[:<config>]' for any TFDS catalogue dataset; or "
       f"'imagefolder/<domain>' with the option root=<tree> for any "
@@ -360,7 +367,9 @@ def flatten(dom: Domain) -> Domain:
 
 
 def stratified_split(y: np.ndarray, fraction: float,
-                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+                     rng: np.random.Generator, *,
+                     name: str = "the held-out fraction"
+                     ) -> tuple[np.ndarray, np.ndarray]:
   """Seeded stratified split of indices ``0..len(y)-1``.
 
   Takes ``round(fraction * n_c)`` examples of each class ``c`` (at least one
@@ -370,7 +379,7 @@ def stratified_split(y: np.ndarray, fraction: float,
     ``(keep, held)``: sorted index arrays.
   """
   if not 0.0 <= fraction < 1.0:
-    raise ValueError(f"A held-out fraction must be in [0, 1), got {fraction!r}.")
+    raise ValueError(f"{name} must be in [0, 1), got {fraction!r}.")
   held = []
   for c in np.unique(y):
     idx = np.flatnonzero(y == c)

@@ -128,7 +128,8 @@ def make_dg_task(sources: str | Sequence[str], target: str, *,
   for i, dom in enumerate(train):
     x, y = _all_examples(dom)
     keep, val = domains.stratified_split(
-        y, source_val_fraction, np.random.default_rng([seed, 1001, i]))
+        y, source_val_fraction, np.random.default_rng([seed, 1001, i]),
+        name="source_val_fraction")
     xs.append(x[keep]), ys.append(y[keep])
     ds.append(np.full(len(keep), i, np.int32))
     xv.append(x[val]), yv.append(y[val])

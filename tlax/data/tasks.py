@@ -204,7 +204,8 @@ def task_from_domains(src: domains.Domain, tgt: domains.Domain, *,
   # Source: train minus a stratified validation part.
   xs_all, ys_all = src.splits["train"]
   keep, val = domains.stratified_split(
-      ys_all, source_val_fraction, np.random.default_rng([seed, 1001]))
+      ys_all, source_val_fraction, np.random.default_rng([seed, 1001]),
+      name="source_val_fraction")
   xs, ys = xs_all[keep], ys_all[keep]
   xs_val, ys_val = xs_all[val], ys_all[val]
 

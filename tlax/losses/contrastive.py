@@ -37,6 +37,12 @@ def masked_mean(values: Array, mask: Array) -> Array:
   return jnp.sum(values * mask) / jnp.maximum(jnp.sum(mask), 1.0)
 
 
+def _check_labels(fn: str, labels, n: int) -> None:
+  if jnp.shape(labels) != (n,):
+    raise ValueError(f"{fn}: labels must have shape ({n},), one per "
+                     f"embedding; got {jnp.shape(labels)}.")
+
+
 def class_prototypes(embeddings: Array, labels: Array, num_classes: int,
                      weights: Array | None = None) -> tuple[Array, Array]:
   r"""Class means of the embeddings: the prototypes of Snell et al. (2017).
@@ -57,7 +63,12 @@ def class_prototypes(embeddings: Array, labels: Array, num_classes: int,
     :func:`tlax.prototypes.episodes.check_prototypes` to reject empty classes
     with a clear error on concrete arrays.
   """
+  if isinstance(num_classes, bool) or not isinstance(num_classes, int) \
+      or num_classes < 1:
+    raise ValueError(f"class_prototypes: num_classes must be an int >= 1; "
+                     f"got {num_classes!r}.")
   e = _f32(embeddings)
+  _check_labels("class_prototypes", labels, e.shape[0])
   onehot = jax.nn.one_hot(labels, num_classes, dtype=e.dtype)
   if weights is not None:
     onehot = onehot * _f32(weights)[:, None]
@@ -177,8 +188,12 @@ def supervised_contrastive(embeddings: Array, labels: Array,
   References:
     Khosla et al., Supervised Contrastive Learning, NeurIPS 2020.
   """
+  from tlax.losses import _validation as val  # pylint: disable=g-import-not-at-top
+  val.check_finite_positive(temperature, "temperature",
+                            "supervised_contrastive")
   z = l2_normalize(embeddings)
   n = z.shape[0]
+  _check_labels("supervised_contrastive", labels, n)
   valid = jnp.ones((n,), bool) if valid is None else jnp.asarray(valid, bool)
   sim = (z @ z.T) / temperature
   others = (~jnp.eye(n, dtype=bool)) & valid[None, :] & valid[:, None]
@@ -214,6 +229,10 @@ def nt_xent(view1: Array, view2: Array, temperature: float = 0.1,
     Chen et al., A Simple Framework for Contrastive Learning of Visual
     Representations (SimCLR), ICML 2020.
   """
+  if jnp.shape(view1) != jnp.shape(view2):
+    raise ValueError(f"nt_xent: view1 and view2 must have the same shape "
+                     f"(two views of the same images); got "
+                     f"{jnp.shape(view1)} and {jnp.shape(view2)}.")
   n = view1.shape[0]
   ids = jnp.arange(n)
   z = jnp.concatenate([_f32(view1), _f32(view2)], 0)

@@ -207,7 +207,8 @@ def mu_from_a_distances(d_global: Any, d_class: Any,
   if snap is not None:
     mu = jnp.minimum(mu, 1.0)
     mu = jnp.where(mu <= snap, 0.0, mu)
-  return mu
+  # A non-finite A-distance never becomes the neutral 0.5.
+  return val.nan_unless(val.all_finite(d_global, total), mu)
 
 
 def _standardize(fs, ft):

@@ -452,6 +452,15 @@ def _labels_to_matrix(labels, n, num_classes, name, fn):
     if num_classes is None:
       raise ValueError(f"{fn}: num_classes is needed when both label arrays "
                        "are integer class ids.")
+    if not isinstance(labels, jax.core.Tracer) and labels.size and (
+        int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+      # A label outside 0..C-1 would be a zero one-hot row: the example
+      # would silently drop out of every class. (Traced labels cannot be
+      # checked; one_hot drops them.)
+      raise ValueError(
+          f"{fn}: {name} must be class ids in 0..{num_classes - 1} "
+          f"(num_classes={num_classes}); got values in "
+          f"{int(labels.min())}..{int(labels.max())}.")
     return jax.nn.one_hot(labels, num_classes)
   if labels.ndim == 2:
     if labels.shape[0] != n:
@@ -506,6 +515,11 @@ def _prepare_conditional(xs, xt, labels_s, labels_t, num_classes, kernel,
                      f"{kernel!r}.")
   xs, xt = _prepare_pair(xs, xt, fn)
   ls, lt = jnp.asarray(labels_s), jnp.asarray(labels_t)
+  if num_classes is not None and (
+      isinstance(num_classes, bool) or not isinstance(num_classes, int)
+      or num_classes < 1):
+    raise ValueError(f"{fn}: num_classes must be an int >= 1; got "
+                     f"{num_classes!r}.")
   if num_classes is None:
     if ls.ndim == 2:
       num_classes = ls.shape[1]

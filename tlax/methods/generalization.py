@@ -46,6 +46,7 @@ classification head is the ``head`` Dense of :mod:`tlax.models`, applied to
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -301,6 +302,24 @@ def _check_domains(num_domains, name, minimum=2):
   return int(num_domains)
 
 
+def _check_hparam(method: str, name: str, value, *, positive: bool = False,
+                  at_most: float | None = None) -> None:
+  """A hyper-parameter must be a finite number >= 0 (> 0, <= at_most)."""
+  if isinstance(value, jax.core.Tracer):
+    return  # swept values are checked by the trainer
+  try:
+    v = float("nan") if isinstance(value, bool) else float(value)
+  except (TypeError, ValueError):
+    v = float("nan")
+  if not (math.isfinite(v) and (v > 0 if positive else v >= 0)
+          and (at_most is None or v <= at_most)):
+    low = "(0" if positive else "[0"
+    high = "inf)" if at_most is None else f"{at_most:g}]"
+    rng = f"{low}, {high}"
+    raise ValueError(f"{method}: {name} must be a finite number in {rng}, "
+                     f"got {value!r}.")
+
+
 def erm(model, num_classes, *, total_steps, num_domains=None):
   """Empirical risk minimisation over the pooled training domains."""
   del total_steps
@@ -318,6 +337,7 @@ def irm(model, num_classes, *, total_steps, num_domains=None, lambda_=100.0,
   is divided by the weight when it exceeds 1 (DomainBed)."""
   del total_steps
   d = _check_domains(num_domains, "irm")
+  _check_hparam("irm", "lambda", lambda_)
 
   def objective(params, state, batch, rng, step, hp, logits, emb, risks):
     lo, y = per_domain(logits, d), per_domain(batch["ys"], d)
@@ -335,6 +355,7 @@ def vrex(model, num_classes, *, total_steps, num_domains=None, lambda_=10.0,
   weight 1 for the first ``anneal_steps`` (loss divided by the weight)."""
   del total_steps
   d = _check_domains(num_domains, "vrex")
+  _check_hparam("vrex", "lambda", lambda_)
 
   def objective(params, state, batch, rng, step, hp, logits, emb, risks):
     pen = vrex_penalty(risks)
@@ -350,6 +371,7 @@ def group_dro(model, num_classes, *, total_steps, num_domains=None, eta=0.01):
   :func:`group_dro_weights` at every step."""
   del total_steps
   d = _check_domains(num_domains, "group_dro")
+  _check_hparam("group_dro", "eta", eta)
 
   def extra_init(rng, batch, params, state):
     return params, {**state, "q": jnp.full((d,), 1.0 / d, jnp.float32)}
@@ -366,6 +388,7 @@ def mixup(model, num_classes, *, total_steps, num_domains=None, alpha=0.2):
   alpha)`` per pair; the loss mixes the two labels' cross-entropies."""
   del total_steps
   d = _check_domains(num_domains, "mixup")
+  _check_hparam("mixup", "alpha", alpha, positive=True)
   init, predict, features = _classifier(model, num_classes, "mixup")
 
   def loss(params, state, batch, rng, step, hp):
@@ -518,6 +541,8 @@ def mixstyle_method(model, num_classes, *, total_steps, num_domains=None,
   example at the same position of the next domain (cross-domain mixing)."""
   del total_steps
   d = _check_domains(num_domains, "mixstyle")
+  _check_hparam("mixstyle", "alpha", alpha, positive=True)
+  _check_hparam("mixstyle", "p", p, at_most=1.0)
 
   def objective(params, state, batch, rng, step, hp, logits, emb, risks):
     return jnp.mean(risks), {}, state

@@ -63,6 +63,13 @@ def _check(align, metric, momentum):
     raise ValueError(f"momentum must be in [0, 1), got {momentum!r}.")
 
 
+def _check_temperature(**temperatures) -> None:
+  for name, t in temperatures.items():
+    if not isinstance(t, (int, float)) or not 0.0 < t < float("inf"):
+      raise ValueError(f"{name} must be a finite number > 0 (it divides the "
+                       f"logits), got {t!r}.")
+
+
 def _views(x, rng, shift: int, noise: float, colour_jitter: bool = True):
   """A random view of every example: translation by up to ``shift`` pixels,
   colour distortion (RGB images: a random channel order and per-channel
@@ -84,6 +91,7 @@ def _build(model, num_classes, *, name, main_loss, metric, temperature,
            noise, colour_jitter=True, learned_prototypes=False):
   """The shared init / loss / predict of the three factories."""
   _check(align, metric, momentum)
+  _check_temperature(temperature=temperature, ssl_temperature=ssl_temperature)
   c = int(num_classes)
 
   def embed(params, state, x, train, rng=None):

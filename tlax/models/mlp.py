@@ -48,6 +48,13 @@ class MLP(nn.Module):
   @nn.compact
   def __call__(self, x: Array, *, train: bool = False
                ) -> tuple[Array, dict[str, Array]]:
+    bad = [w for w in tuple(self.hidden) + ((self.bottleneck,)
+                                            if self.bottleneck else ())
+           if isinstance(w, bool) or not isinstance(w, int) or w < 1]
+    if bad:
+      raise ValueError(f"MLP: hidden (and bottleneck) widths must be "
+                       f"positive integers; got hidden={tuple(self.hidden)!r}"
+                       f", bottleneck={self.bottleneck!r}.")
     act = get_activation(self.activation)
     x = jnp.asarray(x)
     h = x.reshape(x.shape[0], -1).astype(self.dtype)

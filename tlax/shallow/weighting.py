@@ -254,6 +254,11 @@ def domain_classifier_weights(xs, xt, C: float = 1.0, clip=(0.0, 20.0),
     ``(ns,)`` float64 NumPy weights with mean 1.
   """
   xs, xt = _check_domains(xs, xt, "domain_classifier_weights")
+  low, high = (float(c) for c in clip)
+  if not (np.isfinite(low) and np.isfinite(high) and 0.0 <= low < high):
+    raise base.ShallowInputError(
+        f"domain_classifier_weights: clip must be (low, high) with "
+        f"0 <= low < high, finite; got {tuple(clip)!r}.")
   ns, nt = len(xs), len(xt)
   x = np.concatenate([xs, xt])
   if standardize:

@@ -25,22 +25,30 @@ def read_metrics(path: str | os.PathLike, type: str | None = None  # pylint: dis
                  ) -> list[dict]:
   """The records of a ``metrics.jsonl`` file (optionally of one ``type``).
 
-  A truncated last line (a run killed while writing) is ignored.
+  A truncated last line (a run killed while writing) is ignored; a line
+  that is not JSON before the last one raises
+  :class:`tlax.train.workdir.WorkdirError` naming the file and the line.
   """
   records = []
   if not os.path.exists(path):
     return records
-  with open(path) as f:
-    for line in f:
-      line = line.strip()
-      if not line:
-        continue
-      try:
-        rec = json.loads(line)
-      except json.JSONDecodeError:
-        continue
-      if type is None or rec.get("type") == type:
-        records.append(rec)
+  with open(path, errors="replace") as f:
+    lines = [(i, l.strip()) for i, l in enumerate(f, 1) if l.strip()]
+  for k, (number, line) in enumerate(lines):
+    try:
+      rec = json.loads(line)
+    except json.JSONDecodeError:
+      if k == len(lines) - 1:
+        continue  # cut short by a kill
+      from tlax.train import workdir  # pylint: disable=g-import-not-at-top
+      raise workdir.WorkdirError(
+          f"{os.fspath(path)}, line {number}, is not a JSON record (the file "
+          "was damaged or edited); delete that line, or the file to keep "
+          "only what the next run writes.") from None
+    if not isinstance(rec, dict):
+      continue
+    if type is None or rec.get("type") == type:
+      records.append(rec)
   return records
 
 

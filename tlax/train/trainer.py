@@ -292,8 +292,20 @@ def validate_config(config, check_model: bool = True) -> None:
     raise ValueError(f"config.optimizer.lr must be a finite number >= 0, "
                      f"got {lr!r}.")
   if not isinstance(config.seed, (int, np.integer)) or isinstance(
-      config.seed, bool):
-    raise ValueError(f"config.seed must be an integer, got {config.seed!r}.")
+      config.seed, bool) or config.seed < 0:
+    raise ValueError(f"config.seed must be an integer >= 0, got "
+                     f"{config.seed!r}.")
+  fraction = config.get("source_val_fraction", 0.1)
+  if not isinstance(fraction, (int, float)) or not 0.0 <= fraction < 1.0:
+    raise ValueError(f"config.source_val_fraction must be in [0, 1) (the "
+                     f"share of the source held out for validation), got "
+                     f"{fraction!r}.")
+  num_devices = config.get("num_devices", 0)
+  if num_devices is not None and (
+      isinstance(num_devices, bool) or not isinstance(
+          num_devices, (int, np.integer)) or num_devices < 0):
+    raise ValueError(f"config.num_devices must be an integer >= 0 (0: all "
+                     f"local devices), got {num_devices!r}.")
   make_schedule(config)  # validates the schedule and the warm-up
   make_optimizer(config)  # validates the optimiser settings
 

@@ -105,8 +105,21 @@ def prepare_workdir(workdir: str | os.PathLike) -> str:
   if workdir is None or not os.fspath(workdir).strip():
     raise WorkdirError("--workdir is empty; give the run's own folder, e.g. "
                        "--workdir=runs/<name>.")
-  return check_folder(workdir, "--workdir", "give another --workdir",
+  path = check_folder(workdir, "--workdir", "give another --workdir",
                       create=True, writable=True)
+  for name, is_folder in _WORKDIR_ENTRIES:
+    entry = os.path.join(path, name)
+    if os.path.lexists(entry) and os.path.isdir(entry) != is_folder:
+      raise WorkdirError(
+          f"{entry} is a {'file' if is_folder else 'folder'}, but the run "
+          f"keeps its {name} there as a {'folder' if is_folder else 'file'}; "
+          "remove it or give another --workdir.")
+  return path
+
+
+# What a run keeps in its workdir: (name, is a folder).
+_WORKDIR_ENTRIES = (("run.lock", False), ("metrics.jsonl", False),
+                    ("result.json", False), ("checkpoints", True))
 
 
 _DISK_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EDQUOT:
@@ -354,9 +367,11 @@ def run_errors() -> tuple[type[BaseException], ...]:
   """The errors a command line reports as one line: their messages name the
   path or config key and the fix (anything else keeps its traceback)."""
   # pylint: disable=g-import-not-at-top
+  from tlax.data.domains import UnknownDomainError
   from tlax.train.checkpoint import CheckpointError
   from tlax.train.finite import NonFiniteLossError
-  return (RunError, ConfigMismatchError, NonFiniteLossError, CheckpointError)
+  return (RunError, ConfigMismatchError, NonFiniteLossError, CheckpointError,
+          UnknownDomainError)
 
 
 def _sigterm(signum, frame):
@@ -386,3 +401,41 @@ def run_cli(run, *args) -> int:
   finally:
     if main:
       signal.signal(signal.SIGTERM, previous)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing for ``app.run(main, flags_parser=parse_flags)``,
+  with one ``error:`` line and exit status 1 instead of a traceback when a
+  ``--config`` file or override cannot be applied (an unknown field, a
+  missing file, a bad ``<file>:<arg>``)."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  try:
+    rest = flags.FLAGS(argv)
+    for name in ("config",):  # config files load (and fail) lazily
+      if name in flags.FLAGS and flags.FLAGS[name].value is not None:
+        _ = flags.FLAGS[name].value.keys()
+    return rest
+  except flags.Error as e:
+    lines = [l for l in str(e).splitlines() if l.strip()]
+    if "Traceback (most recent call last):" in str(e):  # the config's own
+      lines = [lines[0].split(": Error whilst")[0], lines[-1]]
+    print(f"FATAL Flags parsing error: {': '.join(lines)}", file=sys.stderr)
+  except (AttributeError, KeyError) as e:  # ml_collections: unknown field
+    text = str(e).strip("\"'")
+    key = text.split("\\n")[0].split("\n")[0].strip("\"'\\")
+    culprit = [a.split("=")[0] for a in argv[1:]
+               if a.startswith("--config.") and key
+               and key in a.split("=")[0].split(".")]
+    hint = text.split("\\n", 1)[1] if "\\n" in text else ""
+    hint = hint or (text.split("\n", 1)[1] if "\n" in text else "")
+    where = culprit[0] if culprit else "a --config override"
+    print(f"error: {where}: the config has no field {key!r}"
+          + (f"; {hint.strip()}" if hint else "")
+          + "; list the fields with --helpfull or in the config file.",
+          file=sys.stderr)
+  except (OSError, ValueError, TypeError) as e:
+    text = " ".join(str(e).split())
+    if "Attempted" in text:  # ml_collections: the config file cannot load
+      text = "--config: cannot load" + text.split("Attempted", 1)[1]
+    print(f"error: {text}", file=sys.stderr)
+  sys.exit(1)

@@ -66,6 +66,14 @@ def _check_fit_inputs(x, y, class_embeddings, name):
   return x, y, s
 
 
+def _check_positive(method: str, **values) -> None:
+  for name, v in values.items():
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not (
+        0 < v < float("inf")):
+      raise ValueError(f"{method}: {name.rstrip('_')} must be a finite "
+                       f"number > 0, got {v!r}.")
+
+
 def check_scores_inputs(params_dim: int, x, class_embeddings, *, what: str,
                         embed_dim: int | None = None):
   """Raises a ValueError naming the mismatch of feature or attribute dims."""
@@ -279,6 +287,8 @@ def eszsl(*, gamma: float = 1.0, lambda_: float = 1.0) -> ZSLMethod:
 
   and the score of class ``y`` is ``x^T V s_y``.
   """
+  _check_positive("eszsl", gamma=gamma, lambda_=lambda_)
+
   def fit(rng, x, y, class_embeddings):
     del rng
     x, y, s = _check_fit_inputs(x, y, class_embeddings, "eszsl")
@@ -351,6 +361,8 @@ def sae(*, lambda_: float = 0.2, space: str = "semantic") -> ZSLMethod:
   if space not in ("semantic", "feature"):
     raise ValueError(f"sae: space must be 'semantic' or 'feature', got "
                      f"{space!r}.")
+  _check_positive("sae", lambda_=lambda_)
+
   def fit(rng, x, y, class_embeddings):
     del rng
     x, y, s = _check_fit_inputs(x, y, class_embeddings, "sae")
