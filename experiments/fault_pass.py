@@ -805,7 +805,7 @@ def _cases() -> list[Case]:
        lambda: L.proxy_a_distance(a, b[:0], jax.random.key(0), num_steps=20),
        ["empty", "xt", "0"], nonfinite_ok=True)
   loss("nt_xent: temperature 0", "temperature 0",
-       lambda: L.nt_xent(a, a, temperature=0.0), ["temperature"],
+       lambda: L.nt_xent(a, a, temperature=0.0), ["nt_xent: temperature"],
        nonfinite_ok=True)
   loss("nt_xent: view mismatch", "views of different shapes",
        lambda: L.nt_xent(a, b), ["view"])
@@ -825,11 +825,11 @@ def _cases() -> list[Case]:
        lambda: L.entropy(jax.nn.softmax(a_nan)), [], nonfinite_ok=True)
   loss("pseudo_label_cross_entropy: shapes", "logits and probs differ",
        lambda: L.pseudo_label_cross_entropy(a, jax.nn.softmax(b)),
-       ["16", "12", "shape"])
+       ["pseudo_label_cross_entropy"])
   loss("softmax_mse: shapes", "student and teacher differ",
-       lambda: L.softmax_mse(a, b), ["16", "12", "shape"])
+       lambda: L.softmax_mse(a, b), ["softmax_mse"])
   loss("scale_invariant_mse: shapes", "x and x_hat differ",
-       lambda: L.scale_invariant_mse(a, b), ["16", "12", "shape"])
+       lambda: L.scale_invariant_mse(a, b), ["scale_invariant_mse"])
   loss("difference_loss: batch mismatch", "shared and private differ",
        lambda: L.difference_loss(a, b), ["16", "12"])
   loss("soft_label_loss: temperature 0", "temperature 0",

@@ -124,6 +124,14 @@ def test_call_factory_keyword_mapping():
       jnp.zeros((2, 3)), jnp.array([0, 1])), jnp.log(3.0))
 
 
+def test_unknown_option_of_a_partial_factory_names_it_and_its_dict():
+  with pytest.raises(TypeError, match=r"Method 'discrepancy' has no "
+                     r"option\(s\) 'n_moments'.*'n_moments' is set inside "
+                     r"loss_kwargs \(--config.method.loss_kwargs.n_moments"):
+    contract.call_factory(methods.get_method("cmd"), {"n_moments": 3},
+                          model=None, num_classes=3, total_steps=10)
+
+
 @pytest.mark.slow
 def test_methods_do_not_import_the_training_package():
   import subprocess  # pylint: disable=g-import-not-at-top

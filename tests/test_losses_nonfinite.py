@@ -127,6 +127,14 @@ def test_contrastive_losses_refuse_bad_temperatures_and_shapes():
     losses.supervised_contrastive(xs, y[:12])
   with pytest.raises(ValueError, match="view1 and view2 must have the same"):
     losses.nt_xent(xs, xt[:20])
+  with pytest.raises(ValueError, match="nt_xent: temperature must be"):
+    losses.nt_xent(xs, xt, temperature=0.0)
+  with pytest.raises(ValueError, match=r"pseudo_label_cross_entropy: logits "
+                     r"and probs must have the same shape"):
+    losses.pseudo_label_cross_entropy(xs, jax.nn.softmax(xt[:12]))
+  with pytest.raises(ValueError, match="softmax_mse: student_logits and "
+                     "teacher_logits must have the same shape"):
+    losses.softmax_mse(xs, xt[:12])
 
 
 def test_mu_from_non_finite_a_distances_is_nan():

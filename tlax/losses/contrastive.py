@@ -229,6 +229,8 @@ def nt_xent(view1: Array, view2: Array, temperature: float = 0.1,
     Chen et al., A Simple Framework for Contrastive Learning of Visual
     Representations (SimCLR), ICML 2020.
   """
+  from tlax.losses import _validation as val  # pylint: disable=g-import-not-at-top
+  val.check_finite_positive(temperature, "temperature", "nt_xent")
   if jnp.shape(view1) != jnp.shape(view2):
     raise ValueError(f"nt_xent: view1 and view2 must have the same shape "
                      f"(two views of the same images); got "

@@ -21,6 +21,13 @@ import optax
 Array = jax.Array
 
 
+def _check_same_shape(fn: str, a_name: str, a, b_name: str, b) -> None:
+  if jnp.shape(a) != jnp.shape(b):
+    raise ValueError(f"{fn}: {a_name} and {b_name} must have the same shape "
+                     f"(batch, classes); got {jnp.shape(a)} and "
+                     f"{jnp.shape(b)}.")
+
+
 def pseudo_label_cross_entropy(logits: Array, probs: Array,
                                weights: Array | None = None) -> Array:
   r"""Per-example cross-entropy with hard pseudo-labels.
@@ -46,6 +53,8 @@ def pseudo_label_cross_entropy(logits: Array, probs: Array,
     Sohn et al., FixMatch: Simplifying semi-supervised learning with
     consistency and confidence, NeurIPS 2020.
   """
+  _check_same_shape("pseudo_label_cross_entropy", "logits", logits, "probs",
+                    probs)
   labels = jnp.argmax(jax.lax.stop_gradient(probs), axis=-1)
   ce = optax.softmax_cross_entropy_with_integer_labels(
       logits.astype(jnp.float32), labels)
@@ -127,6 +136,8 @@ def softmax_mse(student_logits: Array, teacher_logits: Array) -> Array:
     Tarvainen and Valpola, Mean teachers are better role models,
     NeurIPS 2017.
   """
+  _check_same_shape("softmax_mse", "student_logits", student_logits,
+                    "teacher_logits", teacher_logits)
   p = jax.nn.softmax(student_logits.astype(jnp.float32), -1)
   q = jax.nn.softmax(jax.lax.stop_gradient(teacher_logits).astype(
       jnp.float32), -1)

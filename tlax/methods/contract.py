@@ -164,8 +164,15 @@ def call_factory(factory: Callable[..., Method], options: Mapping[str, Any],
         (k[:-1] if k.endswith("_") and keyword.iskeyword(k[:-1]) else k)
         for k, p in params.items()
         if p.kind == p.KEYWORD_ONLY and k not in fixed)
-    name = getattr(factory, "__name__", repr(factory))
+    name = getattr(factory, "__name__", None) or getattr(
+        getattr(factory, "func", None), "__name__", repr(factory))
+    # An option that lives inside a dict-valued option (loss_kwargs).
+    defaults = {k: p.default for k, p in params.items()}
+    nested = [f"{u!r} is set inside {k} (--config.method.{k}.{u}=...)"
+              for u in unknown for k, d in defaults.items()
+              if isinstance(d, Mapping) and u in d]
     raise TypeError(
         f"Method {name!r} has no option(s) {', '.join(map(repr, unknown))}; "
-        f"its options are: {', '.join(valid) or 'none'}.")
+        f"its options are: {', '.join(valid) or 'none'}."
+        + (f" {'; '.join(nested)}." if nested else ""))
   return factory(**fixed, **kwargs)
