@@ -10,6 +10,8 @@ left out of the mask) or not at all.
 
 from __future__ import annotations
 
+import numbers
+
 import jax
 import jax.numpy as jnp
 
@@ -63,8 +65,8 @@ def class_prototypes(embeddings: Array, labels: Array, num_classes: int,
     :func:`tlax.prototypes.episodes.check_prototypes` to reject empty classes
     with a clear error on concrete arrays.
   """
-  if isinstance(num_classes, bool) or not isinstance(num_classes, int) \
-      or num_classes < 1:
+  if isinstance(num_classes, bool) or not isinstance(
+      num_classes, numbers.Integral) or num_classes < 1:
     raise ValueError(f"class_prototypes: num_classes must be an int >= 1; "
                      f"got {num_classes!r}.")
   e = _f32(embeddings)

@@ -47,6 +47,7 @@ References:
 from __future__ import annotations
 
 import functools
+import numbers
 from typing import Any, Callable, Optional, Sequence, Union
 
 import jax
@@ -516,8 +517,8 @@ def _prepare_conditional(xs, xt, labels_s, labels_t, num_classes, kernel,
   xs, xt = _prepare_pair(xs, xt, fn)
   ls, lt = jnp.asarray(labels_s), jnp.asarray(labels_t)
   if num_classes is not None and (
-      isinstance(num_classes, bool) or not isinstance(num_classes, int)
-      or num_classes < 1):
+      isinstance(num_classes, bool)
+      or not isinstance(num_classes, numbers.Integral) or num_classes < 1):
     raise ValueError(f"{fn}: num_classes must be an int >= 1; got "
                      f"{num_classes!r}.")
   if num_classes is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -50,7 +51,8 @@ class MLP(nn.Module):
                ) -> tuple[Array, dict[str, Array]]:
     bad = [w for w in tuple(self.hidden) + ((self.bottleneck,)
                                             if self.bottleneck else ())
-           if isinstance(w, bool) or not isinstance(w, int) or w < 1]
+           if isinstance(w, bool) or not isinstance(w, numbers.Integral)
+           or w < 1]
     if bad:
       raise ValueError(f"MLP: hidden (and bottleneck) widths must be "
                        f"positive integers; got hidden={tuple(self.hidden)!r}"
