@@ -32,7 +32,6 @@ import contextlib
 import hashlib
 import io
 import json
-import math
 import os
 import pathlib
 import shutil
@@ -66,7 +65,10 @@ class Case(NamedTuple):
     fn: ``fn(tmp) -> output``; raising is the expected answer.
     names: strings of which one must appear in the error for CLEAR.
     signals: ``signals(output) -> bool``: an output that itself signals the
-      fault (a NaN loss for NaN input); otherwise an output is SILENT.
+      fault (a NaN loss for NaN input); otherwise an output is SILENT. For
+      a run stopped where training would start: ``signals(tmp) -> str |
+      None``, how the fault was handled as documented (a damaged checkpoint
+      moved aside and the previous one used), else SILENT.
     lost: ``lost(tmp) -> str | None``: what finished data was lost.
   """
   id: str
@@ -1081,13 +1083,7 @@ class _Expected(Exception):
 def classify(case: Case, tmp: pathlib.Path) -> dict:
   t0 = time.time()
   record = {"id": case.id, "surface": case.surface, "fault": case.fault}
-  log_stream = io.StringIO()
-  handler = None
   try:
-    import logging as py_logging  # pylint: disable=g-import-not-at-top
-    handler = py_logging.StreamHandler(log_stream)
-    handler.setLevel(py_logging.WARNING)
-    py_logging.getLogger().addHandler(handler)
     with contextlib.redirect_stdout(io.StringIO()):
       out = case.fn(tmp)
   except _Accepted:
@@ -1107,15 +1103,10 @@ def classify(case: Case, tmp: pathlib.Path) -> dict:
     if not named:
       record["where"] = traceback.format_exc().strip().splitlines()[-3:]
   else:
-    warnings = log_stream.getvalue()
     if case.signals is not None and case.signals(out):
       record.update(cls="CLEAR", detail=f"non-finite result {out!r}"[:200])
     else:
       record.update(cls="SILENT", detail=f"returned {out!r}"[:300])
-  finally:
-    if handler is not None:
-      import logging as py_logging  # pylint: disable=g-import-not-at-top
-      py_logging.getLogger().removeHandler(handler)
   if case.lost is not None:
     try:
       what = case.lost(tmp)
