@@ -34,20 +34,29 @@ TARGETS = {"usps": "mnist_usps/usps", "mnist": "mnist_usps/mnist",
 # output_kl compares the teacher's and the student's outputs: only for a
 # student with the teacher's label space.
 SAME_LABELS_ONLY = ("output_kl",)
+_TARGETS = _SEEDS = _PRESETS = _ROOT = _OUT = _PLOT = _TEACHER = None
+_LABELS = _TABLE_ONLY = None
 
-_TARGETS = flags.DEFINE_list("targets", ["usps"], f"Of {sorted(TARGETS)}.")
-_SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Student seeds.")
-_PRESETS = flags.DEFINE_list("presets", list(safe_config.PRESETS),
-                             "Presets of experiments/configs/safe/transfer.py.")
-_ROOT = flags.DEFINE_string("root", "runs/safe", "Root of the workdirs.")
-_OUT = flags.DEFINE_string("out", None, "Markdown page to write.")
-_PLOT = flags.DEFINE_string("plot", None, "PNG of the Pareto plot.")
-_TEACHER = flags.DEFINE_string(
-    "teacher", "", "Workdir of the shared teacher (default <root>/teacher).")
-_LABELS = flags.DEFINE_integer(
-    "labels_per_class", 50, "Labelled target examples per class.")
-_TABLE_ONLY = flags.DEFINE_bool("table_only", False,
-                                "Run nothing; tabulate finished runs.")
+
+def _define_flags():
+  """The command-line flags, defined only when run as a script (the module's
+  functions are imported by tests next to other scripts' flags)."""
+  global _TARGETS, _SEEDS, _PRESETS, _ROOT, _OUT, _PLOT, _TEACHER, _LABELS
+  global _TABLE_ONLY
+  _TARGETS = flags.DEFINE_list("targets", ["usps"], f"Of {sorted(TARGETS)}.")
+  _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Student seeds.")
+  _PRESETS = flags.DEFINE_list(
+      "presets", list(safe_config.PRESETS),
+      "Presets of experiments/configs/safe/transfer.py.")
+  _ROOT = flags.DEFINE_string("root", "runs/safe", "Root of the workdirs.")
+  _OUT = flags.DEFINE_string("out", None, "Markdown page to write.")
+  _PLOT = flags.DEFINE_string("plot", None, "PNG of the Pareto plot.")
+  _TEACHER = flags.DEFINE_string(
+      "teacher", "", "Workdir of the shared teacher (default <root>/teacher).")
+  _LABELS = flags.DEFINE_integer(
+      "labels_per_class", 50, "Labelled target examples per class.")
+  _TABLE_ONLY = flags.DEFINE_bool("table_only", False,
+                                  "Run nothing; tabulate finished runs.")
 
 
 def config_for(preset: str, target: str, seed: int, root: str,
@@ -221,8 +230,7 @@ NOTES = """\
 def page(table, targets, seeds, teacher, checks, plot, command,
          labels_per_class: int = 50) -> str:
   n = len(seeds)
-  out = ["---", "orphan: true", "---", "",
-         "# Safe transfer: defects inherited from a poisoned teacher", "",
+  out = ["# Safe transfer: defects inherited from a poisoned teacher", "",
          "Runs (with `TLAX_DATA_DIR` set to the benchmark folder; finished "
          "runs are read back, so these can be stopped and rerun):", "",
          "```", RUN_COMMANDS, "```", "", "This page:", "",
@@ -330,6 +338,11 @@ def main(argv):
         except Exception as e:  # pylint: disable=broad-except
           logging.error("%s failed:\n%s", wd, traceback.format_exc())
           failures.append(f"{wd}: {type(e).__name__}: {e}")
+  if not results:
+    print(f"safe_transfer: no finished run under {_ROOT.value} for these "
+          "targets, presets and seeds; nothing written (run without "
+          "--table_only first).", file=sys.stderr)
+    return 1
   presets = [p for p in _PRESETS.value]
   table = collect(results, presets, targets, seeds)
   teacher = next((r for r in results.values()
@@ -350,4 +363,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)

@@ -334,7 +334,8 @@ def train_many(configs: Sequence[Any], workdirs: Sequence[str], *,
     GroupError: the configs differ in other keys (each is named), the train
       states or batches differ in shape, or a run asks for data
       parallelism or a custom runner.
-    Every error of :func:`tlax.train.train_and_evaluate`.
+    RunError: the errors of :func:`tlax.train.train_and_evaluate` (a bad
+      config, workdir or task).
   """
   if len(configs) != len(workdirs) or not configs:
     raise ValueError(f"train_many needs one workdir per config, got "
