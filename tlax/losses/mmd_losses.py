@@ -453,15 +453,17 @@ def _labels_to_matrix(labels, n, num_classes, name, fn):
     if num_classes is None:
       raise ValueError(f"{fn}: num_classes is needed when both label arrays "
                        "are integer class ids.")
-    if not isinstance(labels, jax.core.Tracer) and labels.size and (
-        int(labels.min()) < 0 or int(labels.max()) >= num_classes):
-      # A label outside 0..C-1 would be a zero one-hot row: the example
-      # would silently drop out of every class. (Traced labels cannot be
-      # checked; one_hot drops them.)
-      raise ValueError(
-          f"{fn}: {name} must be class ids in 0..{num_classes - 1} "
-          f"(num_classes={num_classes}); got values in "
-          f"{int(labels.min())}..{int(labels.max())}.")
+    # A label outside 0..C-1 would be a zero one-hot row: the example would
+    # silently drop out of every class. Concrete labels are checked on the
+    # host (NumPy, so that no op is staged inside an outer jit); traced
+    # labels cannot be checked, and one_hot drops them.
+    if not isinstance(labels, jax.core.Tracer) and labels.size:
+      host = np.asarray(labels)
+      lo, hi = int(host.min()), int(host.max())
+      if lo < 0 or hi >= num_classes:
+        raise ValueError(
+            f"{fn}: {name} must be class ids in 0..{num_classes - 1} "
+            f"(num_classes={num_classes}); got values in {lo}..{hi}.")
     return jax.nn.one_hot(labels, num_classes)
   if labels.ndim == 2:
     if labels.shape[0] != n:
