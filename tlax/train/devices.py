@@ -38,14 +38,17 @@ feeds its own contiguous rows of it (:func:`host_rows`), so a multi-host run
 trains on exactly the batches of a one-host run. Only the row selection is
 tested (no multi-host machine in CI).
 
-XLA:CPU's collectives (jax 0.10) abort a program when more than about a
-hundred multi-device steps are queued by asynchronous dispatch: three
-devices wait in the all-reduce of one step while the fourth never starts,
-and after 40 s XLA stops the process ("Termination timeout for `all
-reduce` ... only 3 of them arrived"). A plain ``jax.pmap`` of a matmul and a
-``lax.pmean`` does it, and so does a sharded ``jit``. The trainer keeps at
-most :data:`MAX_STEPS_IN_FLIGHT` steps queued (it waits for the metrics of
-the step that many steps back), which changes no value.
+XLA:CPU's collectives (jax 0.10) abort a program when too many
+multi-device steps are queued by asynchronous dispatch: three devices wait in
+the all-reduce of one step while the fourth never starts, and after 40 s XLA
+stops the process ("Termination timeout for `all reduce` ... only 3 of them
+arrived"). A plain ``jax.pmap`` of a matmul and a ``lax.pmean`` does it, and
+so does a sharded ``jit``. How deep a queue survives depends on how busy the
+host's cores are: on a 2-core machine with one core taken by another
+process, 300 steps of the quick pretraining config with ``parallel="pmap"``
+aborted with 8 steps queued and completed with 1, 2 or 4. The trainer keeps
+at most :data:`MAX_STEPS_IN_FLIGHT` steps queued (it waits for the metrics
+of the step that many steps back), which changes no value.
 """
 
 from __future__ import annotations
@@ -70,7 +73,7 @@ AXIS = "batch"  # the mesh / pmap axis name (lax.pmean, BatchNorm)
 PARALLEL_MODES = ("none", "auto", "sharded", "pmap")
 DEFAULT_PARALLEL = "sharded"  # what "auto" stands for
 # Steps dispatched ahead of the host before it waits (see module docstring).
-MAX_STEPS_IN_FLIGHT = 8
+MAX_STEPS_IN_FLIGHT = 2
 
 logger = logging.getLogger(__name__)
 
