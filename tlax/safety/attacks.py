@@ -180,7 +180,8 @@ def pgd(objective: Callable[[Array], Array], x: Array, *, eps: float,
 
   Returns:
     Adversarial inputs with ``|x_adv - x| <= eps`` everywhere (and inside
-    ``clip``). Pure: works under ``jit`` (``steps`` static) and ``vmap``.
+    ``clip``). Pure: works under ``jit`` (``steps`` static, the loop
+    unrolled) and ``vmap``.
   """
   x = jnp.asarray(x)
   eps = jnp.asarray(eps, x.dtype)
@@ -198,7 +199,10 @@ def pgd(objective: Callable[[Array], Array], x: Array, *, eps: float,
 
   def body(_, z):
     return project(z + step_size * jnp.sign(grad(z)))
-  return jax.lax.fori_loop(0, int(steps), body, z)
+  # Unrolled: XLA:CPU runs convolutions inside a while loop several times
+  # slower (10 steps on 500 digits through LeNet: 7.0 s looped, 0.85 s
+  # unrolled); the compile time grows with ``steps`` instead.
+  return jax.lax.fori_loop(0, int(steps), body, z, unroll=True)
 
 
 def cross_entropy_objective(logits_fn: Callable[[Array], Array],
