@@ -46,15 +46,9 @@ def run(config, workdir) -> dict:
   from tlax.train import trainer  # pylint: disable=g-import-not-at-top
   workdir = os.path.abspath(os.fspath(workdir))
   path = os.path.join(workdir, "result.json")
-  if os.path.exists(path):
-    with open(path) as f:
-      previous = json.load(f)
-    diff = train.config_diff(trainer.resolve_config(config),
-                             previous.get("config", {}), partial=True)
-    if diff:
-      raise train.ConfigMismatchError(
-          f"{path} was made with a different config:\n" + "\n".join(diff)
-          + "\nUse another --workdir or delete this one.")
+  previous = trainer.stored_result(workdir, trainer.resolve_config(config),
+                                  partial=True)
+  if previous is not None:
     return previous
   train_dir = os.path.join(workdir, "train")
   result = dict(train.train_and_evaluate(config, train_dir))

@@ -205,15 +205,9 @@ def run(config, workdir) -> dict:
   from tlax.train import trainer  # pylint: disable=g-import-not-at-top
   workdir = os.path.abspath(os.fspath(workdir))
   path = os.path.join(workdir, "result.json")
-  if os.path.exists(path):
-    with open(path) as f:
-      previous = json.load(f)
-    diff = train.config_diff(trainer.config_to_dict(config),
-                             previous.get("config", {}), partial=True)
-    if diff:
-      raise train.ConfigMismatchError(
-          f"{path} was made with a different config:\n" + "\n".join(diff)
-          + "\nUse another --workdir or delete this one.")
+  previous = trainer.stored_result(workdir, trainer.config_to_dict(config),
+                                  partial=True)
+  if previous is not None:
     return previous
   defect = config.defect
   check_defect(defect)

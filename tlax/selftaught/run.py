@@ -145,18 +145,7 @@ def _learner(config, seed):
 def _finished(config, workdir):
   """The stored result of this config in ``workdir``, or None."""
   from tlax.train import trainer  # pylint: disable=g-import-not-at-top
-  path = os.path.join(workdir, "result.json")
-  if not os.path.exists(path):
-    return None
-  with open(path) as f:
-    previous = json.load(f)
-  diff = trainer.config_diff(trainer.config_to_dict(config),
-                             previous.get("config", {}))
-  if diff:
-    raise trainer.ConfigMismatchError(
-        f"{path} was made with a different config:\n" + "\n".join(diff)
-        + "\nUse another --workdir or delete this one.")
-  return previous
+  return trainer.stored_result(workdir, trainer.config_to_dict(config))
 
 
 def _write(result, workdir):

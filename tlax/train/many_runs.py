@@ -385,18 +385,9 @@ def _stored_result(run: _Run) -> dict | None:
   if run.task is not None:
     config = trainer_lib._with_task_names(config, run.task)  # pylint: disable=protected-access
     run.request = config
-  path = os.path.join(run.workdir, "result.json")
-  if not os.path.exists(path):
-    return None
-  previous = workdir_lib.read_result(path)
-  diff = trainer_lib.config_diff(trainer_lib.resolve_config(config),
-                                 previous.get("config", {}), partial=True)
-  if diff:
-    raise ConfigMismatchError(
-        f"{path} was made with a different config:\n" + "\n".join(diff)
-        + "\nUse another --workdir or delete this one.")
-  logging.info("Found %s; returning it.", path)
-  return previous
+  return trainer_lib.stored_result(run.workdir,
+                                   trainer_lib.resolve_config(config),
+                                   partial=True)
 
 
 def _train_group(runs: list[_Run], group_dir: str,

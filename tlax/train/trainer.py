@@ -166,6 +166,33 @@ def config_diff(requested: Mapping[str, Any], saved: Mapping[str, Any], *,
   return lines
 
 
+def stored_result(workdir: str, requested: Mapping[str, Any], *,
+                  partial: bool = False) -> dict | None:
+  """The ``result.json`` a finished run left in ``workdir``, or None.
+
+  Args:
+    workdir: the run's folder.
+    requested: this run's config as a dict (compared with the stored one).
+    partial: as :func:`config_diff`.
+
+  Raises:
+    ConfigMismatchError: the stored result was made with another config (the
+      message lists the keys that differ).
+    WorkdirError: the file is damaged (:func:`workdir.read_result`).
+  """
+  path = os.path.join(os.fspath(workdir), "result.json")
+  if not os.path.exists(path):
+    return None
+  previous = workdir_lib.read_result(path)
+  diff = config_diff(requested, previous.get("config", {}), partial=partial)
+  if diff:
+    raise ConfigMismatchError(
+        f"{path} was made with a different config:\n" + "\n".join(diff)
+        + "\nUse another --workdir or delete this one.")
+  logging.info("Found %s; returning it.", path)
+  return previous
+
+
 def _resolved_at_run_time(key: str) -> bool:
   return (key in AUTO_FIELDS or key.startswith("model.kwargs.")
           or key in ("eval_every", "checkpoint_every"))
@@ -639,18 +666,10 @@ def _train_and_evaluate(config, workdir: str,
   t_start = time.time()
   if task is not None:
     config = _with_task_names(config, task)
-  result_path = os.path.join(workdir, "result.json")
-  if os.path.exists(result_path):
-    previous = workdir_lib.read_result(result_path)
-    # Compare the table-resolved request (all but the model chosen by the
-    # domains' kind, which needs the data) with the stored resolved config.
-    diff = config_diff(resolve_config(config), previous.get("config", {}),
-                       partial=True)
-    if diff:
-      raise ConfigMismatchError(
-          f"{result_path} was made with a different config:\n"
-          + "\n".join(diff) + "\nUse another --workdir or delete this one.")
-    logging.info("Found %s; returning it.", result_path)
+  # Compare the table-resolved request (all but the model chosen by the
+  # domains' kind, which needs the data) with the stored resolved config.
+  previous = stored_result(workdir, resolve_config(config), partial=True)
+  if previous is not None:
     return previous
 
   # Unknown names fail before any data is loaded.

@@ -117,14 +117,8 @@ def run(config: ml_collections.ConfigDict, workdir, **kwargs) -> dict:
   os.makedirs(workdir, exist_ok=True)
   result_path = os.path.join(workdir, "result.json")
   config_dict = _to_dict(config)
-  if os.path.exists(result_path):
-    with open(result_path) as f:
-      previous = json.load(f)
-    diff = trainer.config_diff(config_dict, previous.get("config", {}))
-    if diff:
-      raise trainer.ConfigMismatchError(
-          f"{result_path} was made with a different config:\n"
-          + "\n".join(diff) + "\nUse another --workdir or delete this one.")
+  previous = trainer.stored_result(workdir, config_dict)
+  if previous is not None:
     return previous
 
   z = config.zsl
