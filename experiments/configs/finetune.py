@@ -55,15 +55,39 @@ def finetune_block() -> ml_collections.ConfigDict:
   })
 
 
+def parse_preset(arg: str | None, presets, default: str) -> tuple[str, bool]:
+  """``(preset, quick)`` of a config argument ``"<preset>[,quick]"``."""
+  parts = [p.strip() for p in (arg or default).split(",") if p.strip()]
+  quick = "quick" in parts
+  parts = [p for p in parts if p != "quick"] or [default]
+  if len(parts) != 1 or parts[0] not in presets:
+    raise ValueError(f"Unknown config argument {arg!r}; valid: one of "
+                     f"{tuple(presets)}, optionally followed by ',quick'.")
+  return parts[0], quick
+
+
+def apply_preset(c: ml_collections.ConfigDict, preset: str) -> None:
+  """Sets the method and ``c.finetune`` rules of a fine-tuning preset
+  (``full`` and presets this module does not know change nothing)."""
+  if preset == "linear_probe":
+    c.finetune.lr_mults = (("^model/head/", 1.0), ("^model/", 0.0))
+  elif preset == "l2sp":
+    c.method.name = "l2sp"
+    c.method.l2sp_alpha = 0.1
+  elif preset == "output_kl":
+    c.method.name = "output_kl"
+  elif preset == "lora":
+    c.method.name = "lora"
+    c.finetune.lr_mults = (("^model/head/", 1.0), ("^model/", 0.0))
+    c.optimizer.lr = 3e-3
+  elif preset == "layer_transfer":
+    c.finetune.copy_layers = 2
+    c.finetune.freeze_copied = True
+
+
 def get_config(arg: str | None = None):
   """The fine-tuning config for ``arg = "<preset>[,quick]"``."""
-  parts = [p for p in (arg or "full").split(",") if p]
-  quick = "quick" in parts
-  parts = [p for p in parts if p != "quick"] or ["full"]
-  if len(parts) != 1 or parts[0] not in PRESETS:
-    raise ValueError(f"Unknown config argument {arg!r}; valid: one of "
-                     f"{PRESETS}, optionally followed by ',quick'.")
-  preset = parts[0]
+  preset, quick = parse_preset(arg, PRESETS, "full")
 
   c = common.base_config()
   c.stage = "finetune"
@@ -95,20 +119,7 @@ def get_config(arg: str | None = None):
   c.eval_every = 100
   c.checkpoint_every = 300
 
-  if preset == "linear_probe":
-    c.finetune.lr_mults = (("^model/head/", 1.0), ("^model/", 0.0))
-  elif preset == "l2sp":
-    c.method.name = "l2sp"
-    c.method.l2sp_alpha = 0.1
-  elif preset == "output_kl":
-    c.method.name = "output_kl"
-  elif preset == "lora":
-    c.method.name = "lora"
-    c.finetune.lr_mults = (("^model/head/", 1.0), ("^model/", 0.0))
-    c.optimizer.lr = 3e-3
-  elif preset == "layer_transfer":
-    c.finetune.copy_layers = 2
-    c.finetune.freeze_copied = True
+  apply_preset(c, preset)
 
   if quick:
     c.quick = True

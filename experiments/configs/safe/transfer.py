@@ -93,13 +93,7 @@ def teacher_config(quick: bool = False) -> ml_collections.ConfigDict:
 
 def get_config(arg: str | None = None):
   """The safe-transfer config for ``arg = "<preset>[,quick]"``."""
-  parts = [p.strip() for p in (arg or "finetune").split(",") if p.strip()]
-  quick = "quick" in parts
-  parts = [p for p in parts if p != "quick"] or ["finetune"]
-  if len(parts) != 1 or parts[0] not in PRESETS:
-    raise ValueError(f"Unknown config argument {arg!r}; valid: one of "
-                     f"{PRESETS}, optionally followed by ',quick'.")
-  preset = parts[0]
+  preset, quick = finetune.parse_preset(arg, PRESETS, "finetune")
 
   c = common.base_config()
   c.runner = "tlax.safety.runner:run"
@@ -150,22 +144,9 @@ def get_config(arg: str | None = None):
       "eval_examples": 500,
   })
 
-  if preset == "linear_probe":
-    c.finetune.lr_mults = (("^model/head/", 1.0), ("^model/", 0.0))
-  elif preset == "layer_transfer":
-    c.finetune.copy_layers = 2
-    c.finetune.freeze_copied = True
-  elif preset == "reinit_top":
+  finetune.apply_preset(c, preset)  # linear_probe, layer_transfer, l2sp, ...
+  if preset == "reinit_top":
     c.finetune.reinit = ("^model/fc1/", "^model/fc2/", "^model/head/")
-  elif preset == "l2sp":
-    c.method.name = "l2sp"
-    c.method.l2sp_alpha = 0.1
-  elif preset == "output_kl":
-    c.method.name = "output_kl"
-  elif preset == "lora":
-    c.method.name = "lora"
-    c.finetune.lr_mults = (("^model/head/", 1.0), ("^model/", 0.0))
-    c.optimizer.lr = 3e-3
   elif preset in ("delta", "magnitude_prune", "remos"):
     c.method.name = preset
   elif preset == "scratch":
