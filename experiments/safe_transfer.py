@@ -227,6 +227,11 @@ NOTES = """\
 """
 
 
+NOTEBOOK = ("{doc}`notebooks/safe_transfer`: the trigger, four methods on the "
+            "embedded letters and accuracy against inheritance, on embedded "
+            "data (executed by the documentation build).")
+
+
 def page(table, targets, seeds, teacher, checks, plot, command,
          labels_per_class: int = 50) -> str:
   n = len(seeds)
@@ -301,7 +306,7 @@ def page(table, targets, seeds, teacher, checks, plot, command,
       "transfer.py:remos \\",
       "  --config.target=mnist_usps/usps --config.seed=0 \\",
       "  --config.teacher_workdir=runs/safe/teacher "
-      "--workdir=runs/safe/remos/usps/0", "```", ""]
+      "--workdir=runs/safe/remos/usps/0", "```", "", NOTEBOOK, ""]
   if NOTES:
     out += ["## Notes", "", NOTES, ""]
   return "\n".join(out)
