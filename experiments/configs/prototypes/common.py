@@ -15,7 +15,8 @@ Config arguments (``--config=<file>:<arg>``, comma-separated) besides
   ``digits/sklearn``, the few-shot encoder of the letters and COIL20 tables
   (letters come from the same renderer);
 * ``mnist_usps``: ``mnist_usps/mnist -> mnist_usps/usps`` (grey), no
-  few-shot evaluation.
+  few-shot evaluation;
+* ``lenet``: the digit tables' LeNet instead of the MLP, 2000 steps.
 
 ``quick`` shrinks everything to a few seconds (tests).
 """
@@ -60,8 +61,13 @@ def family_config(method: str, arg: str | None = None
     c.source, c.target = "mnist_usps/mnist", "mnist_usps/usps"
     c.channels = 1
     c.few_shot.domains = ()
+  if "lenet" in items:
+    c.model.name = "lenet"
+    c.model.kwargs = ml_collections.ConfigDict()
+    c.steps = 2000
   common.apply_arg(c, ",".join(a for a in items
-                               if a not in ("syndigits", "mnist_usps")))
+                               if a not in ("syndigits", "mnist_usps",
+                                            "lenet")))
   if c.quick:
     c.model.kwargs = ml_collections.ConfigDict({"hidden": (32,),
                                                 "dropout": 0.0})
