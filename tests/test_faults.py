@@ -7,6 +7,7 @@ states bit for bit with an uninterrupted run; they are marked slow. The
 others run in this process.
 """
 
+import logging
 import dataclasses
 import errno
 import json
@@ -632,3 +633,17 @@ def test_config_flag_errors_are_one_line(tmp_path, args, line):
       text=True, timeout=300)
   assert p.returncode == 1
   assert line in p.stderr and "Traceback" not in p.stderr, p.stderr
+
+
+def test_quiet_orbax_filter_drops_info_and_not_restored_items_only():
+  f = ckpt_lib._QuietOrbax()  # pylint: disable=protected-access
+
+  def record(level, msg, path="/x/orbax/checkpoint/handler.py"):
+    return logging.LogRecord("absl", level, path, 1, msg, None, None)
+
+  assert not f.filter(record(logging.INFO, "Saving item"))
+  assert not f.filter(record(
+      logging.WARNING, 'Item "config" was found in the checkpoint, but could '
+      "not be restored. Please provide a `CheckpointHandlerRegistry`."))
+  assert f.filter(record(logging.WARNING, "Disk almost full"))
+  assert f.filter(record(logging.INFO, "Training step", "/x/tlax/train.py"))

@@ -234,15 +234,22 @@ def restore_checkpoint(manager: ocp.CheckpointManager, target: Any,
 
 
 class _QuietOrbax(py_logging.Filter):
-  """Drops orbax's INFO lines (dozens per checkpoint save)."""
+  """Drops orbax's INFO lines (dozens per checkpoint save) and its warning
+  that a checkpoint item was not restored (tlax restores only the items it
+  needs, e.g. ``state`` without ``config``, ``extra`` and ``checksums``)."""
 
   def filter(self, record):
-    return record.levelno >= py_logging.WARNING or "orbax" not in (
-        record.pathname or "")
+    if "orbax" not in (record.pathname or ""):
+      return True
+    if record.levelno < py_logging.WARNING:
+      return False
+    return "was found in the checkpoint, but could not be restored" not in (
+        record.getMessage())
 
 
 def quiet_orbax_logs() -> None:
-  """Hides orbax's INFO logging on the absl handler (warnings still show)."""
+  """Hides orbax's INFO logging and its not-restored-item warnings on the
+  absl handler (other warnings still show)."""
   handler = logging.get_absl_handler()
   if not any(isinstance(f, _QuietOrbax) for f in handler.filters):
     handler.addFilter(_QuietOrbax())
