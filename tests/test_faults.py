@@ -7,10 +7,10 @@ states bit for bit with an uninterrupted run; they are marked slow. The
 others run in this process.
 """
 
-import logging
 import dataclasses
 import errno
 import json
+import logging
 import os
 import pathlib
 import random
