@@ -236,6 +236,8 @@ def main(argv):
   del argv
   root = FLAGS.root
   enable_compilation_cache(root)
+  from tlax import train  # pylint: disable=g-import-not-at-top
+  train.quiet_orbax_logs()
   shots = [int(s) for s in FLAGS.shots]
   seeds = [int(s) for s in FLAGS.seeds]
   methods = list(FLAGS.methods)

@@ -321,6 +321,7 @@ def main(argv):
       raise app.UsageError(f"--targets: {t!r} not in {sorted(TARGETS)}.")
   from tlax import train  # pylint: disable=g-import-not-at-top
   from tlax.train import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  train.quiet_orbax_logs()
   results, failures = {}, []
   for t in targets:
     for p in _PRESETS.value:
