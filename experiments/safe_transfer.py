@@ -184,8 +184,9 @@ RUN_COMMANDS = (
 # to the page.
 NOTES = """\
 - **Fewer labels, a smaller learning rate.** With 10 labels per class
-  instead of 50 (`--labels_per_class=10 --presets=finetune,reinit_top,remos,scratch
-  --root=runs/safe_l10 --teacher=runs/safe/teacher`), fine-tuning keeps
+  instead of 50 (`--labels_per_class=10
+  --presets=finetune,reinit_top,remos,scratch --root=runs/safe_l10
+  --teacher=runs/safe/teacher`), fine-tuning keeps
   26.3 ± 34.0% of the backdoor (seeds 65, 3, 11) at 89.4% accuracy; ReMoS
   6.9%, reinit_top 1.4%, scratch 1.7%, all within a point of fine-tuning's
   accuracy. With the student's learning rate at 1e-4 instead of 1e-3 (50
