@@ -1,0 +1,286 @@
+r"""DomainBed's random hyper-parameter search and its tables.
+
+For every test domain, algorithm, hyper-parameter draw and trial, one run of
+``experiments/configs/dg/<dataset>.py`` (the other domains of the dataset
+train it); then, per trial, the draw a selection rule prefers, and the test
+accuracy of that draw, mean ± std over trials (Gulrajani & Lopez-Paz, ICLR
+2021). Draw 0 is the default hyper-parameters; draw ``d > 0`` samples
+DomainBed's distributions (:data:`DISTRIBUTIONS`, the "small images" ones:
+ColoredMNIST, RotatedMNIST) seeded by ``(algorithm, draw, trial)``. The
+trial is the run's seed (data split, initialisation, batches).
+
+Selection rules, both at each run's final step as in DomainBed:
+``training-domain validation`` (the draw with the best accuracy on the
+training domains' held-out 20%) and the ``test-domain oracle`` (the draw
+with the best test-domain accuracy: it reads the test labels, reported
+separately and labelled as such).
+
+COMMAND:
+  python -m experiments.dg_search --dataset=colored_mnist \
+    --algorithms=erm,irm,vrex --draws=5 --trials=3 --steps=300 \
+    --root=runs/dg_search --out=docs/results_dg_search.md
+
+Finished runs are read back, so the command can be stopped and rerun.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import sys
+import traceback
+from typing import Any, Callable, Mapping
+
+from absl import app
+from absl import flags
+from absl import logging
+import numpy as np
+
+# tlax option -> (default, sampler of a numpy Generator), per algorithm.
+# DomainBed's names: irm_lambda, irm_penalty_anneal_iters, vrex_lambda,
+# vrex_penalty_anneal_iters, groupdro_eta, mixup_alpha, mldg_beta,
+# mmd_gamma (CORAL, MMD), lambda and mlp_width (DANN, CDANN), Fishr's
+# lambda, penalty_anneal_iters and ema, rsc_f/b_drop_factor. DomainBed's
+# other DANN options (separate learning rates, discriminator steps, gradient
+# penalty, beta1) have no counterpart in tlax's DANN and are not drawn.
+_LOG_U = lambda lo, hi: (lambda r: float(10 ** r.uniform(lo, hi)))
+DISTRIBUTIONS: dict[str, dict[str, tuple[Any, Callable]]] = {
+    "erm": {},
+    "irm": {"method.lambda": (100.0, _LOG_U(-1, 5)),
+            "method.anneal_steps": (500, lambda r: int(10 ** r.uniform(0, 4)))},
+    "vrex": {"method.lambda": (10.0, _LOG_U(-1, 5)),
+             "method.anneal_steps": (500,
+                                     lambda r: int(10 ** r.uniform(0, 4)))},
+    "group_dro": {"method.eta": (0.01, _LOG_U(-3, -1))},
+    "mixup": {"method.alpha": (0.2, _LOG_U(-1, 1))},
+    "mldg": {"method.beta": (1.0, _LOG_U(-1, 1))},
+    "coral_dg": {"method.lambda": (1.0, _LOG_U(-1, 1))},
+    "mmd_dg": {"method.lambda": (1.0, _LOG_U(-1, 1))},
+    "dann_dg": {"method.lambda": (1.0, _LOG_U(-2, 2)),
+                "method.disc_width": (256,
+                                      lambda r: int(2 ** r.uniform(6, 10)))},
+    "cdann": {"method.lambda": (1.0, _LOG_U(-2, 2)),
+              "method.disc_width": (256, lambda r: int(2 ** r.uniform(6, 10)))},
+    "mixstyle": {},
+    "fishr": {"method.lambda": (1000.0, _LOG_U(1, 4)),
+              "method.anneal_steps": (1500,
+                                      lambda r: int(r.uniform(0, 5000))),
+              "method.ema": (0.95, lambda r: float(r.uniform(0.90, 0.99)))},
+    "rsc": {"method.drop_f": (1 / 3, lambda r: float(r.uniform(0, 0.5))),
+            "method.drop_b": (1 / 3, lambda r: float(r.uniform(0, 0.5)))},
+    "selfreg": {},
+}
+# Every algorithm (DomainBed, small images): learning rate and the batch
+# size per training domain.
+COMMON = {
+    "optimizer.lr": (1e-3, _LOG_U(-4.5, -2.5)),
+    "batch_per_domain": (64, lambda r: int(2 ** r.uniform(3, 9))),
+}
+SELECTIONS = ("training-domain validation", "test-domain oracle")
+
+
+def _rng(algorithm: str, name: str, draw: int, trial: int):
+  digest = hashlib.sha256(
+      f"{algorithm}/{name}/{draw}/{trial}".encode()).digest()
+  return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+
+def draw_hparams(algorithm: str, draw: int, trial: int) -> dict[str, Any]:
+  """The hyper-parameters of one draw: the defaults for ``draw == 0``, else
+  one sample of each distribution (its own stream per name, so adding a
+  hyper-parameter leaves the others' values unchanged)."""
+  if algorithm not in DISTRIBUTIONS:
+    raise ValueError(f"Unknown algorithm {algorithm!r}; valid: "
+                     f"{', '.join(DISTRIBUTIONS)}.")
+  if draw < 0:
+    raise ValueError(f"draw must be >= 0, got {draw}.")
+  out = {}
+  for name, (default, sample) in {**COMMON,
+                                  **DISTRIBUTIONS[algorithm]}.items():
+    out[name] = default if draw == 0 else sample(
+        _rng(algorithm, name, draw, trial))
+  return out
+
+
+def config_for(dataset: str, algorithm: str, test_domain: str | None,
+               draw: int, trial: int, steps: int | None = None,
+               quick: bool = False):
+  """The run's config: the dataset's config for ``algorithm`` with the
+  draw's hyper-parameters, ``seed = trial`` and, if given, another test
+  domain (the dataset's other domains train); ``quick``: the config's
+  quick mode (tests)."""
+  module = importlib.import_module(f"experiments.configs.dg.{dataset}")
+  c = module.get_config(algorithm + (",quick" if quick else ""))
+  if test_domain:
+    domains = list(getattr(module, "DOMAINS"))
+    if test_domain not in domains:
+      raise ValueError(f"--test_domains: {test_domain!r} is not a domain of "
+                       f"{dataset} ({', '.join(domains)}).")
+    c.source = "+".join(d for d in domains if d != test_domain)
+    c.target = test_domain
+  n_train = len(str(c.source).split("+"))
+  for name, value in draw_hparams(algorithm, draw, trial).items():
+    if name == "batch_per_domain":
+      c.batch_size = int(value) * n_train
+    else:
+      node, (*parents, leaf) = c, name.split(".")
+      for p in parents:
+        node = node[p]
+      node[leaf] = value
+  c.seed = int(trial)
+  c.progress = False
+  if steps:
+    c.steps = int(steps)
+    c.eval_every = min(int(c.eval_every), int(steps))
+    c.checkpoint_every = int(steps)
+  return c
+
+
+def final_record(workdir: str) -> dict | None:
+  """The last evaluation record of a finished run (``metrics.jsonl``)."""
+  last = None
+  path = os.path.join(workdir, "metrics.jsonl")
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    for line in f:
+      line = line.strip()
+      if line:
+        record = json.loads(line)
+        if record.get("type") == "eval":
+          last = record
+  return last
+
+
+def select(records: Mapping[tuple, Mapping[str, float]], selection: str
+           ) -> dict[tuple, list[float]]:
+  """``{(algorithm, test_domain): [test accuracy of the chosen draw, one per
+  trial]}`` from ``records[(algorithm, test_domain, draw, trial)] =
+  {"val": ..., "test": ...}`` (final-step accuracies)."""
+  if selection not in SELECTIONS:
+    raise ValueError(f"selection {selection!r} not in {SELECTIONS}.")
+  key = "val" if selection == SELECTIONS[0] else "test"
+  groups: dict[tuple, dict[int, list]] = {}
+  for (alg, dom, draw, trial), r in records.items():
+    groups.setdefault((alg, dom), {}).setdefault(trial, []).append(
+        (r[key], r["test"], draw))
+  out = {}
+  for cell, trials in groups.items():
+    # Ties go to the lower draw (the defaults first).
+    out[cell] = [max(runs, key=lambda t: (t[0], -t[2]))[1]
+                 for _, runs in sorted(trials.items())]
+  return out
+
+
+def table(records, algorithms, domains, selection: str) -> list[str]:
+  chosen = select(records, selection)
+  short = [d.split("/")[-1] for d in domains]
+  lines = ["| algorithm | " + " | ".join(short) + " | average |",
+           "|---|" + "---:|" * (len(domains) + 1)]
+  for alg in algorithms:
+    cells, means = [], []
+    for d in domains:
+      v = chosen.get((alg, d))
+      if not v:
+        cells.append("-")
+        continue
+      means.append(np.mean(v))
+      std = np.std(v, ddof=1) if len(v) > 1 else 0.0
+      cells.append(f"{np.mean(v):.1f} ± {std:.1f} ({len(v)})")
+    avg = f"{np.mean(means):.1f}" if len(means) == len(domains) else "-"
+    lines.append(f"| {alg} | " + " | ".join(cells) + f" | {avg} |")
+  return lines
+
+
+def page(records, algorithms, domains, draws, trials, command, minutes
+         ) -> str:
+  out = ["# Domain generalisation: random hyper-parameter search", "",
+         "Run and tabulated with (finished runs are read back):", "",
+         "```", command, "```", "",
+         f"{len(records)} runs ({len(draws)} draws x {len(trials)} trials "
+         "per algorithm and test domain; draw 0 = the defaults), "
+         f"{minutes:.1f} min of training wall time. Test-domain accuracy "
+         "(%) of the draw each rule chooses per trial, at the final step; "
+         "mean ± std over trials (ddof=1; the number of trials in "
+         "brackets). Distributions: `experiments/dg_search.py` "
+         "(DomainBed's, small images).", ""]
+  for selection in SELECTIONS:
+    label = (" (**oracle**: chooses by test-domain labels)"
+             if selection == SELECTIONS[1] else "")
+    out += [f"## {selection}{label}", ""]
+    out += table(records, algorithms, domains, selection) + [""]
+  return "\n".join(out)
+
+
+FLAGS = flags.FLAGS
+
+
+def _define_flags():
+  flags.DEFINE_string("dataset", "colored_mnist",
+                      "A config of experiments/configs/dg/.")
+  flags.DEFINE_list("algorithms", ["erm", "irm", "vrex"], "Algorithms.")
+  flags.DEFINE_list("test_domains", [], "Held-out domains (default: the "
+                    "config's own test domain).")
+  flags.DEFINE_integer("draws", 5, "Hyper-parameter draws (0 = defaults).")
+  flags.DEFINE_integer("trials", 3, "Trials (seeds) per draw.")
+  flags.DEFINE_integer("steps", None, "Steps per run (default: the config's).")
+  flags.DEFINE_string("root", "runs/dg_search", "Root of the workdirs.")
+  flags.DEFINE_string("out", None, "Markdown page to write.")
+  flags.DEFINE_bool("quick", False, "The configs' quick mode (tests).")
+
+
+def main(argv):
+  del argv
+  from tlax import train  # pylint: disable=g-import-not-at-top
+  train.quiet_orbax_logs()
+  if FLAGS.draws < 1 or FLAGS.trials < 1:
+    raise app.UsageError("--draws and --trials must be >= 1.")
+  for alg in FLAGS.algorithms:
+    if alg not in DISTRIBUTIONS:
+      raise app.UsageError(f"--algorithms: {alg!r} not in "
+                           f"{', '.join(DISTRIBUTIONS)}.")
+  domains = list(FLAGS.test_domains) or [None]
+  draws, trials = range(FLAGS.draws), range(FLAGS.trials)
+  records, failures, seconds, names = {}, [], 0.0, []
+  for dom in domains:
+    for alg in FLAGS.algorithms:
+      for d in draws:
+        for t in trials:
+          c = config_for(FLAGS.dataset, alg, dom, d, t, FLAGS.steps,
+                         FLAGS.quick)
+          name = str(c.target)
+          if name not in names:
+            names.append(name)
+          wd = os.path.join(FLAGS.root, FLAGS.dataset, name.replace("/", "_"),
+                            alg, f"draw{d}", f"trial{t}")
+          print(f"dg_search: {alg} -> {name} draw {d} trial {t}", flush=True)
+          try:
+            result = train.run_experiment(c, wd)
+          except KeyboardInterrupt:
+            raise
+          except Exception as e:  # pylint: disable=broad-except
+            logging.error("%s failed:\n%s", wd, traceback.format_exc())
+            failures.append(f"{wd}: {type(e).__name__}: {e}")
+            continue
+          last = final_record(wd)
+          records[(alg, name, d, t)] = {
+              "val": last["train_domain_val_accuracy"],
+              "test": result["test_domain_accuracy"]}
+          seconds += float(result.get("wall_time_s", 0.0))
+  command = "python -m experiments.dg_search " + " ".join(sys.argv[1:])
+  text = page(records, FLAGS.algorithms, names, draws, trials, command,
+              seconds / 60)
+  if failures:
+    text += "\nRuns that failed:\n\n" + "\n".join(f"- {f}" for f in failures)
+  if FLAGS.out:
+    with open(FLAGS.out, "w") as f:
+      f.write(text + "\n")
+  print(text)
+  return 1 if failures else 0
+
+
+if __name__ == "__main__":
+  _define_flags()
+  app.run(main)

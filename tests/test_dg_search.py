@@ -1,0 +1,111 @@
+"""DomainBed's random hyper-parameter search (experiments/dg_search.py)."""
+
+import inspect
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from experiments import dg_search
+from tlax.methods import generalization
+
+
+def test_every_algorithm_has_distributions_of_its_own_options():
+  assert set(dg_search.DISTRIBUTIONS) == set(generalization.DG_METHODS)
+  for alg, dists in dg_search.DISTRIBUTIONS.items():
+    params = inspect.signature(generalization.DG_METHODS[alg]).parameters
+    for name, (default, _) in dists.items():
+      section, option = name.split(".")
+      assert section == "method"
+      arg = "lambda_" if option == "lambda" else option
+      assert arg in params, (alg, option)
+      # Draw 0 is the factory's own default.
+      assert params[arg].default == pytest.approx(default), (alg, option)
+
+
+def test_draw_zero_is_the_defaults_and_draws_are_reproducible():
+  assert dg_search.draw_hparams("irm", 0, 2) == {
+      "optimizer.lr": 1e-3, "batch_per_domain": 64,
+      "method.lambda": 100.0, "method.anneal_steps": 500}
+  a = dg_search.draw_hparams("irm", 3, 1)
+  assert a == dg_search.draw_hparams("irm", 3, 1)
+  assert a != dg_search.draw_hparams("irm", 3, 2)  # trials draw anew
+  assert a != dg_search.draw_hparams("irm", 4, 1)
+
+
+def test_draws_follow_domainbeds_ranges():
+  lr, batch, lam, anneal = [], [], [], []
+  for d in range(1, 301):
+    h = dg_search.draw_hparams("irm", d, 0)
+    lr.append(h["optimizer.lr"])
+    batch.append(h["batch_per_domain"])
+    lam.append(h["method.lambda"])
+    anneal.append(h["method.anneal_steps"])
+  log_lr = np.log10(lr)
+  assert -4.5 <= log_lr.min() and log_lr.max() <= -2.5
+  assert log_lr.min() < -4.2 and log_lr.max() > -2.8  # the whole range
+  assert 8 <= min(batch) and max(batch) <= 512
+  assert all(isinstance(b, int) for b in batch + anneal)
+  assert -1 <= np.log10(lam).min() and np.log10(lam).max() <= 5
+  assert 1 <= min(anneal) and max(anneal) <= 10_000
+
+
+def test_bad_algorithm_and_draw_are_named():
+  with pytest.raises(ValueError, match="'irn'.*erm"):
+    dg_search.draw_hparams("irn", 1, 0)
+  with pytest.raises(ValueError, match="draw must be >= 0"):
+    dg_search.draw_hparams("erm", -1, 0)
+
+
+def test_config_for_applies_the_draw_trial_and_test_domain():
+  c = dg_search.config_for("colored_mnist", "vrex", "colored_mnist/plus90",
+                           draw=2, trial=1, steps=30)
+  h = dg_search.draw_hparams("vrex", 2, 1)
+  assert c.method.name == "vrex" and c.seed == 1 and c.steps == 30
+  assert c.target == "colored_mnist/plus90"
+  assert c.source == "colored_mnist/plus80+colored_mnist/minus90"
+  assert c.batch_size == 2 * h["batch_per_domain"]
+  assert c.optimizer.lr == h["optimizer.lr"]
+  assert c.method["lambda"] == h["method.lambda"]
+  assert c.method.anneal_steps == h["method.anneal_steps"]
+  with pytest.raises(ValueError, match="'colored_mnist/minus80'.*plus90"):
+    dg_search.config_for("colored_mnist", "erm", "colored_mnist/minus80",
+                         0, 0)
+
+
+def test_selection_rules_choose_per_trial():
+  rec = {
+      ("irm", "t", 0, 0): {"val": 90.0, "test": 10.0},
+      ("irm", "t", 1, 0): {"val": 80.0, "test": 60.0},
+      ("irm", "t", 0, 1): {"val": 70.0, "test": 20.0},
+      ("irm", "t", 1, 1): {"val": 70.0, "test": 30.0},  # tie: draw 0 wins
+  }
+  assert dg_search.select(rec, "training-domain validation") == {
+      ("irm", "t"): [10.0, 20.0]}
+  assert dg_search.select(rec, "test-domain oracle") == {
+      ("irm", "t"): [60.0, 30.0]}
+  with pytest.raises(ValueError, match="selection"):
+    dg_search.select(rec, "best")
+  lines = dg_search.table(rec, ["irm", "erm"], ["t"],
+                          "training-domain validation")
+  assert lines[2] == "| irm | 15.0 ± 7.1 (2) | 15.0 |"
+  assert lines[3] == "| erm | - | - |"
+
+
+@pytest.mark.slow
+def test_search_command_runs_and_writes_the_page(tmp_path):
+  out = tmp_path / "page.md"
+  cmd = [sys.executable, "-m", "experiments.dg_search", "--quick",
+         "--algorithms=erm,vrex", "--draws=2", "--trials=1",
+         f"--root={tmp_path / 'runs'}", f"--out={out}"]
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  subprocess.run(cmd, check=True, cwd=root, capture_output=True, timeout=600)
+  text = out.read_text()
+  assert "4 runs (2 draws x 1 trials" in text
+  assert "**oracle**" in text
+  assert "| vrex | " in text and "| erm | " in text
+  # Rerunning reads the finished runs back.
+  subprocess.run(cmd, check=True, cwd=root, capture_output=True, timeout=600)
+  assert out.read_text() == text
