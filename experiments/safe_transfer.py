@@ -126,7 +126,7 @@ def check_targets(table, targets, teacher) -> list[str]:
       if acc >= ft_acc - 3.0 and (best is None or d < best[2]):
         best = (p, acc, d)
     if best is None:
-      lines.append(f"  No method within 3 points of fine-tuning's accuracy.")
+      lines.append("  No method within 3 points of fine-tuning's accuracy.")
       continue
     ratio = best[2] / ft_dir if ft_dir else float("nan")
     met = ratio <= 0.4
