@@ -194,14 +194,16 @@ def table(records, algorithms, domains, selection: str) -> list[str]:
   return lines
 
 
-def page(records, algorithms, domains, draws, trials, command, minutes
-         ) -> str:
+def page(records, algorithms, domains, draws, trials, command, minutes,
+         device: str = "") -> str:
+  where = f" on {device}" if device else ""
   out = ["# Domain generalisation: random hyper-parameter search", "",
          "Run and tabulated with (finished runs are read back):", "",
          "```", command, "```", "",
          f"{len(records)} runs ({len(draws)} draws x {len(trials)} trials "
          "per algorithm and test domain; draw 0 = the defaults), "
-         f"{minutes:.1f} min of training wall time. Test-domain accuracy "
+         f"{minutes:.1f} min of training wall time{where}. Test-domain "
+         "accuracy "
          "(%) of the draw each rule chooses per trial, at the final step; "
          "mean ± std over trials (ddof=1; the number of trials in "
          "brackets). Distributions: `experiments/dg_search.py` "
@@ -243,7 +245,7 @@ def main(argv):
                            f"{', '.join(DISTRIBUTIONS)}.")
   domains = list(FLAGS.test_domains) or [None]
   draws, trials = range(FLAGS.draws), range(FLAGS.trials)
-  records, failures, seconds, names = {}, [], 0.0, []
+  records, failures, seconds, names, devices = {}, [], 0.0, [], set()
   for dom in domains:
     for alg in FLAGS.algorithms:
       for d in draws:
@@ -269,9 +271,11 @@ def main(argv):
               "val": last["train_domain_val_accuracy"],
               "test": result["test_domain_accuracy"]}
           seconds += float(result.get("wall_time_s", 0.0))
+          devices.add(f"{result.get('device', '?')}, jax "
+                      f"{result.get('jax_version', '?')}")
   command = "python -m experiments.dg_search " + " ".join(sys.argv[1:])
   text = page(records, FLAGS.algorithms, names, draws, trials, command,
-              seconds / 60)
+              seconds / 60, "; ".join(sorted(devices)))
   if failures:
     text += "\nRuns that failed:\n\n" + "\n".join(f"- {f}" for f in failures)
   if FLAGS.out:
