@@ -38,6 +38,8 @@ from absl import flags
 from absl import logging
 import numpy as np
 
+from experiments.configs import common
+
 # tlax option -> (default, sampler of a numpy Generator), per algorithm.
 # DomainBed's names: irm_lambda, irm_penalty_anneal_iters, vrex_lambda,
 # vrex_penalty_anneal_iters, groupdro_eta, mixup_alpha, mldg_beta,
@@ -125,10 +127,7 @@ def config_for(dataset: str, algorithm: str, test_domain: str | None,
     if name == "batch_per_domain":
       c.batch_size = int(value) * n_train
     else:
-      node, (*parents, leaf) = c, name.split(".")
-      for p in parents:
-        node = node[p]
-      node[leaf] = value
+      common.set_dotted(c, name, value)
   c.seed = int(trial)
   c.progress = False
   if steps:

@@ -98,14 +98,7 @@ def _nonfinite(out) -> bool:
 # ----------------------------------------------------------------------------
 def _config(overrides: dict):
   from tests.quick import quick_config  # pylint: disable=g-import-not-at-top
-  config = quick_config()
-  for key, value in overrides.items():
-    node = config
-    *parents, leaf = key.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return config
+  return quick_config(**overrides)
 
 
 @contextlib.contextmanager

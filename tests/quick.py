@@ -1,5 +1,6 @@
 """The quick source-only config that the trainer and fault tests share."""
 
+from experiments.configs import common
 from experiments.configs import source_only
 
 
@@ -7,9 +8,5 @@ def quick_config(**overrides):
   """``source_only.py:quick`` with dotted overrides (``optimizer.lr=0.1``)."""
   config = source_only.get_config("quick")
   for key, value in overrides.items():
-    node = config
-    *parents, leaf = key.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
+    common.set_dotted(config, key, value)
   return config

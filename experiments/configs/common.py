@@ -53,6 +53,15 @@ AUTO = {
 }
 
 
+def set_dotted(c: ml_collections.ConfigDict, dotted: str, value) -> None:
+  """``c.a.b = value`` for ``dotted = "a.b"``."""
+  *parents, leaf = dotted.split(".")
+  node = c
+  for p in parents:
+    node = node[p]
+  node[leaf] = value
+
+
 def base_config() -> ml_collections.ConfigDict:
   """All fields shared by the experiment configs."""
   c = ml_collections.ConfigDict()

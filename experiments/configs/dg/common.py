@@ -34,11 +34,7 @@ def dg_config(source: str, target: str, arg: str | None,
   c.batch_size = BATCH_SIZE
   c.method.name = "erm"
   for key, value in overrides.items():
-    node = c
-    *parents, leaf = key.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
+    common.set_dotted(c, key, value)
   items = [i.strip() for i in (arg or "").split(",") if i.strip()]
   for item in items:
     if item == "quick":
