@@ -70,6 +70,9 @@ def parse_args(argv=None):
   p.add_argument("--ks", default="1,4,16", help="numbers of runs K")
   p.add_argument("--steps", type=int, default=40, help="timed steps per run")
   p.add_argument("--steps_per_dispatch", type=int, default=20)
+  p.add_argument("--scan_unroll", type=int, default=1,
+                 help="config.scan_unroll of the scanned loop (0: the whole "
+                 "chunk unrolled)")
   p.add_argument("--rounds", type=int, default=2)
   p.add_argument("--loops", default="seq,one,scan",
                  help="the loops to time (seq, one, scan); '-' in the "
@@ -92,6 +95,7 @@ def make_config(args, seed: int):
   c.batch_size = args.batch
   c.steps = 2000  # the schedule's length, as in the digit tables
   c.progress = False
+  c.scan_unroll = args.scan_unroll
   return c
 
 

@@ -41,9 +41,11 @@ def summary(result: dict) -> dict:
 
 def _run(config, workdir):
   result = train.run_experiment(config, workdir)
-  if config.get("plots", None):
+  if config.get("plots", None) and not config.get("runner", None):
     # t-SNE/PCA of source and target features and the learning curves, as
-    # PNGs in the workdir (config.plots = "tsne" or "pca").
+    # PNGs in the workdir (config.plots = "tsne" or "pca"), for runs of the
+    # trainer; the families with their own runner (config.runner) make
+    # their own figures from the same field.
     from tlax.viz import embedding  # pylint: disable=g-import-not-at-top
     kind = config.plots if isinstance(config.plots, str) else "tsne"
     embedding.plot_run(workdir, embedding=kind)

@@ -177,12 +177,29 @@ def test_group_equals_sequential_runs(tmp_path):
 def test_scan_loop_equals_step_by_step_loop(tmp_path):
   task = _task()
   configs = [_config(**r) for r in RUNS[:2]]
-  for name, per_call in (("step", 1), ("scan", 6)):
+  for name, per_call, unroll in (("step", 1, 1), ("scan", 6, 1),
+                                 ("unrolled", 6, 0), ("unroll2", 6, 2)):
+    for c in configs:
+      c.scan_unroll = unroll
     many_runs.train_many(configs, [tmp_path / name / str(i) for i in (0, 1)],
                          tasks=[task, task], steps_per_dispatch=per_call)
   for i in (0, 1):
-    _assert_runs_match(tmp_path / "step" / str(i), tmp_path / "scan" / str(i),
-                       exact=False)
+    for name in ("scan", "unrolled", "unroll2"):
+      _assert_runs_match(tmp_path / "step" / str(i), tmp_path / name / str(i),
+                         exact=False)
+
+
+def test_scan_unroll_values():
+  c = _config()
+  assert many_runs.scan_unroll(c) == 1
+  c.scan_unroll = 0
+  assert many_runs.scan_unroll(c) is True
+  c.scan_unroll = 3
+  assert many_runs.scan_unroll(c) == 3
+  c.scan_unroll = -2
+  with pytest.raises(ValueError, match=r"scan_unroll must be an integer >= 0"
+                     r".*got -2"):
+    many_runs.scan_unroll(c)
 
 
 def _group_main(root: str, stop_after: int) -> None:

@@ -105,3 +105,32 @@ def test_standardiser_does_not_blow_up_features_constant_on_the_source():
   np.testing.assert_allclose(z, [[(1.0 - ref[:, 0].mean()) / scale.std[0], 0.0]],
                              atol=1e-6)
   assert abs(z[0, 0]) < 20
+
+
+def test_runner_cli_with_plots_draws_the_atoms(tmp_path, capsys):
+  """``python -m experiments.run`` with the default ``plots = True``: the
+  family's runner draws its atoms; the trainer's embedding plots (which
+  would load the pair as a trainer task) are not attempted."""
+  from experiments import run as run_cli  # pylint: disable=g-import-not-at-top
+  config = _config(_CLS, "sparse_coding,quick")
+  config.plots = True
+  run_cli._run(config, str(tmp_path))  # pylint: disable=protected-access
+  assert (tmp_path / "atoms.png").exists()
+  assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["k1"] >= 0
+
+
+def test_protocol_scales_by_the_labelled_examples():
+  """Features that are constant on the unlabelled source but vary on the
+  target do not change the result: scaling uses the labelled examples."""
+  rng = np.random.default_rng(0)
+  y = np.repeat(np.arange(3), 30)
+  x = rng.normal(size=(90, 4)) + 3 * np.eye(3, 4)[y]
+  source = rng.normal(size=(50, 4))
+  flat = source.copy()
+  flat[:, 3] = 0.0  # constant on the source, varies on the target
+  a = P.self_taught_accuracy(L.Raw(), source, (x, y), (x, y), ks=(2, 5),
+                             transductive=True, seed=1)
+  b = P.self_taught_accuracy(L.Raw(), flat, (x, y), (x, y), ks=(2, 5),
+                             transductive=True, seed=1)
+  assert a["accuracy"] == b["accuracy"]
+  assert a["accuracy"][5] > 80.0

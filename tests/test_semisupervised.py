@@ -190,3 +190,51 @@ def test_config_arguments():
     fixmatch.get_config("tua=0.9")
   with pytest.raises(ValueError, match="expected 'quick'"):
     fixmatch.get_config("fast")
+
+
+def test_confidence_threshold_is_a_hyper_parameter():
+  model = models.get_model("mlp", 10, hidden=(16,))
+  kw = dict(model=model, num_classes=10, total_steps=10)
+  assert semisupervised.fixmatch(**kw, tau=0.9).hparams["tau"] == 0.9
+  assert semisupervised.flexmatch(**kw, tau=0.8).hparams["tau"] == 0.8
+  assert semisupervised.pseudo_label(**kw, tau=0.7).hparams["tau"] == 0.7
+  assert "tau" not in semisupervised.freematch(**kw).hparams
+  assert "tau" not in semisupervised.softmatch(**kw).hparams
+
+
+@pytest.mark.slow
+def test_runs_differing_in_the_threshold_train_as_one_program(tmp_path):
+  """Two pseudo-labelling runs with other thresholds, trained as one vmapped
+  program, end where each run trained alone ends."""
+  from tlax.train import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
+  from tlax.train import many_runs  # pylint: disable=g-import-not-at-top
+  module = importlib.import_module(
+      "experiments.configs.semisupervised.pseudo_label")
+  configs = []
+  for tau in (0.95, 0.05):  # 0.05 < 1/C: every pseudo-label counts
+    c = module.get_config("quick")
+    c.steps = c.eval_every = c.checkpoint_every = 3
+    c.log_every = 1
+    c.method.tau = tau
+    c.method.rampup = 0.0  # the pseudo-label loss counts from the first step
+    configs.append(c)
+  alone = [train.run_experiment(c, tmp_path / "alone" / str(i))
+           for i, c in enumerate(configs)]
+  group = many_runs.train_many(
+      configs, [tmp_path / "group" / str(i) for i in range(2)])
+  masks = []
+  for i in range(2):
+    states = []
+    for kind in ("alone", "group"):
+      m = ckpt_lib.read_only_manager(str(tmp_path / kind / str(i) /
+                                         "checkpoints"))
+      states.append(ckpt_lib.restore_state_numpy(m, m.latest_step()))
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(
+        a, b, rtol=1e-5, atol=1e-6), states[0]["params"], states[1]["params"])
+    np.testing.assert_allclose(alone[i]["target_accuracy"],
+                               group[i]["target_accuracy"], atol=1.0)
+    records = [json.loads(l) for l in open(tmp_path / "group" / str(i) /
+                                           "metrics.jsonl")]
+    masks.append([r["mask_rate"] for r in records if r["type"] == "train"])
+  # The thresholds did act differently in the two runs.
+  assert masks[0] == [0.0] * 3 and masks[1] == [1.0] * 3

@@ -207,3 +207,33 @@ def test_losses_vmap():
   probs = jax.nn.softmax(logits, -1)
   out = jax.vmap(ssl_losses.pseudo_label_cross_entropy)(logits, probs)
   assert out.shape == (3, 6)
+
+
+@pytest.mark.parametrize("make", [
+    lambda tau: thresholds.fixed(tau),
+    lambda tau: thresholds.flexmatch(C, tau, memory=16)])
+def test_tau_given_as_array_equals_the_factory_value(make):
+  """A rule called with ``tau`` as a (traced, vmapped) array gives what the
+  rule built with that value gives, so runs that differ only in the
+  threshold can share one program."""
+  batches = [_probs(s) for s in range(3)]
+  taus = np.array([0.6, 0.8, 0.95], np.float32)
+  generic = make(0.5)
+  assert generic.tau == 0.5
+  vmapped = jax.jit(jax.vmap(generic.apply, in_axes=(0, None, 0)))
+  states = jax.vmap(lambda _: generic.init())(taus)
+  singles = [(make(float(t)), make(float(t)).init()) for t in taus]
+  for p in batches:
+    w, _, states, info = vmapped(states, jnp.asarray(p), jnp.asarray(taus))
+    for r, (rule, state) in enumerate(singles):
+      w_r, _, state, info_r = jax.jit(rule.apply)(state, jnp.asarray(p))
+      singles[r] = (rule, state)
+      np.testing.assert_array_equal(w[r], w_r)
+      np.testing.assert_array_equal(info["threshold"][r], info_r["threshold"])
+  # The thresholds differ between the runs (the test can fail).
+  assert len({float(np.mean(t)) for t in info["threshold"]}) == 3
+
+
+def test_rules_without_a_threshold_have_no_tau():
+  assert thresholds.freematch(C).tau is None
+  assert thresholds.softmatch(C).tau is None

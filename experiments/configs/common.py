@@ -120,6 +120,10 @@ def base_config() -> ml_collections.ConfigDict:
   # Training steps per call of the jitted program (jax.lax.scan, the batches
   # gathered on the device; tlax.train.many_runs); 1: the step-by-step loop.
   c.steps_per_dispatch = 1
+  # unroll of that scan: 1 (a loop), n copies of the step per iteration, or
+  # 0 (straight-line code: on the CPU, where XLA runs convolutions inside
+  # loops slowly).
+  c.scan_unroll = 1
 
   # Devices (tlax.train.devices): "none" (one device), "auto" (= "sharded"),
   # "sharded" (jit over a mesh) or "pmap"; num_devices 0: all local ones.

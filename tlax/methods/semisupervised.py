@@ -248,7 +248,7 @@ def pseudo_label(model, num_classes, *, total_steps, tau: float = 0.95,
 
   Args:
     model, num_classes, total_steps: as :func:`supervised`.
-    tau: confidence threshold in (0, 1).
+    tau: confidence threshold in (0, 1) (swept hparam ``tau``).
     lambda_u: the unlabelled-loss weight (swept hparam ``lambda_u``).
     rampup: fraction of the run over which the weight ramps up.
     ema_decay, flip, pad: as :func:`supervised`.
@@ -269,7 +269,7 @@ def pseudo_label(model, num_classes, *, total_steps, tau: float = 0.95,
         [weak(keys[-2], batch["xt"])])
     logits_u = logits[_num_labelled(parts):]
     probs = jax.nn.softmax(jax.lax.stop_gradient(logits_u), -1)
-    weights, probs, _, info = rule.apply({}, probs)
+    weights, probs, _, info = rule.apply({}, probs, hparams["tau"])
     unsup = jnp.mean(ssl_losses.pseudo_label_cross_entropy(logits_u, probs,
                                                            weights))
     ramp = _rampup(step, total_steps, rampup)
@@ -280,7 +280,8 @@ def pseudo_label(model, num_classes, *, total_steps, tau: float = 0.95,
                "threshold": jnp.mean(info["threshold"])}
     return value, (metrics, state)
   return contract.Method(init=init, loss=loss, predict=predict,
-                         features=features, hparams={"lambda_u": lambda_u},
+                         features=features,
+                         hparams={"lambda_u": lambda_u, "tau": rule.tau},
                          name="pseudo_label")
 
 
@@ -360,7 +361,7 @@ def fixmatch(model, num_classes, *, total_steps, threshold: str = "fixed",
     threshold: ``"fixed"`` (FixMatch), ``"flexmatch"``, ``"freematch"``
       or ``"softmatch"`` (:mod:`tlax.methods.thresholds`).
     tau: the confidence threshold in (0, 1) (fixed, and FlexMatch's upper
-      threshold).
+      threshold; swept hparam ``tau`` of those two rules).
     lambda_u: the unlabelled-loss weight (swept hparam ``lambda_u``).
     lambda_: the alignment weight (swept hparam ``lambda``), with ``align``.
     align: ``"none"``, ``"mmd"`` (DAN's multi-kernel MMD) or ``"coral"``
@@ -421,8 +422,9 @@ def fixmatch(model, num_classes, *, total_steps, threshold: str = "fixed",
     logits_w = logits[n_lab:n_lab + n_u]
     logits_s = logits[n_lab + n_u:]
     probs_w = jax.nn.softmax(jax.lax.stop_gradient(logits_w), -1)
-    weights, probs_w, rule_state, info = rule.apply(state["threshold"],
-                                                    probs_w)
+    weights, probs_w, rule_state, info = rule.apply(
+        state["threshold"], probs_w,
+        *([hparams["tau"]] if rule.tau is not None else []))
     unsup = jnp.mean(ssl_losses.pseudo_label_cross_entropy(
         logits_s, probs_w, weights))
     value = sup + hparams["lambda_u"] * unsup
@@ -449,7 +451,8 @@ def fixmatch(model, num_classes, *, total_steps, threshold: str = "fixed",
 
   return contract.Method(
       init=init, loss=loss, predict=predict, features=features,
-      hparams={"lambda_u": lambda_u, "lambda": lambda_},
+      hparams={"lambda_u": lambda_u, "lambda": lambda_,
+               **({"tau": rule.tau} if rule.tau is not None else {})},
       name=threshold if threshold != "fixed" else "fixmatch")
 
 

@@ -15,6 +15,13 @@ alignment changes them, the others return them unchanged); ``info`` holds
 ``threshold`` ((C,) per-class thresholds, or the Gaussian's mean for
 SoftMatch) for logging.
 
+The rules with a confidence threshold (:func:`fixed`, :func:`flexmatch`;
+``rule.tau`` is its value) also take it as an array,
+``rule.apply(state, probs, tau)``, so that runs differing only in the
+threshold can be trained as one vmapped program (the methods of
+:mod:`tlax.methods.semisupervised` keep it in their ``hparams``); without
+it the factory's value is used.
+
 Rules:
   * :func:`fixed` -- FixMatch: :math:`w_i = 1[\max_c q_{ic} \ge \tau]`.
   * :func:`flexmatch` -- per-class curriculum thresholds from the learning
@@ -34,11 +41,13 @@ Array = jax.Array
 
 
 class ThresholdRule(NamedTuple):
-  """``init() -> state``; ``apply(state, probs) -> (weights, probs, state,
-  info)`` (see the module docstring)."""
+  """``init() -> state``; ``apply(state, probs[, tau]) -> (weights, probs,
+  state, info)`` (see the module docstring). ``tau``: the factory's
+  confidence threshold, None for the rules without one."""
   init: Callable[[], Any]
   apply: Callable[..., Any]
   name: str = ""
+  tau: float | None = None
 
 
 def _check_tau(tau: float, name: str = "tau") -> float:
@@ -76,12 +85,13 @@ def fixed(tau: float = 0.95) -> ThresholdRule:
   def init():
     return {}
 
-  def apply(state, probs):
+  def apply(state, probs, tau_value=None):
+    t = tau if tau_value is None else tau_value
     conf = jnp.max(probs, axis=-1)
-    weights = (conf >= tau).astype(jnp.float32)
+    weights = (conf >= t).astype(jnp.float32)
     return weights, probs, state, {
-        "threshold": jnp.full((probs.shape[-1],), tau, jnp.float32)}
-  return ThresholdRule(init, apply, "fixed")
+        "threshold": jnp.full((probs.shape[-1],), t, jnp.float32)}
+  return ThresholdRule(init, apply, "fixed", tau)
 
 
 def flexmatch(num_classes: int, tau: float = 0.95, memory: int = 2048,
@@ -130,7 +140,7 @@ def flexmatch(num_classes: int, tau: float = 0.95, memory: int = 2048,
     raise ValueError(f"flexmatch mapping must be 'convex' or 'linear', got "
                      f"{mapping!r}.")
 
-  def thresholds(state):
+  def thresholds(state, tau):
     mem = state["memory"]
     counts = jnp.sum(mem[:, None] == jnp.arange(num_classes)[None, :], 0)
     counts = counts.astype(jnp.float32)
@@ -146,18 +156,19 @@ def flexmatch(num_classes: int, tau: float = 0.95, memory: int = 2048,
     return {"memory": jnp.full((memory,), -1, jnp.int32),
             "pos": jnp.zeros((), jnp.int32)}
 
-  def apply(state, probs):
+  def apply(state, probs, tau_value=None):
+    t = tau if tau_value is None else tau_value
     conf = jnp.max(probs, axis=-1)
     pred = jnp.argmax(probs, axis=-1).astype(jnp.int32)
-    thr = thresholds(state)
+    thr = thresholds(state, t)
     weights = (conf >= thr[pred]).astype(jnp.float32)
     n = probs.shape[0]
     slots = (state["pos"] + jnp.arange(n, dtype=jnp.int32)) % memory
-    entries = jnp.where(conf > tau, pred, -1)
+    entries = jnp.where(conf > t, pred, -1)
     new_state = {"memory": state["memory"].at[slots].set(entries),
                  "pos": (state["pos"] + n) % memory}
     return weights, probs, new_state, {"threshold": thr}
-  return ThresholdRule(init, apply, "flexmatch")
+  return ThresholdRule(init, apply, "flexmatch", tau)
 
 
 def freematch(num_classes: int, momentum: float = 0.999) -> ThresholdRule:

@@ -204,15 +204,37 @@ def chunk_indices(batches_list, maps, start: int, num_steps: int) -> dict:
 # ----------------------------------------------------------------------------
 # The program
 # ----------------------------------------------------------------------------
+def scan_unroll(config) -> int | bool:
+  """``config.scan_unroll`` checked: the ``unroll`` of the scanned steps.
+
+  1 (the default) compiles one step inside a loop; ``n > 1`` copies of the
+  step per loop iteration; 0 (or ``True``) the whole chunk of
+  ``steps_per_dispatch`` steps as straight-line code. XLA:CPU runs
+  convolutions inside a loop many times slower than outside one
+  (docs/many_runs.md), so on the CPU convolutional models want 0; compile
+  time grows with the copies, so accelerators, which run loops at full
+  speed, keep 1.
+  """
+  value = config.get("scan_unroll", 1)
+  if value is True or (not isinstance(value, bool) and value == 0):
+    return True
+  if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    raise ValueError(f"scan_unroll must be an integer >= 0 (0: the whole "
+                     f"chunk unrolled), got {value!r}.")
+  return value
+
+
 def make_chunk_fn(method, config, params, *, vary_weight_decay: bool):
   """``chunk(states, weight_decay, idx, pools) -> (states, metrics)``, jitted.
 
   ``states``: K stacked train states (donated); ``weight_decay``: (K,)
   float32; ``idx``: ``{key: (S, K, batch)}`` pool rows; the result's
   ``metrics`` are ``{name: (S, K)}``. The S steps run under
-  ``jax.lax.scan`` (S = 1: one step, no loop), each a ``jax.vmap`` of
+  ``jax.lax.scan`` (S = 1: one step, no loop; ``config.scan_unroll``: its
+  ``unroll``, :func:`scan_unroll`), each a ``jax.vmap`` of
   :func:`tlax.train.train_step` over the runs.
   """
+  unroll = scan_unroll(config)
   schedule = make_schedule(config)
   tx = make_optimizer(config, params)
 
@@ -229,7 +251,7 @@ def make_chunk_fn(method, config, params, *, vary_weight_decay: bool):
     if jax.tree.leaves(idx)[0].shape[0] == 1:  # one step: no loop
       states, metrics = body(states, jax.tree.map(lambda x: x[0], idx))
       return states, jax.tree.map(lambda x: x[None], metrics)
-    return jax.lax.scan(body, states, idx)
+    return jax.lax.scan(body, states, idx, unroll=unroll)
 
   return jax.jit(chunk, donate_argnums=0,
                  compiler_options=compiler_options())
@@ -424,6 +446,7 @@ def _train_group(runs: list[_Run], group_dir: str,
     raise ValueError(f"steps_per_dispatch must be a positive integer, got "
                      f"{steps_per_dispatch!r}.")
   steps_per_dispatch = int(steps_per_dispatch)
+  scan_unroll(config)  # refused before any training
 
   states = []
   for run in runs:

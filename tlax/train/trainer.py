@@ -81,7 +81,7 @@ REQUIRED_FIELDS = ("model.name", "steps", "batch_size", "optimizer.name",
 # values it resolves to are.
 NON_RESULT_FIELDS = ("progress", "stop_after_step", "data_dir", "auto",
                      "plots", "validators", "checkpoint_every", "distributed",
-                     "distributed_args", "steps_per_dispatch")
+                     "distributed_args", "steps_per_dispatch", "scan_unroll")
 MODEL_BY_KIND = {"features": "mlp", "image": "lenet"}
 # Config keys added after runs were made, each with the value that does what
 # runs made before the key existed did. A workdir whose config lacks one of
