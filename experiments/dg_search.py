@@ -117,6 +117,9 @@ def config_for(dataset: str, algorithm: str, test_domain: str | None,
   c = module.get_config(algorithm + (",quick" if quick else ""))
   if test_domain:
     domains = list(getattr(module, "DOMAINS"))
+    short = [d for d in domains if d.rsplit("/", 1)[-1] == test_domain]
+    if test_domain not in domains and len(short) == 1:
+      test_domain = short[0]  # "plus90" for "colored_mnist/plus90"
     if test_domain not in domains:
       raise ValueError(f"--test_domains: {test_domain!r} is not a domain of "
                        f"{dataset} ({', '.join(domains)}).")

@@ -73,6 +73,10 @@ def test_config_for_applies_the_draw_trial_and_test_domain():
   with pytest.raises(ValueError, match="'colored_mnist/minus80'.*plus90"):
     dg_search.config_for("colored_mnist", "erm", "colored_mnist/minus80",
                          0, 0)
+  # A domain's own name, without its collection, is enough.
+  short = dg_search.config_for("colored_mnist", "vrex", "plus90", draw=2,
+                               trial=1, steps=30)
+  assert (short.source, short.target) == (c.source, c.target)
 
 
 def test_selection_rules_choose_per_trial():

@@ -592,7 +592,8 @@ class DenoisingAutoencoder(_Learner):
 
   ``transform`` gives the ReLU code of the clean input, ``relu(x W1 + b1)``.
   Inputs are standardised by the mean and standard deviation of the
-  unlabelled data (per feature).
+  unlabelled data (per feature; the deviation floored at a tenth of the
+  mean deviation, as :class:`tlax.selftaught.protocol.Standardiser`).
 
   Args:
     n_hidden: code size. noise: fraction of inputs set to zero.
@@ -617,7 +618,12 @@ class DenoisingAutoencoder(_Learner):
   def fit(self, x):
     x = self._check_fit(x)
     self.mean_ = x.mean(axis=0)
-    self.scale_ = np.maximum(x.std(axis=0), 1e-3 * max(x.std(), 1e-12))
+    # Floored at a tenth of the mean per-feature spread: an input that is
+    # (nearly) constant on the unlabelled data (MNIST's border pixels) would
+    # otherwise reach thousands on a domain where it varies (the font
+    # letters' backgrounds) and swamp every code there.
+    std = x.std(axis=0)
+    self.scale_ = np.maximum(std, max(0.1 * float(std.mean()), 1e-12))
     xs = (x - self.mean_) / self.scale_
     key = jax.random.PRNGKey(self.seed)
     k_init, k_train = jax.random.split(key)
