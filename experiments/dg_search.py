@@ -38,6 +38,7 @@ from absl import flags
 from absl import logging
 import numpy as np
 
+from experiments import pages
 from experiments.configs import common
 
 # tlax option -> (default, sampler of a numpy Generator), per algorithm.
@@ -278,13 +279,7 @@ def main(argv):
   command = "python -m experiments.dg_search " + " ".join(sys.argv[1:])
   text = page(records, FLAGS.algorithms, names, draws, trials, command,
               seconds / 60, "; ".join(sorted(devices)))
-  if failures:
-    text += "\nRuns that failed:\n\n" + "\n".join(f"- {f}" for f in failures)
-  if FLAGS.out:
-    with open(FLAGS.out, "w") as f:
-      f.write(text + "\n")
-  print(text)
-  return 1 if failures else 0
+  return pages.finish(text, failures, FLAGS.out)
 
 
 if __name__ == "__main__":

@@ -444,27 +444,22 @@ def _cases() -> list[Case]:
            "a finished workdir rerun with another method", rerun_other_method,
            ["method.name"], lost=result_lost))
 
-  def truncated_result(tmp):
-    wd = _finished(tmp)
-    text = (wd / "result.json").read_text()
-    (wd / "result.json").write_text(text[: len(text) // 2])
-    return _run(workdir=wd)(tmp)
-  add(Case("result.json truncated", "experiments.run workdir",
-           "a result.json cut short", truncated_result, ["result.json"]))
-
-  def list_result(tmp):
-    wd = _finished(tmp)
-    (wd / "result.json").write_text("[1, 2, 3]")
-    return _run(workdir=wd)(tmp)
-  add(Case("result.json a list", "experiments.run workdir",
-           "a result.json holding a list", list_result, ["result.json"]))
-
-  def empty_result(tmp):
-    wd = _finished(tmp)
-    (wd / "result.json").write_text("")
-    return _run(workdir=wd)(tmp)
-  add(Case("result.json empty", "experiments.run workdir",
-           "an empty result.json", empty_result, ["result.json"]))
+  def damaged_result(contents):
+    """A finished run whose result.json is replaced by ``contents(text)``."""
+    def case(tmp):
+      wd = _finished(tmp)
+      text = (wd / "result.json").read_text()
+      (wd / "result.json").write_text(contents(text))
+      return _run(workdir=wd)(tmp)
+    return case
+  for name, what, contents in (
+      ("result.json truncated", "a result.json cut short",
+       lambda text: text[: len(text) // 2]),
+      ("result.json a list", "a result.json holding a list",
+       lambda text: "[1, 2, 3]"),
+      ("result.json empty", "an empty result.json", lambda text: "")):
+    add(Case(name, "experiments.run workdir", what, damaged_result(contents),
+             ["result.json"]))
 
   def no_config_result(tmp):
     wd = _finished(tmp)

@@ -27,6 +27,7 @@ from absl import flags
 from absl import logging
 import numpy as np
 
+from experiments import pages
 from experiments.configs.safe import transfer as safe_config
 
 TARGETS = {"usps": "mnist_usps/usps", "mnist": "mnist_usps/mnist",
@@ -377,13 +378,7 @@ def main(argv):
   command = "python -m experiments.safe_transfer " + " ".join(sys.argv[1:])
   text = page(table, targets, [str(s) for s in seeds], teacher, checks,
               _PLOT.value, command, _LABELS.value)
-  if failures:
-    text += "\nRuns that failed:\n\n" + "\n".join(f"- {f}" for f in failures)
-  if _OUT.value:
-    with open(_OUT.value, "w") as f:
-      f.write(text + "\n")
-  print(text)
-  return 1 if failures else 0
+  return pages.finish(text, failures, _OUT.value)
 
 
 if __name__ == "__main__":
