@@ -78,7 +78,8 @@ def run_label_spreading(config, workdir) -> dict:
       "target_mean_class_accuracy": metrics["mean_class_accuracy"],
       "per_class_accuracy": metrics["per_class_accuracy"],
       "num_target_test": metrics["num_examples"],
-      "wall_time_s": time.time() - t0, "config": config_dict,
+      "wall_time_s": time.time() - t0,
+      "device": "cpu (scikit-learn)", "config": config_dict,
   }
   write_atomic(path, json.dumps(result, indent=2) + "\n")
   return result
