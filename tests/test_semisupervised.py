@@ -144,6 +144,16 @@ def test_bad_method_options():
     semisupervised.fixmatch(**kw, align="mmmd")
   with pytest.raises(ValueError, match="ema_decay"):
     semisupervised.supervised(**kw, ema_decay=1.0)
+  with pytest.raises(ValueError, match=r"align_rampup must lie in \[0, 1\].*1.5"):
+    semisupervised.mmd_align(**kw, align_rampup=1.5)
+
+
+def test_alignment_weight_ramps_up():
+  ramp = semisupervised._align_ramp  # pylint: disable=protected-access
+  values = [float(ramp(jnp.int32(s), 100, 0.2)) for s in (0, 10, 20, 50)]
+  np.testing.assert_allclose(values, [np.exp(-5.0), np.exp(-1.25), 1.0, 1.0],
+                             rtol=1e-6)
+  assert ramp(jnp.int32(0), 100, 0.0) == 1.0
 
 
 _CONFIGS = ["supervised", "fully_supervised", "label_spreading",

@@ -1,7 +1,8 @@
 r"""Semi-supervised domain adaptation: fixmatch_mmd.
 
 Semi-supervised DA: FixMatch plus DAN's MK-MMD between source and target
-embeddings (lambda = 1), against each part alone (ssda_fixmatch, ssda_mmd).
+embeddings (lambda = 1, ramped up over the first fifth of the run), against
+each part alone (ssda_fixmatch, ssda_mmd).
 
 Settings: experiments/configs/semisupervised/base.py.
 
@@ -22,4 +23,5 @@ from experiments.configs.semisupervised import base
 
 def get_config(arg=None):
   """``arg``: ``quick``, ``labels=<k>``, ... (see ``base.apply_arg``)."""
-  return base.ssda_config('fixmatch_mmd', arg, tau=0.95, lambda_u=1.0)
+  return base.ssda_config('fixmatch_mmd', arg, tau=0.95, lambda_u=1.0,
+                          align_rampup=0.2)

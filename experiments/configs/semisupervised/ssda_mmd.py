@@ -1,7 +1,8 @@
 r"""Semi-supervised domain adaptation: mmd_align.
 
 Semi-supervised DA, alignment only: labelled source and few labelled target
-examples plus DAN's MK-MMD (lambda = 1) between source and target embeddings.
+examples plus DAN's MK-MMD (lambda = 1, ramped up over the first fifth of
+the run) between source and target embeddings.
 
 Settings: experiments/configs/semisupervised/base.py.
 
@@ -22,4 +23,4 @@ from experiments.configs.semisupervised import base
 
 def get_config(arg=None):
   """``arg``: ``quick``, ``labels=<k>``, ... (see ``base.apply_arg``)."""
-  return base.ssda_config('mmd_align', arg)
+  return base.ssda_config('mmd_align', arg, align_rampup=0.2)
