@@ -587,13 +587,20 @@ def _train_denoising(params, x, key, noise, lr, *, steps, batch_size):
   return params, losses
 
 
+def floored_std(x: np.ndarray) -> np.ndarray:
+  """Per-feature standard deviation of ``x`` (rows are examples), floored
+  at a tenth of its mean over the features."""
+  std = x.std(axis=0)
+  return np.maximum(std, max(0.1 * float(std.mean()), 1e-12))
+
+
 class DenoisingAutoencoder(_Learner):
   """Denoising autoencoder with masking noise (ReLU code, linear decoder).
 
   ``transform`` gives the ReLU code of the clean input, ``relu(x W1 + b1)``.
   Inputs are standardised by the mean and standard deviation of the
   unlabelled data (per feature; the deviation floored at a tenth of the
-  mean deviation, as :class:`tlax.selftaught.protocol.Standardiser`).
+  mean deviation, :func:`floored_std`, as the protocol's scaling).
 
   Args:
     n_hidden: code size. noise: fraction of inputs set to zero.
@@ -618,12 +625,10 @@ class DenoisingAutoencoder(_Learner):
   def fit(self, x):
     x = self._check_fit(x)
     self.mean_ = x.mean(axis=0)
-    # Floored at a tenth of the mean per-feature spread: an input that is
-    # (nearly) constant on the unlabelled data (MNIST's border pixels) would
-    # otherwise reach thousands on a domain where it varies (the font
-    # letters' backgrounds) and swamp every code there.
-    std = x.std(axis=0)
-    self.scale_ = np.maximum(std, max(0.1 * float(std.mean()), 1e-12))
+    # An input (nearly) constant on the unlabelled data (MNIST's border
+    # pixels) would otherwise reach thousands on a domain where it varies
+    # (the font letters' backgrounds) and swamp every code there.
+    self.scale_ = floored_std(x)
     xs = (x - self.mean_) / self.scale_
     key = jax.random.PRNGKey(self.seed)
     k_init, k_train = jax.random.split(key)

@@ -99,8 +99,7 @@ class Standardiser:
 
   def __init__(self, reference: np.ndarray):
     self.mean = reference.mean(axis=0)
-    std = reference.std(axis=0)
-    self.std = np.maximum(std, max(0.1 * float(std.mean()), 1e-12))
+    self.std = learners_lib.floored_std(reference)
 
   def __call__(self, z):
     return (z - self.mean) / self.std
