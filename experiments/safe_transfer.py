@@ -106,6 +106,10 @@ def check_targets(table, targets, teacher) -> list[str]:
   lines = []
   for t in targets:
     rows = table[t]
+    if "finetune" not in rows:
+      lines.append(f"- **{t}**: no `finetune` run to compare with (add it "
+                   "to --presets).")
+      continue
     ft_acc = _stats(rows["finetune"]["target_accuracy"])[0]
     ft_dir = _stats(rows["finetune"]["backdoor_success_rate"])[0]
     if ft_acc is None:

@@ -356,3 +356,25 @@ def test_page_checks_the_targets_on_hand_made_results():
   # delta is 11 points below: not eligible; remos: 25 / 70 = 36% at -2.5.
   assert "remos, DIR 25.0% = 36% of fine-tuning's at -2.5 points" in text
   assert "target (<= 40%) is met" in text
+
+
+def test_page_without_finetune_says_so_instead_of_failing():
+  from experiments import safe_transfer  # pylint: disable=g-import-not-at-top
+  results = {("remos", "usps", 0): {
+      "target_accuracy": 88.0, "backdoor_success_rate": 20.0,
+      "adversarial_dir": 10.0, "backdoor_clean_rate": 1.0}}
+  table = safe_transfer.collect(results, ["remos"], ["usps"], [0])
+  lines = safe_transfer.check_targets(
+      table, ["usps"], {"teacher_backdoor_success_rate": 100.0})
+  assert lines == ["- **usps**: no `finetune` run to compare with (add it "
+                   "to --presets)."]
+
+
+def test_teacher_is_pretrained_at_the_default_pretraining_size():
+  from experiments.configs import pretrain  # pylint: disable=g-import-not-at-top
+  from experiments.configs.safe import transfer as safe_config  # pylint: disable=g-import-not-at-top
+  teacher, base = safe_config.teacher_config(), pretrain.get_config()
+  assert teacher.domain_options.source.n_train == 100_000
+  assert (teacher.steps, teacher.batch_size) == (base.steps, base.batch_size)
+  assert teacher.optimizer.to_dict() == base.optimizer.to_dict()
+  assert safe_config.teacher_config(quick=True).steps == 4

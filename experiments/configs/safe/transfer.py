@@ -42,6 +42,7 @@ import ml_collections
 
 from experiments.configs import common
 from experiments.configs import finetune
+from experiments.configs import pretrain
 
 PRESETS = ("finetune", "linear_probe", "layer_transfer", "reinit_top",
            "l2sp", "output_kl", "lora", "delta", "magnitude_prune", "remos",
@@ -58,26 +59,26 @@ TARGET_OPTIONS = {
 
 def teacher_config(quick: bool = False) -> ml_collections.ConfigDict:
   """The teacher's pretraining run (its source and model are the main
-  config's ``source`` and ``model``)."""
+  config's ``source`` and ``model``): the default pretraining size of
+  ``experiments/configs/pretrain.py`` (100,000 SynDigits, 4,000 Adam steps
+  of 256, cosine schedule with 100 warm-up steps)."""
+  base = pretrain.get_config()
   c = common.base_config()
   c.stage = "pretrain"
-  c.image_size = 16
-  c.channels = 1
+  c.image_size = base.image_size
+  c.channels = base.channels
   c.domain_options = ml_collections.ConfigDict(
-      {"source": {"n_train": 20_000, "n_test": 2_000}})
-  c.source_val_fraction = 0.05
+      base.domain_options.to_dict())
+  c.source_val_fraction = base.source_val_fraction
   c.iw_validation = False
   c.method.name = "source_only"
-  c.optimizer.name = "adam"
-  c.optimizer.lr = 1e-3
-  c.optimizer.schedule = "cosine"
-  c.optimizer.weight_decay = 0.0
-  c.steps = 2000
-  c.batch_size = 64
-  c.log_every = 100
-  c.eval_every = 1000
-  c.checkpoint_every = 1000
-  c.eval_batch_size = 512
+  c.optimizer = ml_collections.ConfigDict(base.optimizer.to_dict())
+  c.steps = base.steps
+  c.batch_size = base.batch_size
+  c.log_every = base.log_every
+  c.eval_every = base.eval_every
+  c.checkpoint_every = base.checkpoint_every
+  c.eval_batch_size = base.eval_batch_size
   c.seed = 0
   if quick:
     c.domain_options = ml_collections.ConfigDict(
@@ -85,6 +86,7 @@ def teacher_config(quick: bool = False) -> ml_collections.ConfigDict:
     c.source_val_fraction = 0.1
     c.steps = 4
     c.batch_size = 16
+    c.optimizer.warmup_steps = 0
     c.log_every = c.eval_every = c.checkpoint_every = 2
     c.eval_batch_size = 64
     c.progress = False
