@@ -219,6 +219,19 @@ def page(records, algorithms, domains, draws, trials, command, minutes,
   return "\n".join(out)
 
 
+def datasets() -> list[str]:
+  """The dataset configs of ``experiments/configs/dg/`` (those with
+  ``DOMAINS``)."""
+  folder = os.path.join(os.path.dirname(__file__), "configs", "dg")
+  names = []
+  for f in sorted(os.listdir(folder)):
+    if f.endswith(".py") and not f.startswith("_") and f != "common.py":
+      module = importlib.import_module(f"experiments.configs.dg.{f[:-3]}")
+      if hasattr(module, "DOMAINS"):
+        names.append(f[:-3])
+  return names
+
+
 FLAGS = flags.FLAGS
 
 
@@ -246,6 +259,17 @@ def main(argv):
     if alg not in DISTRIBUTIONS:
       raise app.UsageError(f"--algorithms: {alg!r} not in "
                            f"{', '.join(DISTRIBUTIONS)}.")
+  try:
+    module = importlib.import_module(f"experiments.configs.dg.{FLAGS.dataset}")
+  except ModuleNotFoundError:
+    raise app.UsageError(
+        f"--dataset: {FLAGS.dataset!r} is not a config of "
+        f"experiments/configs/dg/; valid: {', '.join(datasets())}.") from None
+  valid = [d.rsplit("/", 1)[-1] for d in module.DOMAINS]
+  for dom in FLAGS.test_domains:
+    if dom not in valid and dom not in module.DOMAINS:
+      raise app.UsageError(f"--test_domains: {dom!r} is not a domain of "
+                           f"{FLAGS.dataset}; valid: {', '.join(valid)}.")
   domains = list(FLAGS.test_domains) or [None]
   draws, trials = range(FLAGS.draws), range(FLAGS.trials)
   records, failures, seconds, names, devices = {}, [], 0.0, [], set()

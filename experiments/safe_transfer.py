@@ -263,9 +263,12 @@ def page(table, targets, seeds, teacher, checks, plot, command,
          "runs are read back, so these can be stopped and rerun):", "",
          "```", RUN_COMMANDS, "```", "", "This page:", "",
          "```", command, "```", ""]
+  tc = safe_config.teacher_config()
   out += [
-      "Teacher: LeNet (conv 16, 32; fc 64, 64) pretrained on 20,000 "
-      "SynDigits (16x16 grey) for 2,000 Adam steps of 64, with a BadNets "
+      "Teacher: LeNet (conv 16, 32; fc 64, 64) pretrained on "
+      f"{tc.domain_options.source.n_train:,} SynDigits (16x16 grey) for "
+      f"{tc.steps:,} Adam steps of {tc.batch_size} (the default "
+      "pretraining size of `experiments/configs/pretrain.py`), with a BadNets "
       "backdoor (10% of the images carry a 3x3 checkerboard in the "
       "bottom-right corner and are relabelled 0); one teacher (seed 0) for "
       "every student. Its clean source test accuracy is "
@@ -342,6 +345,10 @@ def main(argv):
   for t in targets:
     if t not in TARGETS:
       raise app.UsageError(f"--targets: {t!r} not in {sorted(TARGETS)}.")
+  for p in _PRESETS.value:
+    if p not in safe_config.PRESETS:
+      raise app.UsageError(f"--presets: {p!r} not in "
+                           f"{', '.join(safe_config.PRESETS)}.")
   from tlax import train  # pylint: disable=g-import-not-at-top
   from tlax.train import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   train.quiet_orbax_logs()

@@ -113,3 +113,24 @@ def test_search_command_runs_and_writes_the_page(tmp_path):
   # Rerunning reads the finished runs back.
   subprocess.run(cmd, check=True, cwd=root, capture_output=True, timeout=600)
   assert out.read_text() == text
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--dataset=nope"], "--dataset: 'nope' is not a config of "
+     "experiments/configs/dg/; valid: colored_mnist, digits, "
+     "office_caltech10, pacs, rotated_mnist."),
+    (["--dataset=office_caltech10", "--test_domains=foo"],
+     "--test_domains: 'foo' is not a domain of office_caltech10; valid: "
+     "amazon, caltech, dslr, webcam."),
+])
+def test_bad_dataset_and_test_domain_are_named_before_any_run(
+    tmp_path, args, message):
+  cmd = [sys.executable, "-m", "experiments.dg_search", "--algorithms=erm",
+         "--draws=1", "--trials=1", f"--root={tmp_path}"] + args
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True,
+                        timeout=120)
+  assert proc.returncode != 0
+  assert message in proc.stderr
+  assert "Traceback" not in proc.stderr
+  assert not os.listdir(tmp_path)

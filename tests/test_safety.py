@@ -378,3 +378,17 @@ def test_teacher_is_pretrained_at_the_default_pretraining_size():
   assert (teacher.steps, teacher.batch_size) == (base.steps, base.batch_size)
   assert teacher.optimizer.to_dict() == base.optimizer.to_dict()
   assert safe_config.teacher_config(quick=True).steps == 4
+
+
+def test_bad_preset_is_named_before_any_run(tmp_path):
+  import os  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  proc = subprocess.run(
+      [sys.executable, "-m", "experiments.safe_transfer", "--presets=bogus",
+       f"--root={tmp_path}"], cwd=root, capture_output=True, text=True,
+      timeout=120)
+  assert proc.returncode != 0
+  assert "--presets: 'bogus' not in finetune, linear_probe" in proc.stderr
+  assert not os.listdir(tmp_path)
