@@ -178,22 +178,35 @@ def select(records: Mapping[tuple, Mapping[str, float]], selection: str
 
 
 def table(records, algorithms, domains, selection: str) -> list[str]:
+  """Markdown rows: the chosen draws' test accuracy per algorithm and
+  held-out domain, the average, and (when ERM has a result on every
+  domain) on how many held-out domains the algorithm's mean is above
+  ERM's."""
   chosen = select(records, selection)
   short = [d.split("/")[-1] for d in domains]
-  lines = ["| algorithm | " + " | ".join(short) + " | average |",
-           "|---|" + "---:|" * (len(domains) + 1)]
+  erm = [chosen.get(("erm", d)) for d in domains]
+  vs_erm = "erm" in algorithms and all(erm)
+  lines = ["| algorithm | " + " | ".join(short) + " | average |"
+           + (" above ERM |" if vs_erm else ""),
+           "|---|" + "---:|" * (len(domains) + 1 + vs_erm)]
   for alg in algorithms:
-    cells, means = [], []
-    for d in domains:
+    cells, means, above = [], [], 0
+    for d, e in zip(domains, erm):
       v = chosen.get((alg, d))
       if not v:
         cells.append("-")
         continue
       means.append(np.mean(v))
+      above += bool(vs_erm and np.mean(v) > np.mean(e))
       std = np.std(v, ddof=1) if len(v) > 1 else 0.0
       cells.append(f"{np.mean(v):.1f} ± {std:.1f} ({len(v)})")
-    avg = f"{np.mean(means):.1f}" if len(means) == len(domains) else "-"
-    lines.append(f"| {alg} | " + " | ".join(cells) + f" | {avg} |")
+    complete = len(means) == len(domains)
+    avg = f"{np.mean(means):.1f}" if complete else "-"
+    extra = ""
+    if vs_erm:
+      extra = (" - |" if alg == "erm" or not complete
+               else f" {above} of {len(domains)} |")
+    lines.append(f"| {alg} | " + " | ".join(cells) + f" | {avg} |" + extra)
   return lines
 
 

@@ -98,6 +98,22 @@ def test_selection_rules_choose_per_trial():
   assert lines[3] == "| erm | - | - |"
 
 
+def test_table_counts_held_out_domains_above_erm():
+  rec = {}
+  for dom, erm, irm in (("a", 50.0, 60.0), ("b", 70.0, 70.0),
+                        ("c", 40.0, 45.0)):
+    rec[("erm", dom, 0, 0)] = {"val": 1.0, "test": erm}
+    rec[("irm", dom, 0, 0)] = {"val": 1.0, "test": irm}
+  lines = dg_search.table(rec, ["erm", "irm", "vrex"], ["a", "b", "c"],
+                          "training-domain validation")
+  assert lines[0] == "| algorithm | a | b | c | average | above ERM |"
+  assert lines[1] == "|---|---:|---:|---:|---:|---:|"
+  assert lines[2].endswith("| 53.3 | - |")
+  # Above on a and c, equal (not above) on b.
+  assert lines[3].endswith("| 58.3 | 2 of 3 |")
+  assert lines[4] == "| vrex | - | - | - | - | - |"
+
+
 @pytest.mark.slow
 def test_search_command_runs_and_writes_the_page(tmp_path):
   out = tmp_path / "page.md"
