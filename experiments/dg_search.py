@@ -269,9 +269,6 @@ def main(argv):
   from tlax import train  # pylint: disable=g-import-not-at-top
   from experiments import few_shot  # pylint: disable=g-import-not-at-top
   train.quiet_orbax_logs()
-  # Runs whose programs have the same shapes (every trial of draw 0, the
-  # evaluation and initialisation of every run) compile once.
-  few_shot.enable_compilation_cache(FLAGS.root)
   if FLAGS.draws < 1 or FLAGS.trials < 1:
     raise app.UsageError("--draws and --trials must be >= 1.")
   for alg in FLAGS.algorithms:
@@ -290,6 +287,9 @@ def main(argv):
       raise app.UsageError(f"--test_domains: {dom!r} is not a domain of "
                            f"{FLAGS.dataset}; valid: {', '.join(valid)}.")
   domains = list(FLAGS.test_domains) or [None]
+  # Runs whose programs have the same shapes (every trial of draw 0, the
+  # evaluation and initialisation of every run) compile once.
+  few_shot.enable_compilation_cache(FLAGS.root)
   draws, trials = range(FLAGS.draws), range(FLAGS.trials)
   records, failures, seconds, names, devices = {}, [], 0.0, [], set()
   for dom in domains:
