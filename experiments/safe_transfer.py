@@ -36,14 +36,14 @@ TARGETS = {"usps": "mnist_usps/usps", "mnist": "mnist_usps/mnist",
 # student with the teacher's label space.
 SAME_LABELS_ONLY = ("output_kl",)
 _TARGETS = _SEEDS = _PRESETS = _ROOT = _OUT = _PLOT = _TEACHER = None
-_LABELS = _TABLE_ONLY = None
+_LABELS = _TABLE_ONLY = _NOTES = None
 
 
 def _define_flags():
   """The command-line flags, defined only when run as a script (the module's
   functions are imported by tests next to other scripts' flags)."""
   global _TARGETS, _SEEDS, _PRESETS, _ROOT, _OUT, _PLOT, _TEACHER, _LABELS
-  global _TABLE_ONLY
+  global _TABLE_ONLY, _NOTES
   _TARGETS = flags.DEFINE_list("targets", ["usps"], f"Of {sorted(TARGETS)}.")
   _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Student seeds.")
   _PRESETS = flags.DEFINE_list(
@@ -58,6 +58,9 @@ def _define_flags():
       "labels_per_class", 50, "Labelled target examples per class.")
   _TABLE_ONLY = flags.DEFINE_bool("table_only", False,
                                   "Run nothing; tabulate finished runs.")
+  _NOTES = flags.DEFINE_bool(
+      "notes", True, "End the page with the notes on the published runs "
+      "(docs/safe_transfer.md); --nonotes for other pages.")
 
 
 def config_for(preset: str, target: str, seed: int, root: str,
@@ -256,7 +259,7 @@ NOTEBOOK = ("{doc}`notebooks/safe_transfer`: the trigger, four methods on the "
 
 
 def page(table, targets, seeds, teacher, checks, plot, command,
-         labels_per_class: int = 50) -> str:
+         labels_per_class: int = 50, notes: str = "") -> str:
   n = len(seeds)
   out = ["# Safe transfer: defects inherited from a poisoned teacher", "",
          "Runs (with `TLAX_DATA_DIR` set to the benchmark folder; finished "
@@ -333,8 +336,8 @@ def page(table, targets, seeds, teacher, checks, plot, command,
       "  --config.target=mnist_usps/usps --config.seed=0 \\",
       "  --config.teacher_workdir=runs/safe/teacher "
       "--workdir=runs/safe/remos/usps/0", "```", "", NOTEBOOK, ""]
-  if NOTES:
-    out += ["## Notes", "", NOTES, ""]
+  if notes:
+    out += ["## Notes", "", notes, ""]
   return "\n".join(out)
 
 
@@ -388,7 +391,8 @@ def main(argv):
     pareto_plot(table, targets, _PLOT.value)
   command = "python -m experiments.safe_transfer " + " ".join(sys.argv[1:])
   text = page(table, targets, [str(s) for s in seeds], teacher, checks,
-              _PLOT.value, command, _LABELS.value)
+              _PLOT.value, command, _LABELS.value,
+              NOTES if _NOTES.value else "")
   return pages.finish(text, failures, _OUT.value)
 
 
