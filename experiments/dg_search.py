@@ -20,7 +20,8 @@ COMMAND:
     --algorithms=erm,irm,vrex --draws=5 --trials=3 --steps=300 \
     --root=runs/dg_search --out=docs/results_dg_search.md
 
-Finished runs are read back, so the command can be stopped and rerun.
+Finished runs are read back, so the command can be stopped and rerun;
+``--table_only`` tabulates the finished runs without running any.
 """
 
 from __future__ import annotations
@@ -262,11 +263,14 @@ def _define_flags():
   flags.DEFINE_string("root", "runs/dg_search", "Root of the workdirs.")
   flags.DEFINE_string("out", None, "Markdown page to write.")
   flags.DEFINE_bool("quick", False, "The configs' quick mode (tests).")
+  flags.DEFINE_bool("table_only", False, "Run nothing; tabulate the "
+                    "finished runs (a missing cell shows '-').")
 
 
 def main(argv):
   del argv
   from tlax import train  # pylint: disable=g-import-not-at-top
+  from tlax.train import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   from experiments import few_shot  # pylint: disable=g-import-not-at-top
   train.quiet_orbax_logs()
   if FLAGS.draws < 1 or FLAGS.trials < 1:
@@ -303,9 +307,17 @@ def main(argv):
             names.append(name)
           wd = os.path.join(FLAGS.root, FLAGS.dataset, name.replace("/", "_"),
                             alg, f"draw{d}", f"trial{t}")
-          print(f"dg_search: {alg} -> {name} draw {d} trial {t}", flush=True)
+          if FLAGS.table_only:
+            path = os.path.join(wd, "result.json")
+            if not os.path.exists(path):
+              continue
+            result = workdir_lib.read_result(path)
+          else:
+            print(f"dg_search: {alg} -> {name} draw {d} trial {t}",
+                  flush=True)
           try:
-            result = train.run_experiment(c, wd)
+            if not FLAGS.table_only:
+              result = train.run_experiment(c, wd)
           except KeyboardInterrupt:
             raise
           except Exception as e:  # pylint: disable=broad-except
@@ -319,6 +331,11 @@ def main(argv):
           seconds += float(result.get("wall_time_s", 0.0))
           devices.add(f"{result.get('device', '?')}, jax "
                       f"{result.get('jax_version', '?')}")
+  if FLAGS.table_only and not records:
+    print(f"dg_search: no finished run under {FLAGS.root} for these "
+          "algorithms and test domains; nothing written (run without "
+          "--table_only first).", file=sys.stderr)
+    return 1
   command = "python -m experiments.dg_search " + " ".join(sys.argv[1:])
   text = page(records, FLAGS.algorithms, names, draws, trials, command,
               seconds / 60, "; ".join(sorted(devices)))

@@ -129,6 +129,32 @@ def test_search_command_runs_and_writes_the_page(tmp_path):
   # Rerunning reads the finished runs back.
   subprocess.run(cmd, check=True, cwd=root, capture_output=True, timeout=600)
   assert out.read_text() == text
+  # --table_only runs nothing: an algorithm without runs shows "-".
+  table_out = tmp_path / "table.md"
+  subprocess.run(cmd[:3] + ["--quick", "--algorithms=erm,vrex,irm",
+                            "--draws=2", "--trials=1", "--table_only",
+                            f"--root={tmp_path / 'runs'}",
+                            f"--out={table_out}"],
+                 check=True, cwd=root, capture_output=True, timeout=600)
+  table = table_out.read_text()
+  assert "| irm | - | - |" in table
+  erm_row = [l for l in text.splitlines() if l.startswith("| erm |")]
+  assert erm_row and all(l in table for l in erm_row)
+  assert not (tmp_path / "runs" / "colored_mnist" / "colored_mnist_minus90"
+              / "irm").exists()
+
+
+def test_table_only_without_runs_writes_nothing(tmp_path):
+  out = tmp_path / "page.md"
+  cmd = [sys.executable, "-m", "experiments.dg_search", "--table_only",
+         "--algorithms=erm", "--draws=1", "--trials=1",
+         f"--root={tmp_path / 'runs'}", f"--out={out}"]
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True,
+                        timeout=120)
+  assert proc.returncode == 1
+  assert "no finished run under" in proc.stderr
+  assert not out.exists()
 
 
 @pytest.mark.parametrize("args, message", [
