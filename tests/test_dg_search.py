@@ -138,6 +138,8 @@ def test_search_command_runs_and_writes_the_page(tmp_path):
                  check=True, cwd=root, capture_output=True, timeout=600)
   table = table_out.read_text()
   assert "| irm | - | - |" in table
+  assert "Tabulated from the finished runs" in table
+  assert "Run and tabulated with" in text
   erm_row = [l for l in text.splitlines() if l.startswith("| erm |")]
   assert erm_row and all(l in table for l in erm_row)
   assert not (tmp_path / "runs" / "colored_mnist" / "colored_mnist_minus90"
