@@ -214,12 +214,14 @@ def table(records, algorithms, domains, selection: str) -> list[str]:
 
 
 def page(records, algorithms, domains, draws, trials, command, minutes,
-         device: str = "", table_only: bool = False) -> str:
+         device: str = "", table_only: bool = False,
+         dataset: str = "") -> str:
   where = f" on {device}" if device else ""
   how = ("Tabulated from the finished runs (the same command without "
          "`--table_only` runs the missing ones) with:" if table_only else
          "Run and tabulated with (finished runs are read back):")
-  out = ["# Domain generalisation: random hyper-parameter search", "",
+  title = "# Domain generalisation: random hyper-parameter search"
+  out = [title + (f" ({dataset})" if dataset else ""), "",
          how, "",
          "```", command, "```", "",
          f"{len(records)} runs ({len(draws)} draws x {len(trials)} trials "
@@ -341,7 +343,8 @@ def main(argv):
     return 1
   command = "python -m experiments.dg_search " + " ".join(sys.argv[1:])
   text = page(records, FLAGS.algorithms, names, draws, trials, command,
-              seconds / 60, "; ".join(sorted(devices)), FLAGS.table_only)
+              seconds / 60, "; ".join(sorted(devices)), FLAGS.table_only,
+              FLAGS.dataset)
   return pages.finish(text, failures, FLAGS.out)
 
 

@@ -139,6 +139,8 @@ def test_search_command_runs_and_writes_the_page(tmp_path):
   table = table_out.read_text()
   assert "| irm | - | - |" in table
   assert "Tabulated from the finished runs" in table
+  assert text.startswith("# Domain generalisation: random hyper-parameter "
+                         "search (colored_mnist)\n")
   assert "Run and tabulated with" in text
   erm_row = [l for l in text.splitlines() if l.startswith("| erm |")]
   assert erm_row and all(l in table for l in erm_row)
