@@ -11,6 +11,15 @@ import pytest
 from experiments import dg_search
 from tlax.methods import generalization
 
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _search(*args, timeout=600):
+  """``python -m experiments.dg_search *args`` from the repository root."""
+  return subprocess.run([sys.executable, "-m", "experiments.dg_search", *args],
+                        cwd=_REPO, capture_output=True, text=True,
+                        timeout=timeout)
+
 
 def test_every_algorithm_has_distributions_of_its_own_options():
   assert set(dg_search.DISTRIBUTIONS) == set(generalization.DG_METHODS)
@@ -117,25 +126,21 @@ def test_table_counts_held_out_domains_above_erm():
 @pytest.mark.slow
 def test_search_command_runs_and_writes_the_page(tmp_path):
   out = tmp_path / "page.md"
-  cmd = [sys.executable, "-m", "experiments.dg_search", "--quick",
-         "--algorithms=erm,vrex", "--draws=2", "--trials=1",
-         f"--root={tmp_path / 'runs'}", f"--out={out}"]
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  subprocess.run(cmd, check=True, cwd=root, capture_output=True, timeout=600)
+  args = ["--quick", "--algorithms=erm,vrex", "--draws=2", "--trials=1",
+          f"--root={tmp_path / 'runs'}", f"--out={out}"]
+  _search(*args).check_returncode()
   text = out.read_text()
   assert "4 runs (2 draws x 1 trials" in text
   assert "**oracle**" in text
   assert "| vrex | " in text and "| erm | " in text
   # Rerunning reads the finished runs back.
-  subprocess.run(cmd, check=True, cwd=root, capture_output=True, timeout=600)
+  _search(*args).check_returncode()
   assert out.read_text() == text
   # --table_only runs nothing: an algorithm without runs shows "-".
   table_out = tmp_path / "table.md"
-  subprocess.run(cmd[:3] + ["--quick", "--algorithms=erm,vrex,irm",
-                            "--draws=2", "--trials=1", "--table_only",
-                            f"--root={tmp_path / 'runs'}",
-                            f"--out={table_out}"],
-                 check=True, cwd=root, capture_output=True, timeout=600)
+  _search("--quick", "--algorithms=erm,vrex,irm", "--draws=2", "--trials=1",
+          "--table_only", f"--root={tmp_path / 'runs'}",
+          f"--out={table_out}").check_returncode()
   table = table_out.read_text()
   assert "| irm | - | - |" in table
   assert "Tabulated from the finished runs" in table
@@ -150,12 +155,9 @@ def test_search_command_runs_and_writes_the_page(tmp_path):
 
 def test_table_only_without_runs_writes_nothing(tmp_path):
   out = tmp_path / "page.md"
-  cmd = [sys.executable, "-m", "experiments.dg_search", "--table_only",
-         "--algorithms=erm", "--draws=1", "--trials=1",
-         f"--root={tmp_path / 'runs'}", f"--out={out}"]
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True,
-                        timeout=120)
+  proc = _search("--table_only", "--algorithms=erm", "--draws=1",
+                 "--trials=1", f"--root={tmp_path / 'runs'}", f"--out={out}",
+                 timeout=120)
   assert proc.returncode == 1
   assert "no finished run under" in proc.stderr
   assert not out.exists()
@@ -171,11 +173,8 @@ def test_table_only_without_runs_writes_nothing(tmp_path):
 ])
 def test_bad_dataset_and_test_domain_are_named_before_any_run(
     tmp_path, args, message):
-  cmd = [sys.executable, "-m", "experiments.dg_search", "--algorithms=erm",
-         "--draws=1", "--trials=1", f"--root={tmp_path}"] + args
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True,
-                        timeout=120)
+  proc = _search("--algorithms=erm", "--draws=1", "--trials=1",
+                 f"--root={tmp_path}", *args, timeout=120)
   assert proc.returncode != 0
   assert message in proc.stderr
   assert "Traceback" not in proc.stderr
