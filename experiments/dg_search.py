@@ -31,12 +31,10 @@ import importlib
 import json
 import os
 import sys
-import traceback
 from typing import Any, Callable, Mapping
 
 from absl import app
 from absl import flags
-from absl import logging
 import numpy as np
 
 from experiments import pages
@@ -118,13 +116,8 @@ def config_for(dataset: str, algorithm: str, test_domain: str | None,
   module = importlib.import_module(f"experiments.configs.dg.{dataset}")
   c = module.get_config(algorithm + (",quick" if quick else ""))
   if test_domain:
-    domains = list(getattr(module, "DOMAINS"))
-    short = [d for d in domains if d.rsplit("/", 1)[-1] == test_domain]
-    if test_domain not in domains and len(short) == 1:
-      test_domain = short[0]  # "plus90" for "colored_mnist/plus90"
-    if test_domain not in domains:
-      raise ValueError(f"--test_domains: {test_domain!r} is not a domain of "
-                       f"{dataset} ({', '.join(domains)}).")
+    domains = list(module.DOMAINS)
+    test_domain = resolve_domain(module, dataset, test_domain)
     c.source = "+".join(d for d in domains if d != test_domain)
     c.target = test_domain
   n_train = len(str(c.source).split("+"))
@@ -142,6 +135,21 @@ def config_for(dataset: str, algorithm: str, test_domain: str | None,
   # evaluation cost about a fifth of an Office-Caltech10 run.
   c.checkpoint_every = int(c.steps)
   return c
+
+
+def resolve_domain(module, dataset: str, name: str) -> str:
+  """The domain of ``module.DOMAINS`` that ``name`` names, in full or by its
+  last part ("plus90" for "colored_mnist/plus90"); ValueError naming the
+  valid ones otherwise."""
+  domains = list(module.DOMAINS)
+  if name in domains:
+    return name
+  short = [d for d in domains if d.rsplit("/", 1)[-1] == name]
+  if len(short) == 1:
+    return short[0]
+  raise ValueError(
+      f"--test_domains: {name!r} is not a domain of {dataset}; valid: "
+      f"{', '.join(d.rsplit('/', 1)[-1] for d in domains)}.")
 
 
 def final_record(workdir: str) -> dict | None:
@@ -275,8 +283,6 @@ def _define_flags():
 def main(argv):
   del argv
   from tlax import train  # pylint: disable=g-import-not-at-top
-  from tlax.train import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
-  from experiments import few_shot  # pylint: disable=g-import-not-at-top
   train.quiet_orbax_logs()
   if FLAGS.draws < 1 or FLAGS.trials < 1:
     raise app.UsageError("--draws and --trials must be >= 1.")
@@ -290,15 +296,15 @@ def main(argv):
     raise app.UsageError(
         f"--dataset: {FLAGS.dataset!r} is not a config of "
         f"experiments/configs/dg/; valid: {', '.join(datasets())}.") from None
-  valid = [d.rsplit("/", 1)[-1] for d in module.DOMAINS]
   for dom in FLAGS.test_domains:
-    if dom not in valid and dom not in module.DOMAINS:
-      raise app.UsageError(f"--test_domains: {dom!r} is not a domain of "
-                           f"{FLAGS.dataset}; valid: {', '.join(valid)}.")
+    try:
+      resolve_domain(module, FLAGS.dataset, dom)
+    except ValueError as e:
+      raise app.UsageError(str(e)) from None
   domains = list(FLAGS.test_domains) or [None]
   # Runs whose programs have the same shapes (every trial of draw 0, the
   # evaluation and initialisation of every run) compile once.
-  few_shot.enable_compilation_cache(FLAGS.root)
+  pages.enable_compilation_cache(FLAGS.root)
   draws, trials = range(FLAGS.draws), range(FLAGS.trials)
   records, failures, seconds, names, devices = {}, [], 0.0, [], set()
   for dom in domains:
@@ -312,22 +318,10 @@ def main(argv):
             names.append(name)
           wd = os.path.join(FLAGS.root, FLAGS.dataset, name.replace("/", "_"),
                             alg, f"draw{d}", f"trial{t}")
-          if FLAGS.table_only:
-            path = os.path.join(wd, "result.json")
-            if not os.path.exists(path):
-              continue
-            result = workdir_lib.read_result(path)
-          else:
-            print(f"dg_search: {alg} -> {name} draw {d} trial {t}",
-                  flush=True)
-          try:
-            if not FLAGS.table_only:
-              result = train.run_experiment(c, wd)
-          except KeyboardInterrupt:
-            raise
-          except Exception as e:  # pylint: disable=broad-except
-            logging.error("%s failed:\n%s", wd, traceback.format_exc())
-            failures.append(f"{wd}: {type(e).__name__}: {e}")
+          result = pages.run_or_read(
+              wd, lambda c=c: c, FLAGS.table_only, failures,
+              f"dg_search: {alg} -> {name} draw {d} trial {t}")
+          if result is None:
             continue
           last = final_record(wd)
           records[(alg, name, d, t)] = {
@@ -337,10 +331,8 @@ def main(argv):
           devices.add(f"{result.get('device', '?')}, jax "
                       f"{result.get('jax_version', '?')}")
   if FLAGS.table_only and not records:
-    print(f"dg_search: no finished run under {FLAGS.root} for these "
-          "algorithms and test domains; nothing written (run without "
-          "--table_only first).", file=sys.stderr)
-    return 1
+    return pages.nothing_finished("dg_search", FLAGS.root,
+                                  "algorithms and test domains")
   command = "python -m experiments.dg_search " + " ".join(sys.argv[1:])
   text = page(records, FLAGS.algorithms, names, draws, trials, command,
               seconds / 60, "; ".join(sorted(devices)), FLAGS.table_only,

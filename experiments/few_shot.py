@@ -24,7 +24,7 @@ compilation cache under ``<root>/.jax_cache`` makes runs that differ only in
 the seed or ``k`` reuse one compilation.
 
 The helpers here (:func:`run_config`, :func:`mean_std`,
-:func:`markdown_table`, :func:`enable_compilation_cache`) are shared by
+:func:`markdown_table`) are shared by
 ``experiments/layer_transfer.py`` and ``experiments/multitask.py``.
 """
 
@@ -41,25 +41,14 @@ from absl import flags
 from absl import logging
 import numpy as np
 
+from experiments import pages
+
 FLAGS = flags.FLAGS
 
 
 # --------------------------------------------------------------------------
 # Shared helpers.
 # --------------------------------------------------------------------------
-def enable_compilation_cache(root: str) -> None:
-  """A persistent XLA cache: runs with the same graph compile once."""
-  import jax  # pylint: disable=g-import-not-at-top
-  path = os.path.abspath(os.path.join(root, ".jax_cache"))
-  os.makedirs(path, exist_ok=True)
-  jax.config.update("jax_compilation_cache_dir", path)
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-  try:
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
-  except (AttributeError, KeyError):  # older/newer JAX without the option
-    pass
-
-
 def set_dotted(config, dotted: str, value) -> None:
   """``config.a.b = value`` for ``dotted = "a.b"``."""
   *parents, leaf = dotted.split(".")
@@ -235,7 +224,7 @@ def source_model_accuracy(config) -> float:
 def main(argv):
   del argv
   root = FLAGS.root
-  enable_compilation_cache(root)
+  pages.enable_compilation_cache(root)
   from tlax import train  # pylint: disable=g-import-not-at-top
   train.quiet_orbax_logs()
   shots = [int(s) for s in FLAGS.shots]

@@ -33,6 +33,7 @@ from absl import app
 from absl import flags
 
 from experiments import few_shot
+from experiments import pages
 
 FLAGS = flags.FLAGS
 
@@ -60,7 +61,7 @@ def layer_transfer_config(k: int, frozen: bool, seed: int, pretrained: str,
 def main(argv):
   del argv
   root = FLAGS.root
-  few_shot.enable_compilation_cache(root)
+  pages.enable_compilation_cache(root)
   layers = list(FLAGS.layers)
   ks = list(range(len(layers) + 1))
   seeds = [int(s) for s in FLAGS.seeds]

@@ -31,6 +31,7 @@ from absl import flags
 import ml_collections
 
 from experiments import few_shot
+from experiments import pages
 from experiments.configs import common
 
 FLAGS = flags.FLAGS
@@ -82,7 +83,7 @@ def multitask_config(source: str, target: str, k: int, shared: bool,
 def main(argv):
   del argv
   root = FLAGS.root
-  few_shot.enable_compilation_cache(root)
+  pages.enable_compilation_cache(root)
   shots = [int(s) for s in FLAGS.shots]
   seeds = [int(s) for s in FLAGS.seeds]
   sets = few_shot.parse_sets(FLAGS.set)

@@ -1,10 +1,71 @@
-"""The end of the commands that rebuild a results page from finished runs."""
+"""Shared parts of the scripts that run many runs and write a results page.
+
+:func:`enable_compilation_cache` lets runs with the same shapes compile
+once; :func:`run_or_read` runs one run, or with ``table_only`` reads its
+finished ``result.json``; :func:`nothing_finished` is the message when a
+``--table_only`` page would be empty; :func:`finish` writes the page.
+"""
 
 from __future__ import annotations
 
-from typing import Sequence
+import os
+import sys
+import traceback
+from typing import Callable, Sequence
+
+from absl import logging
 
 from tlax.train.metrics_log import write_atomic
+
+
+def enable_compilation_cache(root: str) -> None:
+  """A persistent XLA cache under ``<root>/.jax_cache``: runs with the same
+  graph compile once, also across processes."""
+  import jax  # pylint: disable=g-import-not-at-top
+  path = os.path.abspath(os.path.join(root, ".jax_cache"))
+  os.makedirs(path, exist_ok=True)
+  jax.config.update("jax_compilation_cache_dir", path)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  try:
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+  except (AttributeError, KeyError):  # a JAX without the option
+    pass
+
+
+def run_or_read(workdir: str, make_config: Callable[[], object],
+                table_only: bool, failures: list[str],
+                label: str) -> dict | None:
+  """The run's ``result.json`` content, or None.
+
+  ``table_only``: reads ``<workdir>/result.json`` if it exists (None if not)
+  and runs nothing. Otherwise prints ``label`` and runs
+  ``train.run_experiment(make_config(), workdir)`` (which resumes or reads
+  back a finished run); an exception other than an interruption is logged
+  with its traceback, appended to ``failures`` and gives None, so that one
+  failed run does not stop the others.
+  """
+  from tlax import train  # pylint: disable=g-import-not-at-top
+  from tlax.train import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  if table_only:
+    path = os.path.join(workdir, "result.json")
+    return workdir_lib.read_result(path) if os.path.exists(path) else None
+  print(label, flush=True)
+  try:
+    return train.run_experiment(make_config(), workdir)
+  except (workdir_lib.RunInterrupted, KeyboardInterrupt):
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    logging.error("%s failed:\n%s", workdir, traceback.format_exc())
+    failures.append(f"{workdir}: {type(e).__name__}: {e}")
+    return None
+
+
+def nothing_finished(script: str, root: str, what: str) -> int:
+  """Says on stderr that ``--table_only`` found no finished run; returns the
+  exit code 1."""
+  print(f"{script}: no finished run under {root} for these {what}; nothing "
+        "written (run without --table_only first).", file=sys.stderr)
+  return 1
 
 
 def finish(text: str, failures: Sequence[str], out: str | None) -> int:

@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import os
 import sys
-import traceback
 
 from absl import app
 from absl import flags
-from absl import logging
 import numpy as np
 
 from experiments import pages
@@ -357,7 +355,6 @@ def main(argv):
       raise app.UsageError(f"--presets: {p!r} not in "
                            f"{', '.join(safe_config.PRESETS)}.")
   from tlax import train  # pylint: disable=g-import-not-at-top
-  from tlax.train import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   train.quiet_orbax_logs()
   results, failures = {}, []
   for t in targets:
@@ -366,26 +363,16 @@ def main(argv):
         continue
       for s in seeds:
         wd = os.path.join(_ROOT.value, p, t, str(s))
-        path = os.path.join(wd, "result.json")
-        if _TABLE_ONLY.value:
-          if os.path.exists(path):
-            results[(p, t, s)] = workdir_lib.read_result(path)
-          continue
-        print(f"safe_transfer: {p} -> {t} seed {s}", flush=True)
-        try:
-          results[(p, t, s)] = train.run_experiment(
-              config_for(p, t, s, _ROOT.value, _TEACHER.value,
-                         _LABELS.value), wd)
-        except (workdir_lib.RunInterrupted, KeyboardInterrupt):
-          raise
-        except Exception as e:  # pylint: disable=broad-except
-          logging.error("%s failed:\n%s", wd, traceback.format_exc())
-          failures.append(f"{wd}: {type(e).__name__}: {e}")
+        result = pages.run_or_read(
+            wd, lambda p=p, t=t, s=s: config_for(
+                p, t, s, _ROOT.value, _TEACHER.value, _LABELS.value),
+            _TABLE_ONLY.value, failures,
+            f"safe_transfer: {p} -> {t} seed {s}")
+        if result is not None:
+          results[(p, t, s)] = result
   if not results:
-    print(f"safe_transfer: no finished run under {_ROOT.value} for these "
-          "targets, presets and seeds; nothing written (run without "
-          "--table_only first).", file=sys.stderr)
-    return 1
+    return pages.nothing_finished("safe_transfer", _ROOT.value,
+                                  "targets, presets and seeds")
   presets = [p for p in _PRESETS.value]
   table = collect(results, presets, targets, seeds)
   teacher = next((r for r in results.values()

@@ -1,0 +1,81 @@
+"""The shared parts of the many-run scripts (experiments/pages.py)."""
+
+import importlib
+import json
+import os
+
+import pytest
+
+from experiments import dg_search
+from experiments import pages
+
+
+def test_run_or_read_table_only_reads_and_never_runs(tmp_path):
+  def must_not_run():
+    raise AssertionError("table_only ran a config")
+
+  failures = []
+  assert pages.run_or_read(str(tmp_path / "missing"), must_not_run, True,
+                           failures, "x") is None
+  wd = tmp_path / "done"
+  wd.mkdir()
+  (wd / "result.json").write_text(json.dumps({"target_accuracy": 0.5}))
+  got = pages.run_or_read(str(wd), must_not_run, True, failures, "x")
+  assert got["target_accuracy"] == 0.5
+  assert failures == []
+
+
+def test_run_or_read_records_a_failed_run_and_goes_on(tmp_path, capsys):
+  def bad_config():
+    raise ValueError("config.steps: -1 must be >= 1")
+
+  failures = []
+  wd = str(tmp_path / "run")
+  assert pages.run_or_read(wd, bad_config, False, failures, "label 1") is None
+  assert capsys.readouterr().out.strip() == "label 1"
+  assert failures == [f"{wd}: ValueError: config.steps: -1 must be >= 1"]
+
+
+def test_run_or_read_does_not_swallow_an_interruption(tmp_path):
+  def interrupted():
+    raise KeyboardInterrupt
+
+  with pytest.raises(KeyboardInterrupt):
+    pages.run_or_read(str(tmp_path), interrupted, False, [], "x")
+
+
+def test_nothing_finished_says_where_and_fails(capsys):
+  assert pages.nothing_finished("script", "runs/x", "seeds") == 1
+  err = capsys.readouterr().err
+  assert "runs/x" in err and "--table_only" in err
+
+
+def test_finish_writes_the_page_and_lists_failures(tmp_path):
+  out = str(tmp_path / "page.md")
+  assert pages.finish("# t", [], out) == 0
+  assert open(out).read() == "# t\n"
+  assert pages.finish("# t", ["runs/a: ValueError: v"], out) == 1
+  assert "- runs/a: ValueError: v" in open(out).read()
+
+
+def test_compilation_cache_goes_under_the_root(tmp_path):
+  import jax
+  before = jax.config.jax_compilation_cache_dir
+  try:
+    pages.enable_compilation_cache(str(tmp_path))
+    assert jax.config.jax_compilation_cache_dir == os.path.join(
+        str(tmp_path), ".jax_cache")
+    assert os.path.isdir(tmp_path / ".jax_cache")
+  finally:
+    jax.config.update("jax_compilation_cache_dir", before)
+
+
+def test_resolve_domain_by_full_or_short_name():
+  module = importlib.import_module("experiments.configs.dg.colored_mnist")
+  assert dg_search.resolve_domain(module, "colored_mnist", "plus90") == (
+      "colored_mnist/plus90")
+  assert dg_search.resolve_domain(
+      module, "colored_mnist", "colored_mnist/minus90") == (
+          "colored_mnist/minus90")
+  with pytest.raises(ValueError, match="'plus70'.*plus90, plus80, minus90"):
+    dg_search.resolve_domain(module, "colored_mnist", "plus70")
