@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from tlax import data
+from tlax import losses
 from tlax import models
 from tlax import train
 from tlax.methods import contract
@@ -118,6 +119,25 @@ def test_factory_loss_runs_and_evaluates_with_the_ema(name):
   del grads
 
 
+@pytest.mark.parametrize("name,loss", [
+    ("mmd_align", lambda fs, ft: losses.mk_mmd(fs, ft, "mean:5")),
+    ("coral_align", losses.coral)])
+def test_alignment_only_methods_align_the_embeddings(name, loss):
+  # Without augmentation (pad 0, no flip) and with an MLP without dropout,
+  # the aligned features are the network's embeddings of xs and xt.
+  method, batch = _method_and_batch(semisupervised.METHODS[name], pad=0)
+  params, state = method.init(jax.random.key(0), batch)
+  _, (metrics, _) = method.loss(params, state, batch, jax.random.key(1),
+                                jnp.int32(0), {"lambda": jnp.float32(1.0)})
+  feats = contract.apply_classifier(
+      models.get_model("mlp", 10, hidden=(16,)), params, state,
+      jnp.concatenate([batch["xs"], batch["xt"]]), train=True,
+      rng=jax.random.key(2))[1]["embedding"]
+  want = loss(feats[:4], feats[4:])
+  np.testing.assert_allclose(float(metrics["align_loss"]), float(want),
+                             rtol=1e-5, atol=1e-7)
+
+
 def test_ema_update_and_threshold_state_carried():
   method, batch = _method_and_batch(semisupervised.freematch, num_ops=1)
   params, state = method.init(jax.random.key(0), batch)
@@ -146,6 +166,8 @@ def test_bad_method_options():
     semisupervised.supervised(**kw, ema_decay=1.0)
   with pytest.raises(ValueError, match=r"align_rampup must lie in \[0, 1\].*1.5"):
     semisupervised.mmd_align(**kw, align_rampup=1.5)
+  with pytest.raises(ValueError, match="Unknown align 'none'"):
+    semisupervised.mmd_align(**kw, align="none")
 
 
 def test_alignment_weight_ramps_up():
@@ -157,9 +179,9 @@ def test_alignment_weight_ramps_up():
 
 
 _CONFIGS = ["supervised", "fully_supervised", "label_spreading",
-            "pseudo_label", "mean_teacher", "ssda_supervised", "ssda_mmd"]
+            "pseudo_label", "mean_teacher", "ssda_supervised", "ssda_mmd", "ssda_coral"]
 _STRONG = ["fixmatch", "flexmatch", "freematch", "softmatch",
-           "ssda_fixmatch", "ssda_fixmatch_mmd"]
+           "ssda_fixmatch", "ssda_fixmatch_mmd", "ssda_fixmatch_coral"]
 
 
 @pytest.mark.parametrize("name", _CONFIGS + [

@@ -487,29 +487,44 @@ def fixmatch_mmd(model, num_classes, *, total_steps, lambda_: float = 1.0,
                   lambda_=lambda_, **options)._replace(name="fixmatch_mmd")
 
 
+def fixmatch_coral(model, num_classes, *, total_steps, lambda_: float = 1.0,
+                   **options):
+  """FixMatch plus Deep CORAL between source and target features
+  (semi-supervised domain adaptation; :func:`fixmatch` options)."""
+  return fixmatch(model, num_classes, total_steps=total_steps, align="coral",
+                  lambda_=lambda_, **options)._replace(name="fixmatch_coral")
+
+
 def mmd_align(model, num_classes, *, total_steps, lambda_: float = 1.0,
-              align_layer: str = "embedding", align_rampup: float = 0.2,
-              ema_decay: float = 0.99, flip: bool = False,
-              pad: int = 2) -> contract.Method:
+              align: str = "mmd", align_layer: str = "embedding",
+              align_rampup: float = 0.2, ema_decay: float = 0.99,
+              flip: bool = False, pad: int = 2) -> contract.Method:
   r"""Supervised training plus an alignment loss, without pseudo-labels.
 
-  The labelled terms of :func:`supervised` plus :math:`\lambda` times DAN's
-  multi-kernel MMD between the weak-view features of the labelled source
-  (``xs``) and the unlabelled target (``xt``): the alignment half of
-  :func:`fixmatch_mmd`.
+  The labelled terms of :func:`supervised` plus :math:`\lambda` times an
+  alignment loss (DAN's multi-kernel MMD by default) between the weak-view
+  features of the labelled source (``xs``) and the unlabelled target
+  (``xt``): the alignment half of :func:`fixmatch_mmd` (and, with
+  ``align="coral"``, of :func:`fixmatch_coral`).
 
   Args:
     model, num_classes, total_steps: as :func:`supervised`.
     lambda_: the alignment weight (swept hparam ``lambda``).
+    align: ``"mmd"`` or ``"coral"``.
     align_layer: the feature aligned.
     align_rampup: as :func:`fixmatch`.
     ema_decay, flip, pad: as :func:`supervised`.
 
+  Raises:
+    ValueError: an unknown alignment, or ``align_rampup`` outside [0, 1].
+
   References:
     Long et al., Learning transferable features with deep adaptation
-    networks, ICML 2015.
+    networks, ICML 2015; Sun & Saenko, Deep CORAL, ECCV 2016 workshops.
   """
   del num_classes
+  if align not in ALIGN_LOSSES or align == "none":
+    raise ValueError(f"Unknown align {align!r}; valid: mmd, coral.")
   _check_rampup(align_rampup)
   init, predict, features, update_state = _ema_parts(model, ema_decay)
   weak, _ = _augmenters(flip, pad)
@@ -522,14 +537,22 @@ def mmd_align(model, num_classes, *, total_steps, lambda_: float = 1.0,
     n_lab = _num_labelled(parts)
     n_src = parts[0][1].shape[0]
     f = feats[align_layer].reshape(logits.shape[0], -1)
-    align_loss = _alignment("mmd", f[:n_src], f[n_lab:])
+    align_loss = _alignment(align, f[:n_src], f[n_lab:])
     value = sup + hparams["lambda"] * _align_ramp(
         step, total_steps, align_rampup) * align_loss
     state = update_state(state, params, step)
     return value, ({"sup_loss": sup, "align_loss": align_loss}, state)
   return contract.Method(init=init, loss=loss, predict=predict,
                          features=features, hparams={"lambda": lambda_},
-                         name="mmd_align")
+                         name="mmd_align" if align == "mmd" else
+                         f"{align}_align")
+
+
+def coral_align(model, num_classes, *, total_steps, **options):
+  """Supervised training plus Deep CORAL, without pseudo-labels: the
+  alignment half of :func:`fixmatch_coral` (:func:`mmd_align` options)."""
+  return mmd_align(model, num_classes, total_steps=total_steps,
+                   align="coral", **options)
 
 
 def flexmatch(model, num_classes, *, total_steps, **options):
@@ -557,6 +580,8 @@ METHODS = {
     "fully_supervised": supervised,
     "mmd_align": mmd_align,
     "fixmatch_mmd": fixmatch_mmd,
+    "coral_align": coral_align,
+    "fixmatch_coral": fixmatch_coral,
     "pseudo_label": pseudo_label,
     "mean_teacher": mean_teacher,
     "fixmatch": fixmatch,
