@@ -108,13 +108,18 @@ def draw_hparams(algorithm: str, draw: int, trial: int) -> dict[str, Any]:
 
 def config_for(dataset: str, algorithm: str, test_domain: str | None,
                draw: int, trial: int, steps: int | None = None,
-               quick: bool = False):
+               quick: bool = False, image_size: int | None = None):
   """The run's config: the dataset's config for ``algorithm`` with the
   draw's hyper-parameters, ``seed = trial`` and, if given, another test
-  domain (the dataset's other domains train); ``quick``: the config's
-  quick mode (tests)."""
+  domain (the dataset's other domains train) and another image size;
+  ``quick``: the config's quick mode (tests)."""
   module = importlib.import_module(f"experiments.configs.dg.{dataset}")
   c = module.get_config(algorithm + (",quick" if quick else ""))
+  if image_size:
+    if not getattr(module, "IMAGES", True):
+      raise ValueError(f"--image_size: the {dataset} domains are feature "
+                       "vectors, not images.")
+    c.image_size = int(image_size)
   if test_domain:
     domains = list(module.DOMAINS)
     test_domain = resolve_domain(module, dataset, test_domain)
@@ -273,6 +278,9 @@ def _define_flags():
   flags.DEFINE_integer("draws", 5, "Hyper-parameter draws (0 = defaults).")
   flags.DEFINE_integer("trials", 3, "Trials (seeds) per draw.")
   flags.DEFINE_integer("steps", None, "Steps per run (default: the config's).")
+  flags.DEFINE_integer("image_size", None, "Image side in pixels (default: "
+                       "the config's); the runs go under "
+                       "<root>/<dataset>_<size>px.")
   flags.DEFINE_string("root", "runs/dg_search", "Root of the workdirs.")
   flags.DEFINE_string("out", None, "Markdown page to write.")
   flags.DEFINE_bool("quick", False, "The configs' quick mode (tests).")
@@ -301,6 +309,14 @@ def main(argv):
       resolve_domain(module, FLAGS.dataset, dom)
     except ValueError as e:
       raise app.UsageError(str(e)) from None
+  if FLAGS.image_size is not None:
+    if FLAGS.image_size < 4:
+      raise app.UsageError(f"--image_size: {FLAGS.image_size} must be >= 4.")
+    if not getattr(module, "IMAGES", True):
+      raise app.UsageError(f"--image_size: the {FLAGS.dataset} domains are "
+                           "feature vectors, not images.")
+  folder = FLAGS.dataset + (f"_{FLAGS.image_size}px" if FLAGS.image_size
+                            else "")
   domains = list(FLAGS.test_domains) or [None]
   # Runs whose programs have the same shapes (every trial of draw 0, the
   # evaluation and initialisation of every run) compile once.
@@ -312,11 +328,11 @@ def main(argv):
       for d in draws:
         for t in trials:
           c = config_for(FLAGS.dataset, alg, dom, d, t, FLAGS.steps,
-                         FLAGS.quick)
+                         FLAGS.quick, FLAGS.image_size)
           name = str(c.target)
           if name not in names:
             names.append(name)
-          wd = os.path.join(FLAGS.root, FLAGS.dataset, name.replace("/", "_"),
+          wd = os.path.join(FLAGS.root, folder, name.replace("/", "_"),
                             alg, f"draw{d}", f"trial{t}")
           result = pages.run_or_read(
               wd, lambda c=c: c, FLAGS.table_only, failures,

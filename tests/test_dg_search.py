@@ -86,6 +86,12 @@ def test_config_for_applies_the_draw_trial_and_test_domain():
   short = dg_search.config_for("colored_mnist", "vrex", "plus90", draw=2,
                                trial=1, steps=30)
   assert (short.source, short.target) == (c.source, c.target)
+  assert c.image_size == 16
+  small = dg_search.config_for("pacs", "erm", "sketch", 0, 0, image_size=8)
+  assert small.image_size == 8 and small.target == "pacs/sketch"
+  with pytest.raises(ValueError, match="feature vectors"):
+    dg_search.config_for("office_caltech10", "erm", None, 0, 0,
+                         image_size=16)
 
 
 def test_selection_rules_choose_per_trial():
@@ -170,6 +176,9 @@ def test_table_only_without_runs_writes_nothing(tmp_path):
     (["--dataset=office_caltech10", "--test_domains=foo"],
      "--test_domains: 'foo' is not a domain of office_caltech10; valid: "
      "amazon, caltech, dslr, webcam."),
+    (["--dataset=office_caltech10", "--image_size=16"],
+     "--image_size: the office_caltech10 domains are feature vectors"),
+    (["--image_size=2"], "--image_size: 2 must be >= 4."),
 ])
 def test_bad_dataset_and_test_domain_are_named_before_any_run(
     tmp_path, args, message):
@@ -179,3 +188,15 @@ def test_bad_dataset_and_test_domain_are_named_before_any_run(
   assert message in proc.stderr
   assert "Traceback" not in proc.stderr
   assert not os.listdir(tmp_path)
+
+
+def test_image_size_runs_go_to_their_own_folder(tmp_path):
+  out = tmp_path / "page.md"
+  _search("--quick", "--algorithms=erm", "--draws=1", "--trials=1",
+          "--image_size=8", f"--root={tmp_path / 'runs'}",
+          f"--out={out}").check_returncode()
+  run = (tmp_path / "runs" / "colored_mnist_8px" / "colored_mnist_minus90"
+         / "erm" / "draw0" / "trial0")
+  assert (run / "result.json").exists()
+  assert '"image_size": 8' in (run / "result.json").read_text()
+  assert "--image_size=8" in out.read_text()

@@ -13,6 +13,7 @@ from experiments.configs.dg import common as dg_common
 
 DOMAINS = ("office_caltech10/amazon", "office_caltech10/caltech",
            "office_caltech10/dslr", "office_caltech10/webcam")
+IMAGES = False  # 800-d SURF feature vectors: no image size applies
 
 
 def get_config(arg: str | None = None):
