@@ -116,9 +116,7 @@ def config_for(dataset: str, algorithm: str, test_domain: str | None,
   module = importlib.import_module(f"experiments.configs.dg.{dataset}")
   c = module.get_config(algorithm + (",quick" if quick else ""))
   if image_size:
-    if not getattr(module, "IMAGES", True):
-      raise ValueError(f"--image_size: the {dataset} domains are feature "
-                       "vectors, not images.")
+    check_image_size(module, dataset, image_size)
     c.image_size = int(image_size)
   if test_domain:
     domains = list(module.DOMAINS)
@@ -140,6 +138,17 @@ def config_for(dataset: str, algorithm: str, test_domain: str | None,
   # evaluation cost about a fifth of an Office-Caltech10 run.
   c.checkpoint_every = int(c.steps)
   return c
+
+
+def check_image_size(module, dataset: str, size: int) -> None:
+  """ValueError unless ``size`` (pixels) can apply to ``dataset``: at least
+  4, and a dataset of images (its config module does not set
+  ``IMAGES = False``)."""
+  if size < 4:
+    raise ValueError(f"--image_size: {size} must be >= 4.")
+  if not getattr(module, "IMAGES", True):
+    raise ValueError(f"--image_size: the {dataset} domains are feature "
+                     "vectors, not images.")
 
 
 def resolve_domain(module, dataset: str, name: str) -> str:
@@ -304,17 +313,13 @@ def main(argv):
     raise app.UsageError(
         f"--dataset: {FLAGS.dataset!r} is not a config of "
         f"experiments/configs/dg/; valid: {', '.join(datasets())}.") from None
-  for dom in FLAGS.test_domains:
-    try:
+  try:
+    for dom in FLAGS.test_domains:
       resolve_domain(module, FLAGS.dataset, dom)
-    except ValueError as e:
-      raise app.UsageError(str(e)) from None
-  if FLAGS.image_size is not None:
-    if FLAGS.image_size < 4:
-      raise app.UsageError(f"--image_size: {FLAGS.image_size} must be >= 4.")
-    if not getattr(module, "IMAGES", True):
-      raise app.UsageError(f"--image_size: the {FLAGS.dataset} domains are "
-                           "feature vectors, not images.")
+    if FLAGS.image_size is not None:
+      check_image_size(module, FLAGS.dataset, FLAGS.image_size)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from None
   folder = FLAGS.dataset + (f"_{FLAGS.image_size}px" if FLAGS.image_size
                             else "")
   domains = list(FLAGS.test_domains) or [None]

@@ -544,8 +544,7 @@ def mmd_align(model, num_classes, *, total_steps, lambda_: float = 1.0,
     return value, ({"sup_loss": sup, "align_loss": align_loss}, state)
   return contract.Method(init=init, loss=loss, predict=predict,
                          features=features, hparams={"lambda": lambda_},
-                         name="mmd_align" if align == "mmd" else
-                         f"{align}_align")
+                         name=f"{align}_align")
 
 
 def coral_align(model, num_classes, *, total_steps, **options):
