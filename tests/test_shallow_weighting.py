@@ -92,6 +92,22 @@ def test_logistic_regression_matches_sklearn():
   assert float(b) == pytest.approx(ref.intercept_[0], abs=1e-6)
 
 
+def test_logistic_regression_stops_at_the_optimum_of_a_harder_problem():
+  # Many features, nearly separable classes: Newton needs several damped
+  # steps; stopping on the Newton decrement must still reach the optimum.
+  rng = np.random.default_rng(5)
+  x = rng.normal(size=(400, 60))
+  y = (x[:, :3].sum(1) + 0.3 * rng.normal(size=400) > 0).astype(float)
+  with jax.enable_x64(True):
+    w, b = weighting.logistic_regression_fit(x, y, 10.0)
+    w3, _ = weighting.logistic_regression_fit(x, y, 10.0, n_iter=3)
+  ref = LogisticRegression(C=10.0, tol=1e-12, max_iter=10000).fit(x, y)
+  np.testing.assert_allclose(np.asarray(w), ref.coef_[0], atol=1e-6)
+  assert float(b) == pytest.approx(ref.intercept_[0], abs=1e-6)
+  # Three steps are not enough here: the loop really iterates further.
+  assert np.max(np.abs(np.asarray(w3) - ref.coef_[0])) > 1e-3
+
+
 def test_domain_classifier_weights_estimate_the_density_ratio():
   rng = np.random.default_rng(4)
   xs = rng.normal(size=(2000, 1))

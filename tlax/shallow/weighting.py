@@ -204,7 +204,13 @@ def logistic_regression_fit(x, y, C=1.0, n_iter: int = 50):
   ``min_{w, b} 0.5 |w|^2 + C sum_i log(1 + exp(-s_i (x_i w + b)))`` with
   ``s_i = 2 y_i - 1`` for ``y`` in {0, 1}; the bias is not penalised (as
   scikit-learn's ``LogisticRegression(C=C)``). Newton steps are damped by a
-  backtracking factor so the objective never increases.
+  backtracking factor so the objective never increases. The iterations stop
+  after the step whose Newton decrement ``-g . delta / 2`` is below
+  ``eps ** 0.75 * (1 + |objective|)`` (``eps`` of the input's dtype: about
+  ``2e-12`` in float64), or after ``n_iter`` steps: the step after a small
+  decrement brings the error to the dtype's rounding (Newton's method
+  converges quadratically near the optimum), so stopping there gives the
+  same solution as running all ``n_iter`` steps, usually in 5-10 of them.
 
   Returns:
     ``(w, b)``.
@@ -221,7 +227,10 @@ def logistic_regression_fit(x, y, C=1.0, n_iter: int = 50):
 
   steps = 0.5 ** jnp.arange(30, dtype=dt)
 
-  def body(_, theta):
+  tol = jnp.finfo(dt).eps ** 0.75
+
+  def body(carry):
+    i, theta, _ = carry
     f = xa @ theta
     p = jax.nn.sigmoid(-s * f)             # d/dmargin of the loss = -p
     g = reg * theta - C * xa.T @ (s * p)
@@ -229,10 +238,18 @@ def logistic_regression_fit(x, y, C=1.0, n_iter: int = 50):
     delta = -jnp.linalg.solve(h, g)
     js = jax.vmap(lambda t: objective(theta + t * delta))(steps)
     best = jnp.argmin(js)
-    return jnp.where(js[best] < objective(theta), theta + steps[best] * delta,
-                     theta)
+    j0 = objective(theta)
+    theta = jnp.where(js[best] < j0, theta + steps[best] * delta, theta)
+    converged = -0.5 * jnp.dot(g, delta) <= tol * (1.0 + jnp.abs(j0))
+    # A non-finite decrement (singular Hessian) stops too: nothing improves.
+    return i + 1, theta, converged | ~jnp.isfinite(jnp.dot(g, delta))
 
-  theta = jax.lax.fori_loop(0, n_iter, body, jnp.zeros((d + 1,), dt))
+  def cond(carry):
+    i, _, done = carry
+    return (i < n_iter) & ~done
+
+  _, theta, _ = jax.lax.while_loop(
+      cond, body, (0, jnp.zeros((d + 1,), dt), False))
   return theta[:-1], theta[-1]
 
 
