@@ -210,7 +210,7 @@ def logistic_regression_fit(x, y, C=1.0, n_iter: int = 50):
   ``2e-12`` in float64), or after ``n_iter`` steps: the step after a small
   decrement brings the error to the dtype's rounding (Newton's method
   converges quadratically near the optimum), so stopping there gives the
-  same solution as running all ``n_iter`` steps, usually in 5-10 of them.
+  same solution as running all ``n_iter`` steps.
 
   Returns:
     ``(w, b)``.
