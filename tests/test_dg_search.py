@@ -1,6 +1,7 @@
 """DomainBed's random hyper-parameter search (experiments/dg_search.py)."""
 
 import inspect
+import json
 import os
 import subprocess
 import sys
@@ -92,6 +93,22 @@ def test_config_for_applies_the_draw_trial_and_test_domain():
   with pytest.raises(ValueError, match="feature vectors"):
     dg_search.config_for("office_caltech10", "erm", None, 0, 0,
                          image_size=16)
+
+
+def test_scaled_schedules_keep_domainbeds_fraction_of_the_run():
+  h = dg_search.draw_hparams("irm", 3, 1)
+  c = dg_search.config_for("colored_mnist", "irm", None, 3, 1, steps=300,
+                           scale_schedules=True)
+  assert c.method.anneal_steps == round(h["method.anneal_steps"] * 300 / 5000)
+  assert c.method["lambda"] == h["method.lambda"]  # other draws unchanged
+  d0 = dg_search.config_for("colored_mnist", "vrex", None, 0, 0, steps=300,
+                            scale_schedules=True)
+  assert d0.method.anneal_steps == 30  # DomainBed's 500 of 5,000 steps
+  # Algorithms without a schedule are untouched.
+  erm = dg_search.config_for("colored_mnist", "erm", None, 0, 0, steps=300,
+                             scale_schedules=True)
+  assert erm.to_dict() == dg_search.config_for(
+      "colored_mnist", "erm", None, 0, 0, steps=300).to_dict()
 
 
 def test_selection_rules_choose_per_trial():
@@ -200,3 +217,13 @@ def test_image_size_runs_go_to_their_own_folder(tmp_path):
   assert (run / "result.json").exists()
   assert '"image_size": 8' in (run / "result.json").read_text()
   assert "--image_size=8" in out.read_text()
+
+
+def test_scaled_schedule_runs_go_to_their_own_folder(tmp_path):
+  _search("--quick", "--algorithms=irm", "--draws=1", "--trials=1",
+          "--steps=3", "--scale_schedules", f"--root={tmp_path}",
+          ).check_returncode()
+  run = (tmp_path / "colored_mnist_scaled" / "colored_mnist_minus90" / "irm"
+         / "draw0" / "trial0")
+  config = json.loads((run / "result.json").read_text())["config"]
+  assert config["method"]["anneal_steps"] == 0  # 500 * 3 / 5000, rounded
