@@ -32,6 +32,29 @@ def enable_compilation_cache(root: str) -> None:
     pass
 
 
+def command_line(main: Callable[[list[str]], int | None]):
+  """``main`` for ``absl.app.run`` that ends a many-run script with one line
+  instead of a traceback: an interrupted run's (``interrupted at step N;
+  run the same command to resume``, exit status ``128 + signal``), or
+  ``error: ...`` (exit status 1) when the benchmark files are missing, which
+  would fail every run the same way."""
+  def wrapped(argv):
+    from tlax.data.files import DataFileError  # pylint: disable=g-import-not-at-top
+    from tlax.train import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+    try:
+      return main(argv)
+    except workdir_lib.RunInterrupted as e:
+      print(str(e), file=sys.stderr)
+      sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+      print("interrupted; run the same command to resume", file=sys.stderr)
+      sys.exit(130)
+    except DataFileError as e:
+      print(f"error: {e}", file=sys.stderr)
+      sys.exit(1)
+  return wrapped
+
+
 def run_or_read(workdir: str, make_config: Callable[[], object],
                 table_only: bool, failures: list[str],
                 label: str) -> dict | None:
@@ -40,11 +63,14 @@ def run_or_read(workdir: str, make_config: Callable[[], object],
   ``table_only``: reads ``<workdir>/result.json`` if it exists (None if not)
   and runs nothing. Otherwise prints ``label`` and runs
   ``train.run_experiment(make_config(), workdir)`` (which resumes or reads
-  back a finished run); an exception other than an interruption is logged
-  with its traceback, appended to ``failures`` and gives None, so that one
-  failed run does not stop the others.
+  back a finished run); a failure of the run is logged (one line for the
+  errors whose message names the fix, :func:`tlax.train.workdir.run_errors`,
+  else with its traceback), appended to ``failures`` and gives None, so that
+  one failed run does not stop the others. An interruption and missing
+  benchmark files (``DataFileError``, the same for every run) propagate.
   """
   from tlax import train  # pylint: disable=g-import-not-at-top
+  from tlax.data.files import DataFileError  # pylint: disable=g-import-not-at-top
   from tlax.train import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   if table_only:
     path = os.path.join(workdir, "result.json")
@@ -52,8 +78,12 @@ def run_or_read(workdir: str, make_config: Callable[[], object],
   print(label, flush=True)
   try:
     return train.run_experiment(make_config(), workdir)
-  except (workdir_lib.RunInterrupted, KeyboardInterrupt):
+  except (workdir_lib.RunInterrupted, KeyboardInterrupt, DataFileError):
     raise
+  except workdir_lib.run_errors() as e:  # the message says it all
+    logging.error("%s failed: %s: %s", workdir, type(e).__name__, e)
+    failures.append(f"{workdir}: {type(e).__name__}: {e}")
+    return None
   except Exception as e:  # pylint: disable=broad-except
     logging.error("%s failed:\n%s", workdir, traceback.format_exc())
     failures.append(f"{workdir}: {type(e).__name__}: {e}")

@@ -558,6 +558,16 @@ def test_run_errors_are_one_line_without_traceback(tmp_path):
       f"error: --workdir {tmp_path / 'f'} is a file")
 
 
+def test_missing_benchmark_files_are_one_line_without_traceback(tmp_path):
+  done = _cli(tmp_path / "run", "--config.source=mnist_usps/mnist",
+              "--config.target=mnist_usps/usps",
+              f"--config.data_dir={tmp_path / 'nowhere'}")
+  assert done.returncode == 1
+  assert "Traceback" not in done.stderr
+  last = done.stderr.strip().splitlines()[-1]
+  assert last.startswith("error: ") and "nowhere" in last, last
+
+
 @pytest.mark.parametrize("workdir", ["", "  "])
 def test_empty_workdir_is_refused(workdir):
   with pytest.raises(train.WorkdirError, match="--workdir is empty"):

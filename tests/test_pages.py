@@ -44,6 +44,40 @@ def test_run_or_read_does_not_swallow_an_interruption(tmp_path):
     pages.run_or_read(str(tmp_path), interrupted, False, [], "x")
 
 
+def test_an_interrupted_search_ends_with_one_line_and_the_signal_status(
+    capsys):
+  from tlax.train import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+
+  def main(argv):
+    del argv
+    raise workdir_lib.RunInterrupted(11, 15)
+
+  with pytest.raises(SystemExit) as e:
+    pages.command_line(main)(["search"])
+  assert e.value.code == 143
+  assert capsys.readouterr().err == (
+      "interrupted at step 11; run the same command to resume\n")
+  assert pages.command_line(lambda argv: 0)(["search"]) == 0
+
+
+def test_missing_benchmark_files_stop_the_search_with_one_line(
+    tmp_path, monkeypatch, capsys):
+  monkeypatch.delenv("TLAX_DATA_DIR", raising=False)
+  c = dg_search.config_for("colored_mnist", "erm", None, 0, 0, steps=2,
+                           quick=True)
+  c.data_dir = str(tmp_path / "nowhere")
+
+  def main(argv):
+    del argv
+    pages.run_or_read(str(tmp_path / "run"), lambda: c, False, [], "run")
+
+  with pytest.raises(SystemExit) as e:
+    pages.command_line(main)(["search"])
+  assert e.value.code == 1
+  err = capsys.readouterr().err
+  assert err.startswith("error: ") and "nowhere" in err, err
+
+
 def test_nothing_finished_says_where_and_fails(capsys):
   assert pages.nothing_finished("script", "runs/x", "seeds") == 1
   err = capsys.readouterr().err

@@ -368,10 +368,11 @@ def run_errors() -> tuple[type[BaseException], ...]:
   path or config key and the fix (anything else keeps its traceback)."""
   # pylint: disable=g-import-not-at-top
   from tlax.data.domains import UnknownDomainError
+  from tlax.data.files import DataFileError
   from tlax.train.checkpoint import CheckpointError
   from tlax.train.finite import NonFiniteLossError
   return (RunError, ConfigMismatchError, NonFiniteLossError, CheckpointError,
-          UnknownDomainError)
+          UnknownDomainError, DataFileError)
 
 
 def _sigterm(signum, frame):
