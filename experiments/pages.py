@@ -33,25 +33,19 @@ def enable_compilation_cache(root: str) -> None:
 
 
 def command_line(main: Callable[[list[str]], int | None]):
-  """``main`` for ``absl.app.run`` that ends a many-run script with one line
-  instead of a traceback: an interrupted run's (``interrupted at step N;
-  run the same command to resume``, exit status ``128 + signal``), or
-  ``error: ...`` (exit status 1) when the benchmark files are missing, which
-  would fail every run the same way."""
+  """``main`` for ``absl.app.run`` that ends a many-run script as
+  ``python -m experiments.run`` ends (:func:`tlax.train.workdir.run_cli`):
+  one line instead of a traceback, for an interrupted run (``interrupted at
+  step N; run the same command to resume``, exit status ``128 + signal``)
+  and for missing benchmark files (``error: ...``, exit status 1), which
+  would fail every run the same way; else ``main``'s own status."""
   def wrapped(argv):
-    from tlax.data.files import DataFileError  # pylint: disable=g-import-not-at-top
     from tlax.train import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
-    try:
-      return main(argv)
-    except workdir_lib.RunInterrupted as e:
-      print(str(e), file=sys.stderr)
-      sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-      print("interrupted; run the same command to resume", file=sys.stderr)
-      sys.exit(130)
-    except DataFileError as e:
-      print(f"error: {e}", file=sys.stderr)
-      sys.exit(1)
+    status = []
+    code = workdir_lib.run_cli(lambda: status.append(main(argv)))
+    if code:
+      sys.exit(code)
+    return status[0]
   return wrapped
 
 

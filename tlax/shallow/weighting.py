@@ -240,9 +240,11 @@ def logistic_regression_fit(x, y, C=1.0, n_iter: int = 50):
     best = jnp.argmin(js)
     j0 = objective(theta)
     theta = jnp.where(js[best] < j0, theta + steps[best] * delta, theta)
-    converged = -0.5 * jnp.dot(g, delta) <= tol * (1.0 + jnp.abs(j0))
+    decrement = -0.5 * jnp.dot(g, delta)
     # A non-finite decrement (singular Hessian) stops too: nothing improves.
-    return i + 1, theta, converged | ~jnp.isfinite(jnp.dot(g, delta))
+    done = ((decrement <= tol * (1.0 + jnp.abs(j0)))
+            | ~jnp.isfinite(decrement))
+    return i + 1, theta, done
 
   def cond(carry):
     i, _, done = carry
