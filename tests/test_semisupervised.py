@@ -109,7 +109,7 @@ def test_factory_loss_runs_and_evaluates_with_the_ema(name):
   assert np.isfinite(float(value))
   assert jax.tree.structure(new_state) == jax.tree.structure(state)
   if name in ("fixmatch", "flexmatch", "freematch", "softmatch",
-              "fixmatch_mmd"):
+              "fixmatch_mmd", "fixmatch_coral", "fixmatch_lmmd"):
     assert 0.0 <= float(metrics["mask_rate"]) <= 1.0
     assert {"threshold", "threshold_min", "threshold_max"} <= set(metrics)
   # predict uses the EMA kept in the state, not the raw parameters.
@@ -136,6 +136,32 @@ def test_alignment_only_methods_align_the_embeddings(name, loss):
   want = loss(feats[:4], feats[4:])
   np.testing.assert_allclose(float(metrics["align_loss"]), float(want),
                              rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", ["lmmd_align", "fixmatch_lmmd"])
+def test_class_conditional_alignment_weights_target_classes_by_softmax(name):
+  # DSAN's class-conditional MMD between the embeddings of xs and of the
+  # weak view of xt (the identity here: pad 0, no flip), the target's
+  # classes weighted by the softmax of its logits.
+  options = {"pad": 0} if name == "lmmd_align" else {"pad": 0, "num_ops": 1}
+  method, batch = _method_and_batch(semisupervised.METHODS[name], **options)
+  params, state = method.init(jax.random.key(0), batch)
+  hparams = {k: jnp.float32(v) for k, v in method.hparams.items()}
+  _, (metrics, _) = method.loss(params, state, batch, jax.random.key(1),
+                                jnp.int32(0), hparams)
+  logits, feats = contract.apply_classifier(
+      models.get_model("mlp", 10, hidden=(16,)), params, state,
+      jnp.concatenate([batch["xs"], batch["xt"]]), train=True,
+      rng=jax.random.key(2))[:2]
+  emb = feats["embedding"]
+  want = losses.class_conditional_mmd(
+      emb[:4], emb[4:], batch["ys"], jax.nn.softmax(logits[4:], -1), 10,
+      sigmas="mean:5")
+  np.testing.assert_allclose(float(metrics["align_loss"]), float(want),
+                             rtol=1e-5, atol=1e-7)
+  # Not the marginal MMD: the class weights change the value.
+  assert abs(float(want) - float(losses.mk_mmd(emb[:4], emb[4:],
+                                               "mean:5"))) > 1e-4
 
 
 def test_ema_update_and_threshold_state_carried():
@@ -179,9 +205,11 @@ def test_alignment_weight_ramps_up():
 
 
 _CONFIGS = ["supervised", "fully_supervised", "label_spreading",
-            "pseudo_label", "mean_teacher", "ssda_supervised", "ssda_mmd", "ssda_coral"]
+            "pseudo_label", "mean_teacher", "ssda_supervised", "ssda_mmd", "ssda_coral",
+            "ssda_lmmd"]
 _STRONG = ["fixmatch", "flexmatch", "freematch", "softmatch",
-           "ssda_fixmatch", "ssda_fixmatch_mmd", "ssda_fixmatch_coral"]
+           "ssda_fixmatch", "ssda_fixmatch_mmd", "ssda_fixmatch_coral",
+           "ssda_fixmatch_lmmd"]
 
 
 @pytest.mark.parametrize("name", _CONFIGS + [

@@ -12,7 +12,8 @@ them:
   ``xtl, ytl`` a few labelled target examples
   (``config.target_labeled_per_class``) and ``xt`` the unlabelled target;
   FixMatch may add an alignment loss between source and target features
-  (``align="mmd"`` or ``"coral"``, weight ``lambda``).
+  (``align="mmd"``, ``"coral"`` or the class-conditional ``"lmmd"``,
+  weight ``lambda``).
 
 FixMatch (Sohn et al., 2020) minimises
 
@@ -57,7 +58,7 @@ from tlax.losses import semisupervised as ssl_losses
 from tlax.methods import contract
 from tlax.methods import thresholds as thr_lib
 
-ALIGN_LOSSES = ("none", "mmd", "coral")
+ALIGN_LOSSES = ("none", "mmd", "coral", "lmmd")
 
 
 # ---------------------------------------------------------------------------
@@ -199,11 +200,21 @@ def _align_ramp(step, total_steps, fraction):
   return _sigmoid_rampup(step, total_steps, fraction)
 
 
-def _alignment(align, fs, ft):
+def _alignment(align, fs, ft, labels_s, logits_t):
+  """The alignment loss between source and target features.
+
+  ``lmmd`` is DSAN's class-conditional MMD: source classes from the labels,
+  target classes from the softmax of ``logits_t`` (no gradient through it).
+  """
   if align == "mmd":
     return tlax_losses.mk_mmd(fs, ft, "mean:5")
   if align == "coral":
     return tlax_losses.coral(fs, ft)
+  if align == "lmmd":
+    probs_t = jax.nn.softmax(jax.lax.stop_gradient(logits_t), -1)
+    return tlax_losses.class_conditional_mmd(fs, ft, labels_s, probs_t,
+                                             probs_t.shape[-1],
+                                             sigmas="mean:5")
   raise ValueError(align)
 
 
@@ -379,9 +390,10 @@ def fixmatch(model, num_classes, *, total_steps, threshold: str = "fixed",
       threshold; swept hparam ``tau`` of those two rules).
     lambda_u: the unlabelled-loss weight (swept hparam ``lambda_u``).
     lambda_: the alignment weight (swept hparam ``lambda``), with ``align``.
-    align: ``"none"``, ``"mmd"`` (DAN's multi-kernel MMD) or ``"coral"``
-      between the labelled source's and the unlabelled target's weak-view
-      features.
+    align: ``"none"``, ``"mmd"`` (DAN's multi-kernel MMD), ``"coral"`` or
+      ``"lmmd"`` (DSAN's class-conditional MMD: source classes from the
+      labels, target classes from the weak view's softmax) between the
+      labelled source's and the unlabelled target's weak-view features.
     align_layer: the feature aligned (a key of the model's features).
     align_rampup: the alignment weight ramps up as
       :math:`\exp(-5(1 - t)^2)` over this fraction of the run (0: full
@@ -464,7 +476,8 @@ def fixmatch(model, num_classes, *, total_steps, threshold: str = "fixed",
     if align != "none":
       f = feats[align_layer]
       f = f.reshape(f.shape[0], -1)
-      align_loss = _alignment(align, f[:n_src], f[n_lab:n_lab + n_u])
+      align_loss = _alignment(align, f[:n_src], f[n_lab:n_lab + n_u],
+                              parts[0][1], logits_w)
       value = value + hparams["lambda"] * _align_ramp(
           step, total_steps, align_rampup) * align_loss
       metrics["align_loss"] = align_loss
@@ -495,6 +508,15 @@ def fixmatch_coral(model, num_classes, *, total_steps, lambda_: float = 1.0,
                   lambda_=lambda_, **options)._replace(name="fixmatch_coral")
 
 
+def fixmatch_lmmd(model, num_classes, *, total_steps, lambda_: float = 1.0,
+                  **options):
+  """FixMatch plus DSAN's class-conditional MMD between source and target
+  features, the target's classes weighted by its weak-view softmax
+  (semi-supervised domain adaptation; :func:`fixmatch` options)."""
+  return fixmatch(model, num_classes, total_steps=total_steps, align="lmmd",
+                  lambda_=lambda_, **options)._replace(name="fixmatch_lmmd")
+
+
 def mmd_align(model, num_classes, *, total_steps, lambda_: float = 1.0,
               align: str = "mmd", align_layer: str = "embedding",
               align_rampup: float = 0.2, ema_decay: float = 0.99,
@@ -510,7 +532,7 @@ def mmd_align(model, num_classes, *, total_steps, lambda_: float = 1.0,
   Args:
     model, num_classes, total_steps: as :func:`supervised`.
     lambda_: the alignment weight (swept hparam ``lambda``).
-    align: ``"mmd"`` or ``"coral"``.
+    align: ``"mmd"``, ``"coral"`` or ``"lmmd"`` (:func:`fixmatch`).
     align_layer: the feature aligned.
     align_rampup: as :func:`fixmatch`.
     ema_decay, flip, pad: as :func:`supervised`.
@@ -524,7 +546,7 @@ def mmd_align(model, num_classes, *, total_steps, lambda_: float = 1.0,
   """
   del num_classes
   if align not in ALIGN_LOSSES or align == "none":
-    raise ValueError(f"Unknown align {align!r}; valid: mmd, coral.")
+    raise ValueError(f"Unknown align {align!r}; valid: mmd, coral, lmmd.")
   _check_rampup(align_rampup)
   init, predict, features, update_state = _ema_parts(model, ema_decay)
   weak, _ = _augmenters(flip, pad)
@@ -537,7 +559,8 @@ def mmd_align(model, num_classes, *, total_steps, lambda_: float = 1.0,
     n_lab = _num_labelled(parts)
     n_src = parts[0][1].shape[0]
     f = feats[align_layer].reshape(logits.shape[0], -1)
-    align_loss = _alignment(align, f[:n_src], f[n_lab:])
+    align_loss = _alignment(align, f[:n_src], f[n_lab:], parts[0][1],
+                            logits[n_lab:])
     value = sup + hparams["lambda"] * _align_ramp(
         step, total_steps, align_rampup) * align_loss
     state = update_state(state, params, step)
@@ -552,6 +575,14 @@ def coral_align(model, num_classes, *, total_steps, **options):
   alignment half of :func:`fixmatch_coral` (:func:`mmd_align` options)."""
   return mmd_align(model, num_classes, total_steps=total_steps,
                    align="coral", **options)
+
+
+def lmmd_align(model, num_classes, *, total_steps, **options):
+  """Supervised training plus DSAN's class-conditional MMD, without
+  pseudo-labels: the alignment half of :func:`fixmatch_lmmd`
+  (:func:`mmd_align` options)."""
+  return mmd_align(model, num_classes, total_steps=total_steps,
+                   align="lmmd", **options)
 
 
 def flexmatch(model, num_classes, *, total_steps, **options):
@@ -581,6 +612,8 @@ METHODS = {
     "fixmatch_mmd": fixmatch_mmd,
     "coral_align": coral_align,
     "fixmatch_coral": fixmatch_coral,
+    "lmmd_align": lmmd_align,
+    "fixmatch_lmmd": fixmatch_lmmd,
     "pseudo_label": pseudo_label,
     "mean_teacher": mean_teacher,
     "fixmatch": fixmatch,
