@@ -32,7 +32,10 @@ TARGETS = {"usps": "mnist_usps/usps", "mnist": "mnist_usps/mnist",
            "letters": "fonts/letters"}
 # output_kl compares the teacher's and the student's outputs: only for a
 # student with the teacher's label space.
-SAME_LABELS_ONLY = ("output_kl",)
+SAME_LABELS_ONLY = ("output_kl", "finetune_head")
+# Plain fine-tuning, the baseline of the targets: the whole teacher, head
+# included, where the target has the teacher's classes; else a new head.
+BASELINES = ("finetune_head", "finetune")
 _TARGETS = _SEEDS = _PRESETS = _ROOT = _OUT = _PLOT = _TEACHER = None
 _LABELS = _TABLE_ONLY = _NOTES = None
 
@@ -107,23 +110,31 @@ def check_targets(table, targets, teacher) -> list[str]:
   lines = []
   for t in targets:
     rows = table[t]
-    if "finetune" not in rows:
+    base = next((b for b in BASELINES if b in rows and _stats(
+        rows[b]["target_accuracy"])[0] is not None), None)
+    if base is None:
       lines.append(f"- **{t}**: no `finetune` run to compare with (add it "
                    "to --presets).")
       continue
-    ft_acc = _stats(rows["finetune"]["target_accuracy"])[0]
-    ft_dir = _stats(rows["finetune"]["backdoor_success_rate"])[0]
-    if ft_acc is None:
-      continue
+    ft_acc = _stats(rows[base]["target_accuracy"])[0]
+    ft_dir = _stats(rows[base]["backdoor_success_rate"])[0]
     t_asr = teacher.get("teacher_backdoor_success_rate")
     kept = ft_dir / t_asr if t_asr else float("nan")
+    how = ("every teacher weight, the head too" if base == "finetune_head"
+           else "the head re-initialised")
     lines.append(
-        f"- **{t}**: plain fine-tuning keeps {ft_dir:.1f}% backdoor success "
-        f"of the teacher's {t_asr:.1f}% ({100 * kept:.0f}%): the phenomenon "
-        f"(at least half) is {'reproduced' if kept >= 0.5 else 'NOT reproduced'}.")
+        f"- **{t}**: plain fine-tuning (`{base}`: {how}) keeps {ft_dir:.1f}% "
+        f"backdoor success of the teacher's {t_asr:.1f}% "
+        f"({100 * kept:.0f}%): the phenomenon (at least half) is "
+        f"{'reproduced' if kept >= 0.5 else 'NOT reproduced'}.")
+    other = _stats(rows["finetune"]["backdoor_success_rate"])[0] if (
+        base != "finetune" and "finetune" in rows) else None
+    if other is not None:
+      lines.append(f"  With the head re-initialised (`finetune`) it keeps "
+                   f"{other:.1f}%.")
     best = None
     for p, r in rows.items():
-      if p in ("finetune", "scratch"):
+      if p in BASELINES or p == "scratch":
         continue
       acc, d = _stats(r["target_accuracy"])[0], _stats(
           r["backdoor_success_rate"])[0]
@@ -132,7 +143,7 @@ def check_targets(table, targets, teacher) -> list[str]:
       if acc >= ft_acc - 3.0 and (best is None or d < best[2]):
         best = (p, acc, d)
     if best is None:
-      lines.append("  No method within 3 points of fine-tuning's accuracy.")
+      lines.append(f"  No method within 3 points of `{base}`'s accuracy.")
       continue
     ratio = best[2] / ft_dir if ft_dir else float("nan")
     met = ratio <= 0.4
@@ -144,7 +155,7 @@ def check_targets(table, targets, teacher) -> list[str]:
       remos_txt = (f" ReMoS: DIR {rd:.1f}% ({100 * rd / ft_dir:.0f}% of "
                    f"fine-tuning's) at {ra - ft_acc:+.1f} points.")
     lines.append(
-        f"  Lowest DIR within 3 points of fine-tuning's accuracy "
+        f"  Lowest DIR within 3 points of `{base}`'s accuracy "
         f"({ft_acc:.1f}%): {best[0]}, DIR {best[2]:.1f}% = "
         f"{100 * ratio:.0f}% of fine-tuning's at {best[1] - ft_acc:+.1f} "
         f"points: the target (<= 40%) is {'met' if met else 'NOT met'}."
@@ -285,7 +296,8 @@ def page(table, targets, seeds, teacher, checks, plot, command,
       "of the examples it gets right.", "",
       f"Students: {labels_per_class} labelled examples per class of the "
       "target, 300 Adam "
-      "steps of 32 (lr 1e-3; LoRA 3e-3), the head re-initialised; accuracy "
+      "steps of 32 (lr 1e-3; LoRA 3e-3), the head re-initialised except in "
+      "`finetune_head`; accuracy "
       "at the final step on the target's held-out test split (USPS, MNIST: "
       "a seeded 30% split of the benchmark file; letters: 1,300 rendered "
       f"test images); mean ± std over {n} student seeds ({', '.join(seeds)}).",
@@ -301,7 +313,9 @@ def page(table, targets, seeds, teacher, checks, plot, command,
       "alone (L_inf 0.1, step 0.025, 10 steps, random start) by pushing the "
       "teacher's penultimate features away from the clean ones (ReMoS's "
       "label-free attack).", "",
-      "Methods: `finetune` (all layers), `linear_probe` (only the new head), "
+      "Methods: `finetune` (all layers, the head re-initialised), "
+      "`finetune_head` (all layers from the teacher's, the head too; same "
+      "label space only), `linear_probe` (only the new head), "
       "`layer_transfer` (conv1-2 copied and frozen, the rest re-initialised),"
       " `reinit_top` (fc1, fc2 and the head re-initialised, all trained), "
       "`l2sp` (alpha 0.1), `output_kl` (KL to the teacher's outputs; same "

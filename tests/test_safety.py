@@ -283,7 +283,7 @@ def test_quick_run_of_each_preset(preset, teacher_dir, finetune_run,
   if preset == "finetune":
     config, tmp_path, result = finetune_run
   overrides = {}
-  if preset == "output_kl":  # needs the teacher's ten classes
+  if preset in ("output_kl", "finetune_head"):  # the teacher's ten classes
     overrides = {"target": "digits/sklearn", "domain_options": (
         ml_collections.ConfigDict({"target": {}}))}
   if preset != "finetune":
@@ -358,6 +358,45 @@ def test_page_checks_the_targets_on_hand_made_results():
   assert "target (<= 40%) is met" in text
 
 
+def test_student_with_other_classes_cannot_keep_the_teachers_head(
+    teacher_dir, finetune_run, tmp_path):
+  del finetune_run  # it trained the teacher (10 classes)
+  config = _quick("finetune_head", teacher_dir)  # quick target: 26 letters
+  with pytest.raises(ValueError, match=r"keeps the teacher's head \(10 "
+                     r"classes\), but the target fonts/letters has 26.*"
+                     r"'finetune' preset"):
+    runner.run(config, tmp_path / "run")
+
+
+def test_targets_compare_with_the_whole_teacher_where_the_head_fits():
+  from experiments import safe_transfer  # pylint: disable=g-import-not-at-top
+
+  def r(acc, asr):
+    return {"target_accuracy": acc, "backdoor_success_rate": asr,
+            "adversarial_dir": 10.0, "backdoor_clean_rate": 1.0}
+  results = {("finetune", "usps", 0): r(92.0, 20.0),
+             ("finetune_head", "usps", 0): r(91.0, 70.0),
+             ("reinit_top", "usps", 0): r(90.0, 1.0),
+             ("finetune", "letters", 0): r(70.0, 30.0),
+             ("reinit_top", "letters", 0): r(60.0, 5.0)}
+  presets = ["finetune", "finetune_head", "reinit_top"]
+  table = safe_transfer.collect(results, presets, ["usps", "letters"], [0])
+  text = "\n".join(safe_transfer.check_targets(
+      table, ["usps", "letters"], {"teacher_backdoor_success_rate": 100.0}))
+  assert ("**usps**: plain fine-tuning (`finetune_head`: every teacher "
+          "weight, the head too) keeps 70.0% backdoor success of the "
+          "teacher's 100.0% (70%): the phenomenon (at least half) is "
+          "reproduced.") in text
+  assert "With the head re-initialised (`finetune`) it keeps 20.0%." in text
+  assert "reinit_top, DIR 1.0% = 1% of fine-tuning's at -1.0 points" in text
+  # letters has no finetune_head run: the baseline is finetune, and
+  # reinit_top is 10 points below it.
+  assert ("**letters**: plain fine-tuning (`finetune`: the head "
+          "re-initialised) keeps 30.0%") in text
+  assert "NOT reproduced" in text
+  assert "No method within 3 points" in text
+
+
 def test_page_without_finetune_says_so_instead_of_failing():
   from experiments import safe_transfer  # pylint: disable=g-import-not-at-top
   results = {("remos", "usps", 0): {
@@ -390,5 +429,6 @@ def test_bad_preset_is_named_before_any_run(tmp_path):
        f"--root={tmp_path}"], cwd=root, capture_output=True, text=True,
       timeout=120)
   assert proc.returncode != 0
-  assert "--presets: 'bogus' not in finetune, linear_probe" in proc.stderr
+  assert ("--presets: 'bogus' not in finetune, finetune_head, "
+          "linear_probe") in proc.stderr
   assert not os.listdir(tmp_path)

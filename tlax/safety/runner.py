@@ -48,6 +48,7 @@ import copy
 import dataclasses
 import json
 import os
+import re
 
 import jax
 import jax.numpy as jnp
@@ -239,6 +240,15 @@ def run(config, workdir) -> dict:
     raise ValueError("config.defect.pgd_objective='cross_entropy' needs a "
                      "student with the teacher's label space; use "
                      "'penultimate'.")
+  head_kept = not any(re.search(r, "model/head/kernel")
+                      for r in (sc.finetune.get("reinit") or ()))
+  if head_kept and t_classes != task.num_classes:
+    raise ValueError(
+        f"config.finetune.reinit={tuple(sc.finetune.get('reinit') or ())!r} "
+        f"keeps the teacher's head ({t_classes} classes), but the target "
+        f"{sc.target} has {task.num_classes}. Re-initialise the head "
+        "(config.finetune.reinit=('^model/head/',), the 'finetune' preset) "
+        "or choose a target with the teacher's classes.")
   with sc.unlocked():
     sc.finetune.checkpoint = os.path.abspath(t_path)
   student_dir = os.path.join(workdir, "student")

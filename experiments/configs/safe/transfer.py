@@ -22,7 +22,10 @@ COMMAND:
     --seeds=0,1,2 --root=runs/safe --out=docs/safe_transfer.md
 
 Config argument ``<preset>[,quick]``, preset one of:
-  ``finetune``: full fine-tuning (default);
+  ``finetune``: full fine-tuning, the head re-initialised (default);
+  ``finetune_head``: full fine-tuning from the teacher's head too (the
+    student keeps every teacher weight; only for a target with the
+    teacher's classes: USPS, MNIST);
   ``linear_probe``: only the new head is trained;
   ``layer_transfer``: conv1 and conv2 copied and frozen, the rest
     re-initialised (Yosinski et al.'s AnB, k = 2);
@@ -44,9 +47,9 @@ from experiments.configs import common
 from experiments.configs import finetune
 from experiments.configs import pretrain
 
-PRESETS = ("finetune", "linear_probe", "layer_transfer", "reinit_top",
-           "l2sp", "output_kl", "lora", "delta", "magnitude_prune", "remos",
-           "scratch")
+PRESETS = ("finetune", "finetune_head", "linear_probe", "layer_transfer",
+           "reinit_top", "l2sp", "output_kl", "lora", "delta",
+           "magnitude_prune", "remos", "scratch")
 
 # Per-target options of the student's domain (a seeded held-out test split
 # for USPS and MNIST, whose files have one split).
@@ -147,7 +150,9 @@ def get_config(arg: str | None = None):
   })
 
   finetune.apply_preset(c, preset)  # linear_probe, layer_transfer, l2sp, ...
-  if preset == "reinit_top":
+  if preset == "finetune_head":
+    c.finetune.reinit = ()
+  elif preset == "reinit_top":
     c.finetune.reinit = ("^model/fc1/", "^model/fc2/", "^model/head/")
   elif preset in ("delta", "magnitude_prune", "remos"):
     c.method.name = preset
