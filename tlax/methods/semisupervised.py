@@ -578,8 +578,9 @@ def coral_align(model, num_classes, *, total_steps, **options):
 
 
 def lmmd_align(model, num_classes, *, total_steps, **options):
-  """Supervised training plus DSAN's class-conditional MMD, without
-  pseudo-labels: the alignment half of :func:`fixmatch_lmmd`
+  """Supervised training plus DSAN's class-conditional MMD (the target's
+  classes weighted by the model's softmax), without FixMatch's
+  pseudo-label loss: the alignment half of :func:`fixmatch_lmmd`
   (:func:`mmd_align` options)."""
   return mmd_align(model, num_classes, total_steps=total_steps,
                    align="lmmd", **options)
