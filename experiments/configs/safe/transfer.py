@@ -30,6 +30,8 @@ Config argument ``<preset>[,quick]``, preset one of:
   ``layer_transfer``: conv1 and conv2 copied and frozen, the rest
     re-initialised (Yosinski et al.'s AnB, k = 2);
   ``reinit_top``: fc1, fc2 and the head re-initialised, all fine-tuned;
+  ``reinit_fc2``: fc2 and the head re-initialised, all fine-tuned (with
+    ``reinit_top``, which layers hold the defect);
   ``l2sp``, ``output_kl``, ``lora``: as ``experiments/configs/finetune.py``
     (``output_kl`` needs the teacher's label space: not for letters);
   ``delta``: DELTA (method ``delta``);
@@ -48,7 +50,7 @@ from experiments.configs import finetune
 from experiments.configs import pretrain
 
 PRESETS = ("finetune", "finetune_head", "linear_probe", "layer_transfer",
-           "reinit_top", "l2sp", "output_kl", "lora", "delta",
+           "reinit_top", "reinit_fc2", "l2sp", "output_kl", "lora", "delta",
            "magnitude_prune", "remos", "scratch")
 
 # Per-target options of the student's domain (a seeded held-out test split
@@ -154,6 +156,8 @@ def get_config(arg: str | None = None):
     c.finetune.reinit = ()
   elif preset == "reinit_top":
     c.finetune.reinit = ("^model/fc1/", "^model/fc2/", "^model/head/")
+  elif preset == "reinit_fc2":
+    c.finetune.reinit = ("^model/fc2/", "^model/head/")
   elif preset in ("delta", "magnitude_prune", "remos"):
     c.method.name = preset
   elif preset == "scratch":
