@@ -30,8 +30,9 @@ from experiments.configs.safe import transfer as safe_config
 
 TARGETS = {"usps": "mnist_usps/usps", "mnist": "mnist_usps/mnist",
            "letters": "fonts/letters"}
-# output_kl compares the teacher's and the student's outputs: only for a
-# student with the teacher's label space.
+# output_kl compares the teacher's and the student's outputs and
+# finetune_head keeps the teacher's head: only for a student with the
+# teacher's label space.
 SAME_LABELS_ONLY = ("output_kl", "finetune_head")
 # Plain fine-tuning, the baseline of the targets: the whole teacher, head
 # included, where the target has the teacher's classes; else a new head.
