@@ -335,17 +335,20 @@ def test_teacher_of_another_architecture_is_refused(teacher_dir, finetune_run,
     runner.run(config, tmp_path / "bad")
 
 
+def _result(acc, asr):
+  """A hand-made safe-transfer result."""
+  return {"target_accuracy": acc, "backdoor_success_rate": asr,
+          "adversarial_dir": 10.0, "backdoor_clean_rate": 1.0}
+
+
 def test_page_checks_the_targets_on_hand_made_results():
   from experiments import safe_transfer  # pylint: disable=g-import-not-at-top
 
-  def r(acc, asr):
-    return {"target_accuracy": acc, "backdoor_success_rate": asr,
-            "adversarial_dir": 10.0, "backdoor_clean_rate": 1.0}
-  results = {("finetune", "usps", 0): r(90.0, 80.0),
-             ("finetune", "usps", 1): r(92.0, 60.0),
-             ("remos", "usps", 0): r(88.0, 20.0),
-             ("remos", "usps", 1): r(89.0, 30.0),
-             ("delta", "usps", 0): r(80.0, 1.0)}
+  results = {("finetune", "usps", 0): _result(90.0, 80.0),
+             ("finetune", "usps", 1): _result(92.0, 60.0),
+             ("remos", "usps", 0): _result(88.0, 20.0),
+             ("remos", "usps", 1): _result(89.0, 30.0),
+             ("delta", "usps", 0): _result(80.0, 1.0)}
   table = safe_transfer.collect(results, ["finetune", "remos", "delta"],
                                 ["usps"], [0, 1])
   lines = safe_transfer.check_targets(
@@ -371,14 +374,11 @@ def test_student_with_other_classes_cannot_keep_the_teachers_head(
 def test_targets_compare_with_the_whole_teacher_where_the_head_fits():
   from experiments import safe_transfer  # pylint: disable=g-import-not-at-top
 
-  def r(acc, asr):
-    return {"target_accuracy": acc, "backdoor_success_rate": asr,
-            "adversarial_dir": 10.0, "backdoor_clean_rate": 1.0}
-  results = {("finetune", "usps", 0): r(92.0, 20.0),
-             ("finetune_head", "usps", 0): r(91.0, 70.0),
-             ("reinit_top", "usps", 0): r(90.0, 1.0),
-             ("finetune", "letters", 0): r(70.0, 30.0),
-             ("reinit_top", "letters", 0): r(60.0, 5.0)}
+  results = {("finetune", "usps", 0): _result(92.0, 20.0),
+             ("finetune_head", "usps", 0): _result(91.0, 70.0),
+             ("reinit_top", "usps", 0): _result(90.0, 1.0),
+             ("finetune", "letters", 0): _result(70.0, 30.0),
+             ("reinit_top", "letters", 0): _result(60.0, 5.0)}
   presets = ["finetune", "finetune_head", "reinit_top"]
   table = safe_transfer.collect(results, presets, ["usps", "letters"], [0])
   text = "\n".join(safe_transfer.check_targets(

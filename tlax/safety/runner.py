@@ -48,7 +48,6 @@ import copy
 import dataclasses
 import json
 import os
-import re
 
 import jax
 import jax.numpy as jnp
@@ -240,8 +239,8 @@ def run(config, workdir) -> dict:
     raise ValueError("config.defect.pgd_objective='cross_entropy' needs a "
                      "student with the teacher's label space; use "
                      "'penultimate'.")
-  head_kept = not any(re.search(r, "model/head/kernel")
-                      for r in (sc.finetune.get("reinit") or ()))
+  head_kept = transfer.first_match(
+      "model/head/kernel", sc.finetune.get("reinit") or ()) is None
   if head_kept and t_classes != task.num_classes:
     raise ValueError(
         f"config.finetune.reinit={tuple(sc.finetune.get('reinit') or ())!r} "

@@ -99,7 +99,8 @@ def unflatten(flat: Mapping[str, Any]) -> dict:
   return out
 
 
-def _first_match(path: str, patterns: Iterable[str]) -> str | None:
+def first_match(path: str, patterns: Iterable[str]) -> str | None:
+  """The first of ``patterns`` (``re.search``) that matches ``path``."""
   for pat in patterns:
     if re.search(pat, path):
       return pat
@@ -165,12 +166,12 @@ def merge_params(loaded: PyTree, init: PyTree, *,
   out, errors, notes = {}, [], []
   for path, fresh in flat_init.items():
     mp = match_path(path)
-    if _first_match(mp, reinit) is not None:
+    if first_match(mp, reinit) is not None:
       out[path] = fresh
       notes.append(f"re-initialised {what} {path} {tuple(np.shape(fresh))}")
       continue
     if path not in flat_loaded:
-      if _first_match(mp, allow_missing) is not None:
+      if first_match(mp, allow_missing) is not None:
         out[path] = fresh
         notes.append(f"not in checkpoint, kept initialisation: {what} {path}")
       else:
@@ -187,7 +188,7 @@ def merge_params(loaded: PyTree, init: PyTree, *,
   for path in flat_loaded:
     if path in flat_init:
       continue
-    if _first_match(match_path(path), allow_unexpected) is not None:
+    if first_match(match_path(path), allow_unexpected) is not None:
       notes.append(f"skipped checkpoint {what} {path} (not in target)")
     else:
       errors.append(f"unexpected in checkpoint: {what} {path} "
@@ -352,5 +353,5 @@ def shared_mask(model_params: PyTree, reinit=()) -> PyTree:
   Paths are matched as ``"model/<path>"``.
   """
   def shared(path, _):
-    return _first_match("model/" + path_str(path), reinit) is None
+    return first_match("model/" + path_str(path), reinit) is None
   return jax.tree_util.tree_map_with_path(shared, model_params)
