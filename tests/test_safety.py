@@ -225,6 +225,81 @@ def test_magnitude_prune_keeps_pruned_weights_at_zero():
   assert (g[np.asarray(mask["conv2"]["kernel"]) == 0] == 0).all()
 
 
+def test_dormant_mask_prunes_the_least_active_neurons():
+  cov = jnp.asarray([0.5, 0.0, 2.0, 0.0, 1.0, 0.1])
+  np.testing.assert_array_equal(safe.dormant_mask(cov, 0.5),
+                                [1, 0, 1, 0, 1, 0])
+  np.testing.assert_array_equal(safe.dormant_mask(cov, 0.0), np.ones(6))
+
+
+@pytest.mark.slow
+def test_fine_prune_removes_the_dormant_neurons_of_the_teacher():
+  model, x, teacher, pre = _tiny_pretrained()
+  m = methods.get_method("fine_prune")(model, 10, total_steps=1,
+                                       pretrained=pre, prune_ratio=0.25,
+                                       prune_layers=("^model/head/",))
+  batch = {"xs": x, "ys": jnp.zeros(6, jnp.int32), "xt": x}
+  params, state = jax.jit(m.init)(jax.random.key(0), batch)
+  # numpy reference: fc1's outputs (the head's inputs) in the teacher.
+  _, feats = model.apply({"params": teacher}, x)
+  activity = np.abs(np.asarray(feats["embedding"])).mean(0)
+  pruned = np.argsort(activity, kind="stable")[:4]
+  rows = np.asarray(state["prune_mask"]["head"]["kernel"])
+  assert (rows[pruned] == 0).all() and rows.sum() == 12 * 10
+  assert float(state["prune_mask"]["fc1"]["kernel"].min()) == 1.0
+  # The pruned neurons do not reach the output, even when they are active.
+  masked = jax.tree.map(lambda w, k: w * k, params["model"],
+                        state["prune_mask"])
+  np.testing.assert_allclose(m.predict(params, state, x),
+                             model.apply({"params": masked}, x)[0],
+                             rtol=1e-6)
+  grads = jax.grad(lambda p: m.loss(p, state, batch, None, 0, {})[0])(params)
+  assert (np.asarray(grads["model"]["head"]["kernel"])[pruned] == 0).all()
+  with pytest.raises(ValueError, match="match no Dense or Conv"):
+    m = methods.get_method("fine_prune")(model, 10, total_steps=1,
+                                         pretrained=pre,
+                                         prune_layers=("^model/fc9/",))
+    m.init(jax.random.key(0), batch)
+  with pytest.raises(ValueError, match="prune_ratio"):
+    methods.get_method("fine_prune")(model, 10, total_steps=1,
+                                     pretrained=pre, prune_ratio=1.0)
+
+
+def test_clean_distill_pulls_fresh_layers_to_the_teachers_features():
+  model, x, teacher, _ = _tiny_pretrained()
+  pre = transfer.Pretrained(params=teacher,
+                            reinit=("^model/fc1/", "^model/head/"))
+  m = methods.get_method("clean_distill")(model, 10, total_steps=1,
+                                          pretrained=pre,
+                                          distill_layers=("fc1",))
+  xt = x[::-1] * 0.5
+  batch = {"xs": x, "ys": jnp.zeros(6, jnp.int32), "xtl": x[:3],
+           "ytl": jnp.arange(3), "xt": xt}
+  params, state = m.init(jax.random.key(0), batch)
+  assert not np.allclose(params["model"]["fc1"]["kernel"],
+                         teacher["fc1"]["kernel"])
+  hp = {"distill_weight": jnp.float32(2.0)}
+  value, (metrics, _) = jax.jit(m.loss)(params, state, batch, None, 0, hp)
+  # numpy reference over the labelled and the unlabelled inputs.
+  inputs = jnp.concatenate([x[:3], xt], 0)
+  _, f_s = model.apply({"params": params["model"]}, inputs)
+  _, f_t = model.apply({"params": teacher}, inputs)
+  want = np.mean((np.asarray(f_s["fc1"]) - np.asarray(f_t["fc1"])) ** 2)
+  np.testing.assert_allclose(metrics["distill_distance"], want, rtol=1e-5)
+  np.testing.assert_allclose(value, metrics["cls_loss"] + 2.0 * want,
+                             rtol=1e-5)
+  grads = jax.grad(lambda p: m.loss(p, state, batch, None, 0, hp)[0])(params)
+  assert float(jnp.abs(grads["model"]["fc1"]["kernel"]).sum()) > 0
+  # The student equal to the teacher below the head: nothing to distil.
+  same = {"model": {**teacher, "head": params["model"]["head"]}}
+  _, (metrics, _) = m.loss(same, state, batch, None, 0, hp)
+  assert float(metrics["distill_distance"]) == pytest.approx(0.0, abs=1e-10)
+  with pytest.raises(ValueError, match="distill_layers"):
+    bad = methods.get_method("clean_distill")(
+        model, 10, total_steps=1, pretrained=pre, distill_layers=("fc9",))
+    bad.loss(params, state, batch, None, 0, hp)
+
+
 def test_delta_loss_adds_the_attention_weighted_term():
   model, x, teacher, pre = _tiny_pretrained()
   m = methods.get_method("delta")(model, 10, total_steps=1, pretrained=pre)

@@ -71,7 +71,8 @@ METHODS.update(_generalization.DG_METHODS)
 from tlax.methods import safe as _safe  # pylint: disable=g-import-not-at-top,wrong-import-position
 # Safe transfer: fine-tuning that reduces inherited defects.
 METHODS.update({"delta": _safe.delta, "magnitude_prune": _safe.magnitude_prune,
-                "remos": _safe.remos})
+                "fine_prune": _safe.fine_prune, "remos": _safe.remos,
+                "clean_distill": _safe.clean_distill})
 
 
 def get_method(name: str) -> Callable[..., Method]:

@@ -12,6 +12,14 @@ they keep of it:
 * :func:`magnitude_prune` (``"magnitude_prune"``): the smallest-magnitude
   weights of every layer are pruned (masked to zero) before fine-tuning
   (Han et al., 2015; the pruning baseline of ReMoS);
+* :func:`fine_prune` (``"fine_prune"``): Fine-Pruning (Liu et al., 2018)
+  removes the neurons that stay dormant on the target data (the lowest mean
+  activation in the teacher), where a backdoor's neurons tend to hide, then
+  fine-tunes the rest;
+* :func:`clean_distill` (``"clean_distill"``): the layers the fine-tuning
+  rules re-initialise learn the teacher's features on clean target inputs
+  only (feature distillation), so they copy what the teacher computes on
+  the target's data and not what it computes on a trigger;
 * :func:`remos` (``"remos"``): ReMoS (Zhang et al., 2022) keeps the slice of
   the teacher relevant to the target data (weights with a large contribution
   ``|w| * coverage`` of their input neuron on the student's data),
@@ -25,6 +33,8 @@ References:
   feature map with attention for convolutional networks. ICLR 2019.
   Han, Pool, Tran, Dally. Learning both weights and connections for
   efficient neural networks. NeurIPS 2015.
+  Liu, Dolan-Gavitt, Garg. Fine-Pruning: Defending against backdooring
+  attacks on deep neural networks. RAID 2018.
   Zhang, Liu, Chen, Li, Bai, Zhou. ReMoS: Reducing defect inheritance in
   transfer learning via relevant model slicing. ICSE 2022.
 """
@@ -110,6 +120,16 @@ def relevance_mask(w: Array, coverage: Array, keep_ratio: float) -> Array:
     return jnp.ones_like(w)
   threshold = jnp.quantile(score.ravel(), 1.0 - keep_ratio)
   return (score >= threshold).astype(w.dtype)
+
+
+def dormant_mask(coverage: Array, prune_ratio: float) -> Array:
+  """Fine-Pruning's neuron mask: 0 for the ``round(prune_ratio * n)``
+  neurons of lowest mean activation ``coverage`` (``(n,)``; ties: the lower
+  index first), 1 for the others."""
+  n = coverage.shape[0]
+  k = int(round(float(prune_ratio) * n))
+  order = jnp.argsort(coverage, stable=True)
+  return jnp.ones((n,), jnp.float32).at[order[:k]].set(0.0)
 
 
 def _kernel_paths(model_params, exclude) -> list[tuple[str, ...]]:
@@ -312,15 +332,96 @@ def magnitude_prune(model, num_classes: int, *, total_steps: int,
     return {}, {"prune_mask": jax.tree_util.tree_map_with_path(
         mask, params["model"])}
 
+  return conservative._finetune_method(  # pylint: disable=protected-access
+      model, pretrained, name="magnitude_prune", extra=extra,
+      classify=_masked_classify(model))
+
+
+def _masked_classify(model):
+  """The classifier with ``state["prune_mask"]`` multiplying every
+  parameter in each forward pass (pruned weights stay at zero)."""
   def classify(params, state, x, *, train, rng=None):
     masked = jax.tree.map(lambda w, m: w * m, params["model"],
                           state["prune_mask"])
     return contract.apply_classifier(model, {"model": masked}, state, x,
                                      train=train, rng=rng)
+  return classify
+
+
+def fine_prune(model, num_classes: int, *, total_steps: int,
+               pretrained: transfer.Pretrained | None = None,
+               prune_ratio: float = 0.5,
+               prune_layers: Sequence[str] = ("^model/fc2/", "^model/head/")
+               ) -> contract.Method:
+  """Fine-Pruning: remove the neurons dormant on the target data, then
+  fine-tune.
+
+  At initialisation the teacher's mean activation of the input neurons of
+  every Dense/Conv module matching ``prune_layers``
+  (:func:`input_coverage` on the target inputs of the first batch: the
+  unlabelled and the labelled ones) ranks those neurons; the
+  ``prune_ratio`` fraction with the lowest activation is removed
+  (:func:`dormant_mask`): their rows of the module's kernel are masked to
+  zero in every forward pass (``state["prune_mask"]``), so they stay
+  removed while the whole network is fine-tuned. Neurons a backdoor uses
+  but clean inputs leave quiet are the ones removed (Liu et al. prune the
+  last convolution's channels in this order; the default here prunes the
+  outputs of the LeNet's two hidden dense layers, ``fc1`` and ``fc2``,
+  where the planted backdoor of :mod:`tlax.safety` lives).
+
+  Args:
+    model, num_classes, total_steps, pretrained: as
+      :func:`tlax.methods.conservative.finetune`.
+    prune_ratio: fraction of each pruned layer's input neurons removed, in
+      [0, 1).
+    prune_layers: regexes over ``model/...`` module paths whose input
+      neurons are pruned.
+
+  Raises:
+    ValueError: without ``pretrained``, a ratio outside [0, 1), or no
+      module matching ``prune_layers``.
+  """
+  del num_classes, total_steps
+  ratio = float(prune_ratio)
+  if not 0.0 <= ratio < 1.0:
+    raise ValueError(f"config.method.prune_ratio={prune_ratio} must be in "
+                     "[0, 1).")
+  if pretrained is None:
+    raise ValueError("fine_prune needs a source model: set "
+                     "config.finetune.checkpoint.")
+  layers = tuple(prune_layers)
+
+  def extra(rng, batch, params, state):
+    del rng
+    kernels = set(_kernel_paths(params["model"], ()))
+    chosen = {k for k in kernels
+              if any(re.search(r, "model/" + "/".join(k) + "/") for r in layers)}
+    if not chosen:
+      raise ValueError(
+          f"config.method.prune_layers={list(layers)} match no Dense or Conv "
+          f"module; modules: {sorted('model/' + '/'.join(k) for k in kernels)}")
+    xs = [batch[k] for k in ("xtl", "xt") if k in batch]
+    x = jnp.concatenate(xs, 0) if xs else batch["xs"]
+    coverage = input_coverage(
+        model, {"params": params["model"], **state.get("model", {})}, x)
+
+    def mask(path, w):
+      keys = tuple(transfer.path_str(path).split("/"))
+      if keys[-1] != "kernel" or keys[:-1] not in chosen:
+        return jnp.ones_like(w)
+      cov = coverage.get(keys[:-1])
+      if cov is None or cov.shape[0] != w.shape[-2]:
+        raise ValueError(f"fine_prune: module model/{'/'.join(keys[:-1])} "
+                         "is not called on its kernel's input; leave it out "
+                         "of config.method.prune_layers.")
+      rows = dormant_mask(cov, ratio).astype(w.dtype)
+      return jnp.broadcast_to(rows[:, None], w.shape)
+    return {}, {"prune_mask": jax.tree_util.tree_map_with_path(
+        mask, params["model"])}
 
   return conservative._finetune_method(  # pylint: disable=protected-access
-      model, pretrained, name="magnitude_prune", extra=extra,
-      classify=classify)
+      model, pretrained, name="fine_prune", extra=extra,
+      classify=_masked_classify(model))
 
 
 def remos(model, num_classes: int, *, total_steps: int,
@@ -384,3 +485,86 @@ def remos(model, num_classes: int, *, total_steps: int,
 
   return conservative._finetune_method(  # pylint: disable=protected-access
       model, pretrained, name="remos", extra=extra)
+
+
+def clean_distill(model, num_classes: int, *, total_steps: int,
+                  pretrained: transfer.Pretrained | None = None,
+                  distill_weight: float = 1.0,
+                  distill_layers: Sequence[str] = ("fc1", "embedding")
+                  ) -> contract.Method:
+  r"""Re-initialised layers taught the teacher's features on clean data.
+
+  The layers the fine-tuning rules re-initialise (``config.finetune.reinit``,
+  for a backdoor the top layers) start fresh, and the whole student is
+  trained on
+
+  .. math::
+
+    L = CE(x_l, y_l) + \beta \frac1n \sum_{x} \frac1{|F|} \sum_{f \in F}
+        \operatorname{mean}\big((f(w, x) - f(w^*, x))^2\big)
+
+  with ``w*`` the teacher (every weight as pretrained, frozen), ``F`` the
+  features ``distill_layers`` (names of the model's feature dict) and ``x``
+  every target input of the batch, labelled and unlabelled: clean images,
+  never a trigger. The fresh layers learn what the teacher computes on the
+  target's data, where its knowledge is useful, and nothing pulls them
+  toward what it computes off that data, where a planted trigger acts.
+
+  Args:
+    model, num_classes, total_steps: as
+      :func:`tlax.methods.conservative.finetune`.
+    pretrained: the teacher (required).
+    distill_weight: ``beta`` (hparam ``distill_weight``).
+    distill_layers: features of the model distilled (e.g. ``fc1``,
+      ``embedding`` for the LeNet's two hidden dense layers).
+
+  Raises:
+    ValueError: without ``pretrained``, or a feature the model does not
+      return.
+  """
+  del num_classes, total_steps
+  if pretrained is None:
+    raise ValueError("clean_distill needs a source model: set "
+                     "config.finetune.checkpoint.")
+  layers = tuple(distill_layers)
+  classify = common.classifier_fn(model)
+  teacher_params = jax.tree.map(jnp.asarray, pretrained.params)
+  teacher_state = jax.tree.map(jnp.asarray, dict(pretrained.state or {}))
+
+  def extra(rng, batch, params, state):
+    del rng, batch, params, state
+    return {}, {"distill_teacher": {"params": teacher_params,
+                                    "state": teacher_state}}
+
+  def loss(params, state, batch, rng, step, hparams):
+    del step
+    x, y = conservative.labelled_inputs(batch)
+    n = x.shape[0]
+    inputs = jnp.concatenate([x, batch["xt"]], 0) if "xt" in batch else x
+    logits, feats, state = classify(params, state, inputs, train=True,
+                                    rng=rng)
+    logits = logits[:n]
+    ce = contract.weighted_cross_entropy(logits, y)
+    teacher = state["distill_teacher"]
+    # The teacher's own head may not fit the student's classes; the
+    # distilled features come before any head.
+    t_params = {**teacher["params"],
+                "head": jax.lax.stop_gradient(params["model"]["head"])}
+    _, t_feats = model.apply({"params": t_params, **teacher["state"]},
+                             inputs, train=False)
+    missing = [f for f in layers if f not in feats]
+    if missing:
+      raise ValueError(f"config.method.distill_layers {missing} are not "
+                       f"features of the model: {sorted(feats)}")
+    dist = sum(jnp.mean(jnp.square(
+        feats[f].astype(jnp.float32)
+        - jax.lax.stop_gradient(t_feats[f]).astype(jnp.float32)))
+               for f in layers) / len(layers)
+    value = ce + hparams["distill_weight"] * dist
+    metrics = {"loss": value, "cls_loss": ce, "distill_distance": dist,
+               "train_acc": contract.accuracy(logits, y)}
+    return value, (metrics, state)
+
+  return conservative._finetune_method(  # pylint: disable=protected-access
+      model, pretrained, name="clean_distill", extra=extra, loss=loss,
+      hparams={"distill_weight": distill_weight})

@@ -37,7 +37,13 @@ Config argument ``<preset>[,quick]``, preset one of:
   ``delta``: DELTA (method ``delta``);
   ``magnitude_prune``: half of every kernel pruned by magnitude, then
     fine-tuning (method ``magnitude_prune``);
+  ``fine_prune``: Fine-Pruning: half of the neurons of fc1 and of fc2,
+    those least active on the target data in the teacher, removed, then
+    fine-tuning (method ``fine_prune``);
   ``remos``: ReMoS relevant-model slicing (method ``remos``);
+  ``clean_distill``: fc1, fc2 and the head re-initialised (as
+    ``reinit_top``) and taught the teacher's fc1 and fc2 features on the
+    clean target inputs (method ``clean_distill``);
   ``scratch``: the same network trained from scratch (no teacher: the
     floor of what can be inherited).
 ``quick``: a tiny teacher and student on embedded data (tests).
@@ -51,7 +57,8 @@ from experiments.configs import pretrain
 
 PRESETS = ("finetune", "finetune_head", "linear_probe", "layer_transfer",
            "reinit_top", "reinit_fc2", "l2sp", "output_kl", "lora", "delta",
-           "magnitude_prune", "remos", "scratch")
+           "magnitude_prune", "fine_prune", "remos", "clean_distill",
+           "scratch")
 
 # Per-target options of the student's domain (a seeded held-out test split
 # for USPS and MNIST, whose files have one split).
@@ -158,8 +165,11 @@ def get_config(arg: str | None = None):
     c.finetune.reinit = ("^model/fc1/", "^model/fc2/", "^model/head/")
   elif preset == "reinit_fc2":
     c.finetune.reinit = ("^model/fc2/", "^model/head/")
-  elif preset in ("delta", "magnitude_prune", "remos"):
+  elif preset in ("delta", "magnitude_prune", "fine_prune", "remos"):
     c.method.name = preset
+  elif preset == "clean_distill":
+    c.method.name = preset
+    c.finetune.reinit = ("^model/fc1/", "^model/fc2/", "^model/head/")
   elif preset == "scratch":
     # The teacher is still trained (and its defects measured) but the
     # student starts from a fresh initialisation: all of it re-initialised.

@@ -20,7 +20,8 @@ parameters (decay 0.99).
 Arguments (``--config=<file>:<arg>``, items separated by ``,`` or ``+``):
 ``quick`` (a ten-step run on the embedded sklearn digits with a small MLP),
 ``labels=<k>`` (labels per class), ``mu=<ratio>``, ``steps=<n>``, and
-``<option>=<number>`` for a numeric method option (``tau=0.9``).
+``<option>=<number>`` for a numeric method option (``tau=0.9``; the
+alignment weight of the semi-supervised DA methods is ``lambda=0.1``).
 """
 
 import ml_collections
@@ -69,6 +70,7 @@ def ssda_config(method_name: str, arg=None, **method):
   c.source, c.target = SSDA_SOURCE, SSDA_TARGET
   c.target_labeled_per_class = 4
   c.labeled_batch_size = 16
+  common.fill_method_options(c)  # every option settable: lambda=0.1
   return apply_arg(c, arg)
 
 

@@ -24,4 +24,5 @@ from experiments.configs.semisupervised import base
 
 def get_config(arg=None):
   """``arg``: ``quick``, ``labels=<k>``, ... (see ``base.apply_arg``)."""
-  return base.ssda_config('lmmd_align', arg, align_rampup=0.2)
+  return base.ssda_config('lmmd_align', arg, align_rampup=0.2,
+                          **{'lambda': 1.0})
