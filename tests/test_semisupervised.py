@@ -10,6 +10,7 @@ import pytest
 
 from tlax import data
 from tlax import losses
+from tlax import methods
 from tlax import models
 from tlax import train
 from tlax.methods import contract
@@ -246,6 +247,17 @@ def test_config_arguments():
       "experiments.configs.semisupervised.ssda_fixmatch_mmd").get_config(
           "labels=1")
   assert ssda.target_labeled_per_class == 1
+  # The alignment weight, for every semi-supervised DA method that aligns.
+  model = models.get_model("mlp", 10, hidden=(16,))
+  for name in ("ssda_fixmatch_coral", "ssda_coral", "ssda_mmd", "ssda_lmmd"):
+    c = importlib.import_module(
+        f"experiments.configs.semisupervised.{name}").get_config(
+            "labels=4+lambda=0.3")
+    method = contract.call_factory(
+        methods.get_method(c.method.name),
+        {k: v for k, v in c.method.items() if k != "name"},
+        model=model, num_classes=10, total_steps=10)
+    assert float(method.hparams["lambda"]) == pytest.approx(0.3), name
   with pytest.raises(ValueError, match="unknown option 'tua'"):
     fixmatch.get_config("tua=0.9")
   with pytest.raises(ValueError, match="expected 'quick'"):
