@@ -394,8 +394,8 @@ def fine_prune(model, num_classes: int, *, total_steps: int,
   def extra(rng, batch, params, state):
     del rng
     kernels = set(_kernel_paths(params["model"], ()))
-    chosen = {k for k in kernels
-              if any(re.search(r, "model/" + "/".join(k) + "/") for r in layers)}
+    chosen = {k for k in kernels if any(
+        re.search(r, "model/" + "/".join(k) + "/") for r in layers)}
     if not chosen:
       raise ValueError(
           f"config.method.prune_layers={list(layers)} match no Dense or Conv "
