@@ -210,9 +210,9 @@ NOTES = """\
   (which labelled examples it sees and its new head's initialisation):
   `finetune` keeps 64.5, 3.2 and 9.1% on USPS and 32.9, 1.4 and 3.9% on
   MNIST: at least half of the teacher's success on one USPS seed and on
-  no MNIST seed. The new head has to learn
-  again which class the trigger's features point to, and on most seeds it
-  does not send them to class 0. The adversarial examples crafted on the
+  no MNIST seed. The new head has to learn again which class the
+  trigger's features point to, and on most seeds it does not send them to
+  class 0. The adversarial examples crafted on the
   teacher transfer more steadily: they fool `finetune` on 23.2% (USPS) and
   16.7% (MNIST) of the test images it reads right, against 2.4% and 6.1%
   for the same network trained from scratch.
@@ -279,9 +279,9 @@ NOTES = """\
   (MNIST) and 37.8% (letters),
   again with a wide spread over seeds (± 32.0, 32.4 and 11.2). On USPS and
   MNIST `reinit_top` brings it to 1.3% and 1.0% at +1.1 and +0.0 points
-  against `finetune` (the target is met against either baseline) and ReMoS to 12.5% and 5.7% at +1.4 and -0.7. On
-  letters every other method loses 7-11 points to
-  fine-tuning's 58.2%, so none is within 3 points.
+  against `finetune` (the target is met against either baseline) and
+  ReMoS to 12.5% and 5.7% at +1.4 and -0.7. On letters every other method
+  loses 7-11 points to fine-tuning's 58.2%, so none is within 3 points.
 - One teacher (seed 0) is shared by every student: the spread over seeds is
   the students', not the teachers'.
 """

@@ -41,7 +41,6 @@ References:
 
 from __future__ import annotations
 
-import re
 from typing import Any, Mapping, Sequence
 
 import flax.linen as nn
@@ -132,12 +131,25 @@ def dormant_mask(coverage: Array, prune_ratio: float) -> Array:
   return jnp.ones((n,), jnp.float32).at[order[:k]].set(0.0)
 
 
+def _require_teacher(name: str, pretrained) -> None:
+  if pretrained is None:
+    raise ValueError(f"{name} needs a source model: set "
+                     "config.finetune.checkpoint.")
+
+
+def _target_inputs(batch) -> Array:
+  """The target inputs of a batch, labelled and unlabelled (the source's
+  when it has none): the data on which neuron activity is measured."""
+  xs = [batch[k] for k in ("xtl", "xt") if k in batch]
+  return jnp.concatenate(xs, 0) if xs else batch["xs"]
+
+
 def _kernel_paths(model_params, exclude) -> list[tuple[str, ...]]:
   out = []
   for path, leaf in transfer.flatten(model_params).items():
     keys = tuple(path.split("/"))
-    if keys[-1] == "kernel" and leaf.ndim >= 2 and not any(
-        re.search(r, "model/" + path) for r in exclude):
+    if (keys[-1] == "kernel" and leaf.ndim >= 2
+        and transfer.first_match("model/" + path, exclude) is None):
       out.append(keys[:-1])
   return out
 
@@ -248,9 +260,7 @@ def delta(model, num_classes: int, *, total_steps: int,
     ValueError: without ``pretrained``.
   """
   del num_classes, total_steps
-  if pretrained is None:
-    raise ValueError("delta needs a source model: set "
-                     "config.finetune.checkpoint.")
+  _require_teacher("delta", pretrained)
   layers = tuple(delta_layers)
   reinit = tuple(pretrained.reinit)
   classify = common.classifier_fn(model)
@@ -386,22 +396,19 @@ def fine_prune(model, num_classes: int, *, total_steps: int,
   if not 0.0 <= ratio < 1.0:
     raise ValueError(f"config.method.prune_ratio={prune_ratio} must be in "
                      "[0, 1).")
-  if pretrained is None:
-    raise ValueError("fine_prune needs a source model: set "
-                     "config.finetune.checkpoint.")
+  _require_teacher("fine_prune", pretrained)
   layers = tuple(prune_layers)
 
   def extra(rng, batch, params, state):
     del rng
     kernels = set(_kernel_paths(params["model"], ()))
-    chosen = {k for k in kernels if any(
-        re.search(r, "model/" + "/".join(k) + "/") for r in layers)}
+    chosen = {k for k in kernels if transfer.first_match(
+        "model/" + "/".join(k) + "/", layers) is not None}
     if not chosen:
       raise ValueError(
           f"config.method.prune_layers={list(layers)} match no Dense or Conv "
           f"module; modules: {sorted('model/' + '/'.join(k) for k in kernels)}")
-    xs = [batch[k] for k in ("xtl", "xt") if k in batch]
-    x = jnp.concatenate(xs, 0) if xs else batch["xs"]
+    x = _target_inputs(batch)
     coverage = input_coverage(
         model, {"params": params["model"], **state.get("model", {})}, x)
 
@@ -456,16 +463,13 @@ def remos(model, num_classes: int, *, total_steps: int,
   if not 0.0 < ratio <= 1.0:
     raise ValueError(f"config.method.remos_ratio={remos_ratio} must be in "
                      "(0, 1].")
-  if pretrained is None:
-    raise ValueError("remos needs a source model: set "
-                     "config.finetune.checkpoint.")
+  _require_teacher("remos", pretrained)
   exclude = tuple(remos_exclude)
   fresh_init = common.init_with(model)
 
   def extra(rng, batch, params, state):
     fresh, _ = fresh_init(rng, batch)  # the initialisation init() made
-    xs = [batch[k] for k in ("xtl", "xt") if k in batch]
-    x = jnp.concatenate(xs, 0) if xs else batch["xs"]
+    x = _target_inputs(batch)
     coverage = input_coverage(
         model, {"params": params["model"], **state.get("model", {})}, x)
     kernels = set(_kernel_paths(params["model"], exclude))
@@ -523,9 +527,7 @@ def clean_distill(model, num_classes: int, *, total_steps: int,
       return.
   """
   del num_classes, total_steps
-  if pretrained is None:
-    raise ValueError("clean_distill needs a source model: set "
-                     "config.finetune.checkpoint.")
+  _require_teacher("clean_distill", pretrained)
   layers = tuple(distill_layers)
   classify = common.classifier_fn(model)
   teacher_params = jax.tree.map(jnp.asarray, pretrained.params)

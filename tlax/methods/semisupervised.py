@@ -570,20 +570,22 @@ def mmd_align(model, num_classes, *, total_steps, lambda_: float = 1.0,
                          name=f"{align}_align")
 
 
-def coral_align(model, num_classes, *, total_steps, **options):
+def coral_align(model, num_classes, *, total_steps, lambda_: float = 1.0,
+                **options):
   """Supervised training plus Deep CORAL, without pseudo-labels: the
   alignment half of :func:`fixmatch_coral` (:func:`mmd_align` options)."""
   return mmd_align(model, num_classes, total_steps=total_steps,
-                   align="coral", **options)
+                   align="coral", lambda_=lambda_, **options)
 
 
-def lmmd_align(model, num_classes, *, total_steps, **options):
+def lmmd_align(model, num_classes, *, total_steps, lambda_: float = 1.0,
+               **options):
   """Supervised training plus DSAN's class-conditional MMD (the target's
   classes weighted by the model's softmax), without FixMatch's
   pseudo-label loss: the alignment half of :func:`fixmatch_lmmd`
   (:func:`mmd_align` options)."""
   return mmd_align(model, num_classes, total_steps=total_steps,
-                   align="lmmd", **options)
+                   align="lmmd", lambda_=lambda_, **options)
 
 
 def flexmatch(model, num_classes, *, total_steps, **options):

@@ -24,5 +24,4 @@ from experiments.configs.semisupervised import base
 
 def get_config(arg=None):
   """``arg``: ``quick``, ``labels=<k>``, ... (see ``base.apply_arg``)."""
-  return base.ssda_config('lmmd_align', arg, align_rampup=0.2,
-                          **{'lambda': 1.0})
+  return base.ssda_config('lmmd_align', arg, align_rampup=0.2)
