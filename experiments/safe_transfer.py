@@ -144,7 +144,8 @@ def check_targets(table, targets, teacher) -> list[str]:
       if acc >= ft_acc - 3.0 and (best is None or d < best[2]):
         best = (p, acc, d)
     if best is None:
-      lines.append(f"  No method within 3 points of `{base}`'s accuracy.")
+      lines.append(f"  No method is at most 3 points below `{base}`'s "
+                   "accuracy.")
       continue
     ratio = best[2] / ft_dir if ft_dir else float("nan")
     met = ratio <= 0.4
@@ -156,7 +157,7 @@ def check_targets(table, targets, teacher) -> list[str]:
       remos_txt = (f" ReMoS: DIR {rd:.1f}% ({100 * rd / ft_dir:.0f}% of "
                    f"fine-tuning's) at {ra - ft_acc:+.1f} points.")
     lines.append(
-        f"  Lowest DIR within 3 points of `{base}`'s accuracy "
+        f"  Lowest DIR at most 3 points below `{base}`'s accuracy "
         f"({ft_acc:.1f}%): {best[0]}, DIR {best[2]:.1f}% = "
         f"{100 * ratio:.0f}% of fine-tuning's at {best[1] - ft_acc:+.1f} "
         f"points: the target (<= 40%) is {'met' if met else 'NOT met'}."
@@ -271,17 +272,38 @@ NOTES = """\
   on USPS and MNIST (3.6% and 2.6%) but costs 2-3 points there and 26.9
   points on letters, where the digit teacher's features are a poor target
   for letters.
-- **Fewer labels** ({doc}`results_safe_transfer_l10`: 10 labelled
-  examples per class, 7 methods, the same teacher and seeds). Fine-tuning
-  from the whole teacher (`finetune_head`) keeps more of the backdoor than
-  with 50 labels: 82.3 ± 4.4% (USPS) and 66.9 ± 9.8% (MNIST), at 84.7% and
-  84.3% accuracy. With a new head fine-tuning keeps 26.0% (USPS), 22.0%
-  (MNIST) and 37.8% (letters),
-  again with a wide spread over seeds (± 32.0, 32.4 and 11.2). On USPS and
-  MNIST `reinit_top` brings it to 1.3% and 1.0% at +1.1 and +0.0 points
-  against `finetune` (the target is met against either baseline) and
-  ReMoS to 12.5% and 5.7% at +1.4 and -0.7. On letters every other method
-  loses 7-11 points to fine-tuning's 58.2%, so none is within 3 points.
+- **Fewer labels** (10, 5 and 2 labelled examples per class, 7 methods,
+  the same teacher and seeds: {doc}`results_safe_transfer_l10`,
+  {doc}`results_safe_transfer_l5`, {doc}`results_safe_transfer_l2`).
+  Backdoor DIR (%), with target accuracy (%) in brackets:
+
+  | labels per class | 2 | 5 | 10 | 50 |
+  |---|---:|---:|---:|---:|
+  | USPS, `finetune_head` | 89.3 (74.4) | 83.4 (80.8) | 82.3 (84.7) | 70.4 (90.8) |
+  | USPS, `finetune` | 43.0 (70.1) | 37.8 (84.7) | 26.0 (88.4) | 25.6 (92.6) |
+  | USPS, `reinit_top` | 6.7 (74.0) | 3.1 (84.9) | 1.3 (89.5) | 0.4 (93.8) |
+  | MNIST, `finetune_head` | 52.2 (75.6) | 53.7 (79.1) | 66.9 (84.3) | 57.3 (91.9) |
+  | MNIST, `finetune` | 25.4 (68.1) | 21.5 (80.3) | 22.0 (85.8) | 12.7 (92.5) |
+  | MNIST, `reinit_top` | 3.9 (61.5) | 1.2 (77.6) | 1.0 (85.8) | 0.1 (92.7) |
+  | letters, `finetune` | 42.1 (24.4) | 39.1 (39.3) | 37.8 (58.2) | 24.2 (72.8) |
+  | letters, `linear_probe` | 82.7 (39.2) | 70.9 (43.2) | 72.0 (49.2) | 68.6 (48.2) |
+  | letters, `reinit_top` | 5.4 (17.9) | 3.7 (32.4) | 7.8 (48.4) | 4.0 (68.1) |
+
+  Fine-tuning from the whole teacher keeps at least half of the backdoor
+  at every size on USPS and MNIST (52-89%). With a new head, fewer labels
+  leave more of it, with a wide spread over seeds (on USPS 25.6-43.0%,
+  ± 32.0-45.5 points). On letters plain fine-tuning keeps 37.8-42.1% at 10, 5 and 2
+  labels (24.2% at 50): under half of the teacher's success at every size,
+  so the phenomenon is not reproduced there. The linear probe, which keeps
+  every teacher weight, keeps 69-83% of it on letters at every size.
+  The reduction target (at most 40% of fine-tuning's DIR, at most 3 points
+  below its accuracy) is met on USPS at every size (`layer_transfer` or
+  `reinit_top`) and on MNIST at 5, 10 and 50 labels; at 2 labels on MNIST
+  every method that re-initialises layers is 12.6-14.1 points below
+  `finetune_head`. On letters it is met only at 5 labels, by
+  `layer_transfer` (15.2% = 39% of fine-tuning's at -2.7 points), and that
+  rests on two of three seeds (DIR 6.4, 3.7 and 35.3%); at 2, 10 and 50
+  labels every method that lowers the DIR loses more than 3 points.
 - One teacher (seed 0) is shared by every student: the spread over seeds is
   the students', not the teachers'.
 """

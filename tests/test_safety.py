@@ -469,7 +469,7 @@ def test_targets_compare_with_the_whole_teacher_where_the_head_fits():
   assert ("**letters**: plain fine-tuning (`finetune`: the head "
           "re-initialised) keeps 30.0%") in text
   assert "NOT reproduced" in text
-  assert "No method within 3 points" in text
+  assert "No method is at most 3 points below" in text
 
 
 def test_page_without_finetune_says_so_instead_of_failing():
