@@ -140,7 +140,8 @@ def config_for(dataset: str, algorithm: str, test_domain: str | None,
   c.progress = False
   if steps:
     c.steps = int(steps)
-    c.eval_every = min(int(c.eval_every), int(steps))
+    if c.eval_every is not None:  # None: the trainer's steps // 10
+      c.eval_every = min(int(c.eval_every), int(steps))
   if scale_schedules and "anneal_steps" in c.method:
     c.method.anneal_steps = int(round(
         int(c.method.anneal_steps) * int(c.steps) / DOMAINBED_STEPS))

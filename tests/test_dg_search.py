@@ -95,6 +95,14 @@ def test_config_for_applies_the_draw_trial_and_test_domain():
                          image_size=16)
 
 
+def test_config_for_sets_the_steps_of_every_dataset_config():
+  # Some configs leave eval_every to the trainer (None); others set it.
+  for dataset in dg_search.datasets():
+    c = dg_search.config_for(dataset, "erm", None, 1, 0, steps=40)
+    assert c.steps == 40 and c.checkpoint_every == 40, dataset
+    assert c.eval_every is None or c.eval_every <= 40, dataset
+
+
 def test_scaled_schedules_keep_domainbeds_fraction_of_the_run():
   h = dg_search.draw_hparams("irm", 3, 1)
   c = dg_search.config_for("colored_mnist", "irm", None, 3, 1, steps=300,
