@@ -148,6 +148,13 @@ def config_for(dataset: str, algorithm: str, test_domain: str | None,
   # One checkpoint, at the end: a search run is short, and saving at every
   # evaluation cost about a fifth of an Office-Caltech10 run.
   c.checkpoint_every = int(c.steps)
+  from tlax.train import trainer  # pylint: disable=g-import-not-at-top
+  optimizer = trainer.resolve_config(c).optimizer.name
+  if optimizer != "adam" and not quick:  # quick: a few steps for the tests
+    raise ValueError(
+        f"The {dataset} config trains with {optimizer!r}, but the search "
+        "draws learning rates from DomainBed's distribution for Adam; set "
+        f"optimizer.name = 'adam' in experiments/configs/dg/{dataset}.py.")
   return c
 
 

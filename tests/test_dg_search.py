@@ -1,5 +1,6 @@
 """DomainBed's random hyper-parameter search (experiments/dg_search.py)."""
 
+import importlib
 import inspect
 import json
 import os
@@ -101,6 +102,20 @@ def test_config_for_sets_the_steps_of_every_dataset_config():
     c = dg_search.config_for(dataset, "erm", None, 1, 0, steps=40)
     assert c.steps == 40 and c.checkpoint_every == 40, dataset
     assert c.eval_every is None or c.eval_every <= 40, dataset
+
+
+def test_config_for_refuses_an_optimizer_the_distributions_do_not_fit(
+    monkeypatch):
+  module = importlib.import_module("experiments.configs.dg.rotated_mnist")
+  original = module.get_config
+
+  def sgd_config(arg=None):
+    c = original(arg)
+    c.optimizer.name = "sgd"
+    return c
+  monkeypatch.setattr(module, "get_config", sgd_config)
+  with pytest.raises(ValueError, match="'sgd'.*Adam.*rotated_mnist.py"):
+    dg_search.config_for("rotated_mnist", "erm", None, 1, 0, steps=40)
 
 
 def test_scaled_schedules_keep_domainbeds_fraction_of_the_run():
