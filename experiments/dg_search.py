@@ -339,6 +339,9 @@ def main(argv):
       resolve_domain(module, FLAGS.dataset, dom)
     if FLAGS.image_size is not None:
       check_image_size(module, FLAGS.dataset, FLAGS.image_size)
+    # The dataset's config itself (its optimiser) before any run starts.
+    config_for(FLAGS.dataset, (FLAGS.algorithms or ["erm"])[0], None, 1, 0,
+               FLAGS.steps, FLAGS.quick, FLAGS.image_size)
   except ValueError as e:
     raise app.UsageError(str(e)) from None
   folder = (FLAGS.dataset
