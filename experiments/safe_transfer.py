@@ -8,7 +8,8 @@ target and seed through the runner contract
 accuracy, backdoor DIR and adversarial DIR (mean ± std over seeds), the
 checks of the targets, and a Pareto plot (target accuracy against backdoor
 DIR, one point per method). Finished runs are read back, so the command can
-be stopped and rerun.
+be stopped and rerun. ``--sizes`` adds a table across target-data sizes,
+read from the finished runs of other roots (one per ``--labels_per_class``).
 
 COMMAND:
   python -m experiments.safe_transfer --targets=usps,mnist,letters \
@@ -37,15 +38,18 @@ SAME_LABELS_ONLY = ("output_kl", "finetune_head")
 # Plain fine-tuning, the baseline of the targets: the whole teacher, head
 # included, where the target has the teacher's classes; else a new head.
 BASELINES = ("finetune_head", "finetune")
+# Rows of the table across target-data sizes (``--sizes``), per target,
+# where the preset has finished runs.
+SIZE_ROWS = ("finetune_head", "finetune", "linear_probe", "reinit_top")
 _TARGETS = _SEEDS = _PRESETS = _ROOT = _OUT = _PLOT = _TEACHER = None
-_LABELS = _TABLE_ONLY = _NOTES = None
+_LABELS = _TABLE_ONLY = _NOTES = _SIZES = None
 
 
 def _define_flags():
   """The command-line flags, defined only when run as a script (the module's
   functions are imported by tests next to other scripts' flags)."""
   global _TARGETS, _SEEDS, _PRESETS, _ROOT, _OUT, _PLOT, _TEACHER, _LABELS
-  global _TABLE_ONLY, _NOTES
+  global _TABLE_ONLY, _NOTES, _SIZES
   _TARGETS = flags.DEFINE_list("targets", ["usps"], f"Of {sorted(TARGETS)}.")
   _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Student seeds.")
   _PRESETS = flags.DEFINE_list(
@@ -60,6 +64,10 @@ def _define_flags():
       "labels_per_class", 50, "Labelled target examples per class.")
   _TABLE_ONLY = flags.DEFINE_bool("table_only", False,
                                   "Run nothing; tabulate finished runs.")
+  _SIZES = flags.DEFINE_list(
+      "sizes", [], "Other target-data sizes for a table across sizes, as "
+      "LABELS:ROOT (e.g. 10:runs/safe_l10,5:runs/safe_l5): the finished runs "
+      "under each root are read (never run) beside this page's own.")
   _NOTES = flags.DEFINE_bool(
       "notes", True, "End the page with the notes on the published runs "
       "(docs/safe_transfer.md); --nonotes for other pages.")
@@ -104,6 +112,77 @@ def collect(results, presets, targets, seeds):
           "target_accuracy", "backdoor_success_rate", "adversarial_dir",
           "backdoor_clean_rate")}
   return out
+
+
+def parse_sizes(entries, labels_per_class: int, root: str):
+  """``[(labels, root)]`` sorted by labels, this page's own size included.
+
+  Raises:
+    ValueError: an entry not ``LABELS:ROOT`` (positive integer), or a size
+      given twice.
+  """
+  out = {int(labels_per_class): root}
+  for e in entries:
+    n, sep, r = e.partition(":")
+    if not sep or not r or not n.strip().isdigit() or int(n) < 1:
+      raise ValueError(f"--sizes: {e!r} is not LABELS:ROOT with a positive "
+                       "number of labels per class (e.g. 10:runs/safe_l10).")
+    if int(n) in out:
+      raise ValueError(f"--sizes: {int(n)} labels per class given twice "
+                       f"({out[int(n)]} and {r}).")
+    out[int(n)] = r
+  return sorted(out.items())
+
+
+def read_sizes(sizes, targets, seeds):
+  """``{labels: {(preset, target, seed): result}}`` of the finished runs.
+
+  Raises:
+    ValueError: a run whose ``labels_per_class`` is not the size its root
+      was given for.
+  """
+  from tlax.train import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  out = {}
+  for n, root in sizes:
+    out[n] = {}
+    for t in targets:
+      for p in SIZE_ROWS:
+        for s in seeds:
+          path = os.path.join(root, p, t, str(s), "result.json")
+          if not os.path.exists(path):
+            continue
+          r = workdir_lib.read_result(path)
+          if int(r.get("labels_per_class", n)) != n:
+            raise ValueError(
+                f"{path} was run with {r['labels_per_class']} labels per "
+                f"class, not {n}: fix the LABELS:ROOT pair of --sizes.")
+          out[n][(p, t, s)] = r
+  return out
+
+
+def sizes_table(by_size, targets, seeds) -> list[str]:
+  """Markdown rows: backdoor DIR (target accuracy) per size, mean over seeds.
+
+  One row per target and preset of :data:`SIZE_ROWS` with a finished run at
+  some size; a size without finished runs of that row shows ``-``, fewer
+  seeds than asked are named in the cell.
+  """
+  sizes = sorted(by_size)
+  lines = ["| labels per class | " + " | ".join(map(str, sizes)) + " |",
+           "|---|" + "---:|" * len(sizes)]
+  for t in targets:
+    for p in SIZE_ROWS:
+      cells = []
+      for n in sizes:
+        rs = [by_size[n].get((p, t, s)) for s in seeds]
+        d, _, k = _stats([r["backdoor_success_rate"] if r else None
+                          for r in rs])
+        a = _stats([r["target_accuracy"] if r else None for r in rs])[0]
+        cells.append("-" if d is None else f"{d:.1f} ({a:.1f})" + (
+            f" [{k} of {len(seeds)} seeds]" if k < len(seeds) else ""))
+      if any(c != "-" for c in cells):
+        lines.append(f"| {t}, `{p}` | " + " | ".join(cells) + " |")
+  return lines
 
 
 def check_targets(table, targets, teacher) -> list[str]:
@@ -275,20 +354,8 @@ NOTES = """\
 - **Fewer labels** (10, 5 and 2 labelled examples per class, 7 methods,
   the same teacher and seeds: {doc}`results_safe_transfer_l10`,
   {doc}`results_safe_transfer_l5`, {doc}`results_safe_transfer_l2`).
-  Backdoor DIR (%), with target accuracy (%) in brackets:
-
-  | labels per class | 2 | 5 | 10 | 50 |
-  |---|---:|---:|---:|---:|
-  | USPS, `finetune_head` | 89.3 (74.4) | 83.4 (80.8) | 82.3 (84.7) | 70.4 (90.8) |
-  | USPS, `finetune` | 43.0 (70.1) | 37.8 (84.7) | 26.0 (88.4) | 25.6 (92.6) |
-  | USPS, `reinit_top` | 6.7 (74.0) | 3.1 (84.9) | 1.3 (89.5) | 0.4 (93.8) |
-  | MNIST, `finetune_head` | 52.2 (75.6) | 53.7 (79.1) | 66.9 (84.3) | 57.3 (91.9) |
-  | MNIST, `finetune` | 25.4 (68.1) | 21.5 (80.3) | 22.0 (85.8) | 12.7 (92.5) |
-  | MNIST, `reinit_top` | 3.9 (61.5) | 1.2 (77.6) | 1.0 (85.8) | 0.1 (92.7) |
-  | letters, `finetune` | 42.1 (24.4) | 39.1 (39.3) | 37.8 (58.2) | 24.2 (72.8) |
-  | letters, `linear_probe` | 82.7 (39.2) | 70.9 (43.2) | 72.0 (49.2) | 68.6 (48.2) |
-  | letters, `reinit_top` | 5.4 (17.9) | 3.7 (32.4) | 7.8 (48.4) | 4.0 (68.1) |
-
+  The table above ("Across target-data sizes") gives the backdoor DIR
+  and accuracy of four methods at each size.
   Fine-tuning from the whole teacher keeps at least half of the backdoor
   at every size on USPS and MNIST (52-89%). With a new head, fewer labels
   leave more of it, with a wide spread over seeds (on USPS 25.6-43.0%,
@@ -315,7 +382,8 @@ NOTEBOOK = ("{doc}`notebooks/safe_transfer`: the trigger, four methods on the "
 
 
 def page(table, targets, seeds, teacher, checks, plot, command,
-         labels_per_class: int = 50, notes: str = "") -> str:
+         labels_per_class: int = 50, notes: str = "",
+         sizes: list[str] | None = None) -> str:
   n = len(seeds)
   title = "# Safe transfer: defects inherited from a poisoned teacher"
   if labels_per_class != 50:
@@ -408,6 +476,12 @@ def page(table, targets, seeds, teacher, checks, plot, command,
       "  --config.target=mnist_usps/usps --config.seed=0 \\",
       "  --config.teacher_workdir=runs/safe/teacher "
       "--workdir=runs/safe/remos/usps/0", "```", "", NOTEBOOK, ""]
+  if sizes:
+    out += ["## Across target-data sizes", "",
+            "Backdoor DIR (%), with target accuracy (%) in brackets; mean "
+            "over the student seeds, the same teacher (`--sizes`: the "
+            "finished runs of each size are read from its root).", ""]
+    out += sizes + [""]
   if notes:
     out += ["## Notes", "", notes, ""]
   return "\n".join(out)
@@ -424,6 +498,10 @@ def main(argv):
     if p not in safe_config.PRESETS:
       raise app.UsageError(f"--presets: {p!r} not in "
                            f"{', '.join(safe_config.PRESETS)}.")
+  try:
+    size_roots = parse_sizes(_SIZES.value, _LABELS.value, _ROOT.value)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from None
   from tlax import train  # pylint: disable=g-import-not-at-top
   train.quiet_orbax_logs()
   results, failures = {}, []
@@ -450,10 +528,17 @@ def main(argv):
   checks = check_targets(table, targets, teacher)
   if _PLOT.value:
     pareto_plot(table, targets, _PLOT.value)
+  sizes = None
+  if _SIZES.value:
+    try:
+      by_size = read_sizes(size_roots, targets, seeds)
+    except ValueError as e:
+      raise app.UsageError(str(e)) from None
+    sizes = sizes_table(by_size, targets, seeds)
   command = "python -m experiments.safe_transfer " + " ".join(sys.argv[1:])
   text = page(table, targets, [str(s) for s in seeds], teacher, checks,
               _PLOT.value, command, _LABELS.value,
-              NOTES if _NOTES.value else "")
+              NOTES if _NOTES.value else "", sizes)
   return pages.finish(text, failures, _OUT.value)
 
 

@@ -507,3 +507,43 @@ def test_bad_preset_is_named_before_any_run(tmp_path):
   assert ("--presets: 'bogus' not in finetune, finetune_head, "
           "linear_probe") in proc.stderr
   assert not os.listdir(tmp_path)
+
+
+def _write_result(root, preset, target, seed, labels, acc, asr):
+  import json  # pylint: disable=g-import-not-at-top
+  d = root / preset / target / str(seed)
+  d.mkdir(parents=True)
+  r = dict(_result(acc, asr), labels_per_class=labels)
+  (d / "result.json").write_text(json.dumps(r))
+
+
+def test_table_across_sizes_is_read_from_each_sizes_root(tmp_path):
+  from experiments import safe_transfer  # pylint: disable=g-import-not-at-top
+  big, small = tmp_path / "l50", tmp_path / "l5"
+  _write_result(big, "finetune", "usps", 0, 50, 90.0, 20.0)
+  _write_result(big, "finetune", "usps", 1, 50, 92.0, 30.0)
+  _write_result(small, "finetune", "usps", 0, 5, 80.0, 40.0)
+  _write_result(small, "reinit_top", "usps", 0, 5, 81.0, 2.0)
+  _write_result(small, "remos", "usps", 0, 5, 81.0, 2.0)  # not a size row
+  sizes = safe_transfer.parse_sizes([f"5:{small}"], 50, str(big))
+  assert sizes == [(5, str(small)), (50, str(big))]
+  lines = safe_transfer.sizes_table(
+      safe_transfer.read_sizes(sizes, ["usps"], [0, 1]), ["usps"], [0, 1])
+  assert lines == [
+      "| labels per class | 5 | 50 |", "|---|---:|---:|",
+      "| usps, `finetune` | 40.0 (80.0) [1 of 2 seeds] | 25.0 (91.0) |",
+      "| usps, `reinit_top` | 2.0 (81.0) [1 of 2 seeds] | - |"]
+  # A root given for the wrong size is named.
+  with pytest.raises(ValueError, match=r"l5/finetune/usps/0/result.json was "
+                     r"run with 5 labels per class, not 10"):
+    safe_transfer.read_sizes(safe_transfer.parse_sizes(
+        [f"10:{small}"], 50, str(big)), ["usps"], [0])
+
+
+@pytest.mark.parametrize("entry,match", [
+    ("runs/safe_l5", "not LABELS:ROOT"), ("0:runs/x", "not LABELS:ROOT"),
+    ("five:runs/x", "not LABELS:ROOT"), ("50:runs/x", "given twice")])
+def test_bad_sizes_entry_is_named(entry, match):
+  from experiments import safe_transfer  # pylint: disable=g-import-not-at-top
+  with pytest.raises(ValueError, match=match):
+    safe_transfer.parse_sizes([entry], 50, "runs/safe")
