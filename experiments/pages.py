@@ -55,7 +55,9 @@ def run_or_read(workdir: str, make_config: Callable[[], object],
   """The run's ``result.json`` content, or None.
 
   ``table_only``: reads ``<workdir>/result.json`` if it exists (None if not)
-  and runs nothing. Otherwise prints ``label`` and runs
+  and runs nothing; a result made with another config than
+  ``make_config()`` (another ``--steps``, say) is not read but named in
+  ``failures``, as running would name it (:func:`finished_result`). Otherwise prints ``label`` and runs
   ``train.run_experiment(make_config(), workdir)`` (which resumes or reads
   back a finished run); a failure of the run is logged (one line for the
   errors whose message names the fix, :func:`tlax.train.workdir.run_errors`,
@@ -67,8 +69,14 @@ def run_or_read(workdir: str, make_config: Callable[[], object],
   from tlax.data.files import DataFileError  # pylint: disable=g-import-not-at-top
   from tlax.train import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   if table_only:
-    path = os.path.join(workdir, "result.json")
-    return workdir_lib.read_result(path) if os.path.exists(path) else None
+    if not os.path.exists(os.path.join(workdir, "result.json")):
+      return None
+    try:
+      return finished_result(make_config(), workdir)
+    except workdir_lib.ConfigMismatchError as e:
+      logging.error("%s", e)
+      failures.append(f"{workdir}: {type(e).__name__}: {e}")
+      return None
   print(label, flush=True)
   try:
     return train.run_experiment(make_config(), workdir)
@@ -82,6 +90,21 @@ def run_or_read(workdir: str, make_config: Callable[[], object],
     logging.error("%s failed:\n%s", workdir, traceback.format_exc())
     failures.append(f"{workdir}: {type(e).__name__}: {e}")
     return None
+
+
+def finished_result(config, workdir: str) -> dict | None:
+  """The ``result.json`` of a finished run of ``config`` in ``workdir``, or
+  None; checked against ``config`` as running it would check it.
+
+  Raises:
+    ConfigMismatchError: the stored result was made with another config.
+  """
+  from tlax.train import trainer  # pylint: disable=g-import-not-at-top
+  # A family with its own runner compares the config as given; the trainer
+  # compares it with its table defaults filled in.
+  requested = (trainer.config_to_dict(config) if config.get("runner", None)
+               else trainer.resolve_config(config))
+  return trainer.stored_result(workdir, requested, partial=True)
 
 
 def nothing_finished(script: str, root: str, what: str) -> int:

@@ -197,6 +197,15 @@ def test_search_command_runs_and_writes_the_page(tmp_path):
   assert erm_row and all(l in table for l in erm_row)
   assert not (tmp_path / "runs" / "colored_mnist" / "colored_mnist_minus90"
               / "irm").exists()
+  # --table_only with another --steps does not read runs of another length
+  # as if they were its own: each is named as made with another config.
+  proc = _search("--quick", "--algorithms=erm", "--draws=1", "--trials=1",
+                 "--steps=7", "--table_only", f"--root={tmp_path / 'runs'}",
+                 f"--out={tmp_path / 'steps7.md'}")
+  assert proc.returncode == 1
+  assert "was made with a different config" in proc.stderr
+  assert "steps: requested 7, workdir has" in proc.stderr
+  assert not (tmp_path / "steps7.md").exists()
 
 
 def test_table_only_without_runs_writes_nothing(tmp_path):

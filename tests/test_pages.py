@@ -10,19 +10,35 @@ from experiments import dg_search
 from experiments import pages
 
 
-def test_run_or_read_table_only_reads_and_never_runs(tmp_path):
-  def must_not_run():
+def test_run_or_read_table_only_reads_and_never_runs(tmp_path, monkeypatch):
+  from experiments.configs.dg import colored_mnist  # pylint: disable=g-import-not-at-top
+  from tlax import train  # pylint: disable=g-import-not-at-top
+  from tlax.train import trainer  # pylint: disable=g-import-not-at-top
+
+  def must_not_run(*args, **kwargs):
     raise AssertionError("table_only ran a config")
 
+  monkeypatch.setattr(train, "run_experiment", must_not_run)
+  monkeypatch.setattr(trainer, "run_experiment", must_not_run)
+  config = colored_mnist.get_config("erm,quick")
   failures = []
   assert pages.run_or_read(str(tmp_path / "missing"), must_not_run, True,
                            failures, "x") is None
   wd = tmp_path / "done"
   wd.mkdir()
-  (wd / "result.json").write_text(json.dumps({"target_accuracy": 0.5}))
-  got = pages.run_or_read(str(wd), must_not_run, True, failures, "x")
+  stored = trainer.config_to_dict(trainer.resolve_config(config))
+  (wd / "result.json").write_text(json.dumps(
+      {"target_accuracy": 0.5, "config": stored}))
+  got = pages.run_or_read(str(wd), lambda: config, True, failures, "x")
   assert got["target_accuracy"] == 0.5
   assert failures == []
+  # A finished run of another config is not read as this one's.
+  other = colored_mnist.get_config("erm,quick")
+  other.steps = int(config.steps) + 5
+  assert pages.run_or_read(str(wd), lambda: other, True, failures, "x") is None
+  assert len(failures) == 1 and "ConfigMismatchError" in failures[0]
+  assert f"steps: requested {other.steps}, workdir has {config.steps}" in (
+      failures[0])
 
 
 def test_run_or_read_records_a_failed_run_and_goes_on(tmp_path, capsys):
