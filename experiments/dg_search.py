@@ -84,6 +84,9 @@ SELECTIONS = ("training-domain validation", "test-domain oracle")
 # DomainBed's steps per run: its schedules (the penalty anneal steps of IRM,
 # VREx and Fishr) are drawn for runs of this length.
 DOMAINBED_STEPS = 5000
+# The algorithms whose optimiser DomainBed restarts when the penalty weight
+# switches on.
+RESET_ALGORITHMS = ("irm", "vrex", "fishr")
 
 
 def _rng(algorithm: str, name: str, draw: int, trial: int):
@@ -112,14 +115,17 @@ def draw_hparams(algorithm: str, draw: int, trial: int) -> dict[str, Any]:
 def config_for(dataset: str, algorithm: str, test_domain: str | None,
                draw: int, trial: int, steps: int | None = None,
                quick: bool = False, image_size: int | None = None,
-               scale_schedules: bool = False):
+               scale_schedules: bool = False, reset_optimizer: bool = False):
   """The run's config: the dataset's config for ``algorithm`` with the
   draw's hyper-parameters, ``seed = trial`` and, if given, another test
   domain (the dataset's other domains train) and another image size;
   ``quick``: the config's quick mode (tests). ``scale_schedules``: the
   drawn step counts (``method.anneal_steps``) are multiplied by
   ``steps / DOMAINBED_STEPS`` and rounded, so that a penalty switches on at
-  the same fraction of a shorter run as in DomainBed's 5,000 steps."""
+  the same fraction of a shorter run as in DomainBed's 5,000 steps.
+  ``reset_optimizer``: the algorithms with a penalty schedule (IRM, VREx,
+  Fishr) restart the optimiser when their penalty switches on, as
+  DomainBed does (``method.reset_optimizer``)."""
   module = importlib.import_module(f"experiments.configs.dg.{dataset}")
   c = module.get_config(algorithm + (",quick" if quick else ""))
   if image_size:
@@ -145,6 +151,8 @@ def config_for(dataset: str, algorithm: str, test_domain: str | None,
   if scale_schedules and "anneal_steps" in c.method:
     c.method.anneal_steps = int(round(
         int(c.method.anneal_steps) * int(c.steps) / DOMAINBED_STEPS))
+  if reset_optimizer and algorithm in RESET_ALGORITHMS:
+    c.method.reset_optimizer = True
   # One checkpoint, at the end: a search run is short, and saving at every
   # evaluation cost about a fifth of an Office-Caltech10 run.
   c.checkpoint_every = int(c.steps)
@@ -311,6 +319,10 @@ def _define_flags():
   flags.DEFINE_bool("scale_schedules", False, "Scale the drawn anneal steps "
                     f"by steps / {DOMAINBED_STEPS} (DomainBed's run length); "
                     "the runs go under <root>/<dataset>[_<size>px]_scaled.")
+  flags.DEFINE_bool("reset_optimizer", False, "IRM, VREx and Fishr restart "
+                    "Adam when their penalty switches on, as DomainBed does; "
+                    "the runs of every algorithm go under "
+                    "<root>/<dataset>[_<size>px][_scaled]_reset.")
   flags.DEFINE_string("root", "runs/dg_search", "Root of the workdirs.")
   flags.DEFINE_string("out", None, "Markdown page to write.")
   flags.DEFINE_bool("quick", False, "The configs' quick mode (tests).")
@@ -346,7 +358,8 @@ def main(argv):
     raise app.UsageError(str(e)) from None
   folder = (FLAGS.dataset
             + (f"_{FLAGS.image_size}px" if FLAGS.image_size else "")
-            + ("_scaled" if FLAGS.scale_schedules else ""))
+            + ("_scaled" if FLAGS.scale_schedules else "")
+            + ("_reset" if FLAGS.reset_optimizer else ""))
   domains = list(FLAGS.test_domains) or [None]
   # Runs whose programs have the same shapes (every trial of draw 0, the
   # evaluation and initialisation of every run) compile once.
@@ -358,7 +371,8 @@ def main(argv):
       for d in draws:
         for t in trials:
           c = config_for(FLAGS.dataset, alg, dom, d, t, FLAGS.steps,
-                         FLAGS.quick, FLAGS.image_size, FLAGS.scale_schedules)
+                         FLAGS.quick, FLAGS.image_size, FLAGS.scale_schedules,
+                         FLAGS.reset_optimizer)
           name = str(c.target)
           if name not in names:
             names.append(name)

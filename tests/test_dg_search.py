@@ -134,6 +134,19 @@ def test_scaled_schedules_keep_domainbeds_fraction_of_the_run():
       "colored_mnist", "erm", None, 0, 0, steps=300).to_dict()
 
 
+def test_reset_optimizer_applies_to_the_penalty_schedules_only():
+  for alg in ("irm", "vrex", "fishr"):
+    c = dg_search.config_for("colored_mnist", alg, None, 2, 0, steps=300,
+                             reset_optimizer=True)
+    assert c.method.reset_optimizer is True
+    plain = dg_search.config_for("colored_mnist", alg, None, 2, 0, steps=300)
+    assert "reset_optimizer" not in plain.method
+  erm = dg_search.config_for("colored_mnist", "erm", None, 0, 0, steps=300,
+                             reset_optimizer=True)
+  assert erm.to_dict() == dg_search.config_for(
+      "colored_mnist", "erm", None, 0, 0, steps=300).to_dict()
+
+
 def test_selection_rules_choose_per_trial():
   rec = {
       ("irm", "t", 0, 0): {"val": 90.0, "test": 10.0},
@@ -259,3 +272,10 @@ def test_scaled_schedule_runs_go_to_their_own_folder(tmp_path):
          / "draw0" / "trial0")
   config = json.loads((run / "result.json").read_text())["config"]
   assert config["method"]["anneal_steps"] == 0  # 500 * 3 / 5000, rounded
+  _search("--quick", "--algorithms=irm", "--draws=1", "--trials=1",
+          "--steps=3", "--reset_optimizer", f"--root={tmp_path}",
+          ).check_returncode()
+  run = (tmp_path / "colored_mnist_reset" / "colored_mnist_minus90" / "irm"
+         / "draw0" / "trial0")
+  config = json.loads((run / "result.json").read_text())["config"]
+  assert config["method"]["reset_optimizer"] is True

@@ -293,3 +293,56 @@ def test_config_argument_errors():
   assert colored_mnist.get_config("vrex,lambda=3").method["lambda"] == 3.0
   with pytest.raises(ValueError, match="Unknown config argument 'foo'"):
     colored_mnist.get_config("foo")
+
+
+@pytest.mark.parametrize("name", ["irm", "vrex", "fishr"])
+def test_optimizer_reset_restarts_adam_at_the_anneal_step(name):
+  from tlax.train import step as step_lib  # pylint: disable=g-import-not-at-top
+  from tlax.train.state import TrainState  # pylint: disable=g-import-not-at-top
+  model = models.get_model("mlp", 3, hidden=(8,))
+  plain = gen.DG_METHODS[name](model, 3, total_steps=10, num_domains=3,
+                               anneal_steps=2)
+  reset = gen.DG_METHODS[name](model, 3, total_steps=10, num_domains=3,
+                               anneal_steps=2, reset_optimizer=True)
+  assert plain.update is None and reset.update is not None
+  x = RNG.random((12, 5)).astype(np.float32)
+  batch = {"xs": x, "ys": np.tile([0, 1, 2], 4).astype(np.int32),
+           "ds": np.repeat(np.arange(3), 4).astype(np.int32),
+           "ws": np.ones(12, np.float32), "xt": x[:1]}
+  tx = optax.adam(1.0)
+  params, state = plain.init(jax.random.key(0), batch)
+  hp = {k: jnp.float32(v) for k, v in plain.hparams.items()}
+  hp["lr"] = jnp.float32(0.01)
+  # Adam's moments after a few updates, far from a fresh state.
+  opt_state = tx.init(params)
+  for _ in range(3):
+    g = jax.tree.map(lambda p: jnp.ones_like(p) * 5.0, params)
+    _, opt_state = tx.update(g, opt_state, params)
+  rng, lr = jax.random.key(1), jnp.float32(0.01)
+
+  def generic(step, opt):  # the trainer's own update of the plain method
+    s = TrainState(step=jnp.int32(step), params=params, state=state,
+                   opt_state=opt, rng=jax.random.key_data(rng), hparams=hp)
+    key = jax.random.wrap_key_data(s.rng)
+    _, step_key = jax.random.split(key)
+    new, metrics = step_lib.train_step(s, batch, method=plain, tx=tx,
+                                       schedule=lambda t: 1.0)
+    return new, metrics, step_key
+
+  for step, expected_opt in ((1, opt_state), (2, tx.init(params))):
+    new, metrics, step_key = generic(step, expected_opt)
+    p, _, o, m = reset.update(params, state, opt_state, batch, step_key,
+                              jnp.int32(step), hp, tx=tx, lr=lr)
+    # Away from the anneal step the optimiser state is carried; at it the
+    # update is the one from a fresh optimiser state.
+    for a, b in zip(jax.tree.leaves(p), jax.tree.leaves(new.params)):
+      np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    for a, b in zip(jax.tree.leaves(o), jax.tree.leaves(new.opt_state)):
+      np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(m["loss"], metrics["loss"], rtol=1e-6)
+    np.testing.assert_allclose(m["grad_norm"], metrics["grad_norm"],
+                               rtol=1e-5)
+  with pytest.raises(ValueError, match="reset_optimizer must be True or "
+                     "False"):
+    gen.DG_METHODS[name](model, 3, total_steps=10, num_domains=3,
+                         reset_optimizer="yes")

@@ -131,6 +131,48 @@ def penalty_weight(lam, step, anneal_steps: int):
   return jnp.where(step >= anneal_steps, lam, 1.0)
 
 
+def with_optimizer_reset(method: contract.Method, at_step: int,
+                         enabled=True) -> contract.Method:
+  """``method`` with its optimiser state reset at step ``at_step``.
+
+  DomainBed restarts Adam when the IRM, VREx and Fishr penalty weights switch
+  on, because its moment estimates were made for the gradients of the
+  unpenalised loss. The returned method owns its update: the gradient of
+  ``method.loss``, then ``tx.init(params)`` in place of the optimiser state
+  at step ``at_step`` (inside the jitted step), then ``lr * tx.update``, as
+  the trainer's own update. ``enabled`` False (or a bool-like 0) returns
+  ``method`` unchanged.
+
+  Raises:
+    ValueError: ``enabled`` is not a bool, 0 or 1.
+  """
+  if isinstance(enabled, jax.core.Tracer) or enabled not in (
+      True, False, 0, 1, 0.0, 1.0):
+    raise ValueError(f"{method.name}: reset_optimizer must be True or False "
+                     f"(or 1 / 0), got {enabled!r}.")
+  if not enabled:
+    return method
+  at_step = int(at_step)
+
+  def update(params, state, opt_state, batch, rng, step, hparams, *, tx, lr):
+    def loss_fn(p):
+      return method.loss(p, state, batch, rng, step, hparams)
+    (value, (metrics, new_state)), grads = jax.value_and_grad(
+        loss_fn, has_aux=True)(params)
+    fresh = tx.init(params)
+    opt_state = jax.tree.map(
+        lambda f, o: jnp.where(step == at_step, f, o), fresh, opt_state)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    params = optax.apply_updates(params, jax.tree.map(
+        lambda u: (lr * u).astype(u.dtype), updates))
+    leaves = [jnp.sum(jnp.square(g.astype(jnp.float32)))
+              for g in jax.tree.leaves(grads)]
+    return params, new_state, opt_state, {
+        **metrics, "loss": value, "grad_norm": jnp.sqrt(sum(leaves))}
+
+  return method._replace(update=update, init_opt=lambda tx, p: tx.init(p))
+
+
 def mixup_pairs(x: Array, y: Array, num_domains: int, perm: Array,
                 lams: Array):
   r"""Inter-domain Mixup inputs of DomainBed's random pairs of domains.
@@ -331,10 +373,12 @@ def erm(model, num_classes, *, total_steps, num_domains=None):
 
 
 def irm(model, num_classes, *, total_steps, num_domains=None, lambda_=100.0,
-        anneal_steps=500):
+        anneal_steps=500, reset_optimizer=False):
   """IRMv1: ERM plus ``lambda`` times the mean per-domain IRM penalty
   (:func:`irm_penalty`), weight 1 for the first ``anneal_steps``; the loss
-  is divided by the weight when it exceeds 1 (DomainBed)."""
+  is divided by the weight when it exceeds 1 (as the IRM authors' code).
+  ``reset_optimizer``: restart the optimiser at ``anneal_steps``, as
+  DomainBed does (:func:`with_optimizer_reset`)."""
   del total_steps
   d = _check_domains(num_domains, "irm")
   _check_hparam("irm", "lambda", lambda_)
@@ -345,14 +389,17 @@ def irm(model, num_classes, *, total_steps, num_domains=None, lambda_=100.0,
     w = penalty_weight(hp["lambda"], step, anneal_steps)
     value = (jnp.mean(risks) + w * pen) / jnp.maximum(w, 1.0)
     return value, {"penalty": pen}, state
-  return _risk_method("irm", model, num_classes, d, objective,
-                      {"lambda": lambda_})
+  return with_optimizer_reset(
+      _risk_method("irm", model, num_classes, d, objective,
+                   {"lambda": lambda_}), anneal_steps, reset_optimizer)
 
 
 def vrex(model, num_classes, *, total_steps, num_domains=None, lambda_=10.0,
-         anneal_steps=500):
+         anneal_steps=500, reset_optimizer=False):
   """V-REx: ERM plus ``lambda`` times the variance of the domain risks,
-  weight 1 for the first ``anneal_steps`` (loss divided by the weight)."""
+  weight 1 for the first ``anneal_steps`` (loss divided by the weight).
+  ``reset_optimizer``: restart the optimiser at ``anneal_steps``, as
+  DomainBed does (:func:`with_optimizer_reset`)."""
   del total_steps
   d = _check_domains(num_domains, "vrex")
   _check_hparam("vrex", "lambda", lambda_)
@@ -362,8 +409,9 @@ def vrex(model, num_classes, *, total_steps, num_domains=None, lambda_=10.0,
     w = penalty_weight(hp["lambda"], step, anneal_steps)
     value = (jnp.mean(risks) + w * pen) / jnp.maximum(w, 1.0)
     return value, {"penalty": pen}, state
-  return _risk_method("vrex", model, num_classes, d, objective,
-                      {"lambda": lambda_})
+  return with_optimizer_reset(
+      _risk_method("vrex", model, num_classes, d, objective,
+                   {"lambda": lambda_}), anneal_steps, reset_optimizer)
 
 
 def group_dro(model, num_classes, *, total_steps, num_domains=None, eta=0.01):
@@ -561,10 +609,12 @@ def mixstyle_method(model, num_classes, *, total_steps, num_domains=None,
 
 
 def fishr(model, num_classes, *, total_steps, num_domains=None,
-          lambda_=1000.0, ema=0.95, anneal_steps=1500):
+          lambda_=1000.0, ema=0.95, anneal_steps=1500, reset_optimizer=False):
   """Fishr: ERM plus ``lambda`` times :func:`fishr_penalty` of the per-domain
   variances of the per-example head gradients (:func:`head_gradients`),
-  an exponential moving average (``ema``) of them kept in the state."""
+  an exponential moving average (``ema``) of them kept in the state.
+  ``reset_optimizer``: restart the optimiser at ``anneal_steps``, as
+  DomainBed does (:func:`with_optimizer_reset`)."""
   del total_steps
   d = _check_domains(num_domains, "fishr")
 
@@ -587,8 +637,10 @@ def fishr(model, num_classes, *, total_steps, num_domains=None,
     state = {**state, "fishr_ema": jax.lax.stop_gradient(var),
              "fishr_count": state["fishr_count"] + 1}
     return value, {"penalty": pen}, state
-  return _risk_method("fishr", model, num_classes, d, objective,
-                      {"lambda": lambda_, "ema": ema}, extra_init)
+  return with_optimizer_reset(
+      _risk_method("fishr", model, num_classes, d, objective,
+                   {"lambda": lambda_, "ema": ema}, extra_init), anneal_steps,
+      reset_optimizer)
 
 
 def rsc_mask(embedding: Array, grads: Array, logits_fn, labels: Array,
