@@ -366,6 +366,8 @@ def main(argv):
   pages.enable_compilation_cache(FLAGS.root)
   draws, trials = range(FLAGS.draws), range(FLAGS.trials)
   records, failures, seconds, names, devices = {}, [], 0.0, [], set()
+  total = len(domains) * len(FLAGS.algorithms) * len(draws) * len(trials)
+  done = 0
   for dom in domains:
     for alg in FLAGS.algorithms:
       for d in draws:
@@ -378,9 +380,11 @@ def main(argv):
             names.append(name)
           wd = os.path.join(FLAGS.root, folder, name.replace("/", "_"),
                             alg, f"draw{d}", f"trial{t}")
+          done += 1
           result = pages.run_or_read(
               wd, lambda c=c: c, FLAGS.table_only, failures,
-              f"dg_search: {alg} -> {name} draw {d} trial {t}")
+              f"dg_search [{done}/{total}]: {alg} -> {name} draw {d} "
+              f"trial {t}")
           if result is None:
             continue
           last = final_record(wd)

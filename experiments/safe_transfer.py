@@ -505,19 +505,20 @@ def main(argv):
   from tlax import train  # pylint: disable=g-import-not-at-top
   train.quiet_orbax_logs()
   results, failures = {}, []
-  for t in targets:
-    for p in _PRESETS.value:
-      if p in SAME_LABELS_ONLY and t == "letters":
-        continue
-      for s in seeds:
-        wd = os.path.join(_ROOT.value, p, t, str(s))
-        result = pages.run_or_read(
-            wd, lambda p=p, t=t, s=s: config_for(
-                p, t, s, _ROOT.value, _TEACHER.value, _LABELS.value),
-            _TABLE_ONLY.value, failures,
-            f"safe_transfer: {p} -> {t} seed {s}")
-        if result is not None:
-          results[(p, t, s)] = result
+  runs = [(t, p) for t in targets for p in _PRESETS.value
+          if not (p in SAME_LABELS_ONLY and t == "letters")]
+  total, done = len(runs) * len(seeds), 0
+  for t, p in runs:
+    for s in seeds:
+      done += 1
+      wd = os.path.join(_ROOT.value, p, t, str(s))
+      result = pages.run_or_read(
+          wd, lambda p=p, t=t, s=s: config_for(
+              p, t, s, _ROOT.value, _TEACHER.value, _LABELS.value),
+          _TABLE_ONLY.value, failures,
+          f"safe_transfer [{done}/{total}]: {p} -> {t} seed {s}")
+      if result is not None:
+        results[(p, t, s)] = result
   if not results:
     return pages.nothing_finished("safe_transfer", _ROOT.value,
                                   "targets, presets and seeds")
