@@ -57,7 +57,8 @@ def run_or_read(workdir: str, make_config: Callable[[], object],
   ``table_only``: reads ``<workdir>/result.json`` if it exists (None if not)
   and runs nothing; a result made with another config than
   ``make_config()`` (another ``--steps``, say) is not read but named in
-  ``failures``, as running would name it (:func:`finished_result`). Otherwise prints ``label`` and runs
+  ``failures``, as running would name it (:func:`finished_result`).
+  Otherwise prints ``label`` and runs
   ``train.run_experiment(make_config(), workdir)`` (which resumes or reads
   back a finished run); a failure of the run is logged (one line for the
   errors whose message names the fix, :func:`tlax.train.workdir.run_errors`,
