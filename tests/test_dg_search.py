@@ -265,17 +265,14 @@ def test_image_size_runs_go_to_their_own_folder(tmp_path):
 
 
 def test_scaled_schedule_runs_go_to_their_own_folder(tmp_path):
-  _search("--quick", "--algorithms=irm", "--draws=1", "--trials=1",
-          "--steps=3", "--scale_schedules", f"--root={tmp_path}",
-          ).check_returncode()
-  run = (tmp_path / "colored_mnist_scaled" / "colored_mnist_minus90" / "irm"
-         / "draw0" / "trial0")
-  config = json.loads((run / "result.json").read_text())["config"]
+  def irm_run_config(flag, folder):
+    _search("--quick", "--algorithms=irm", "--draws=1", "--trials=1",
+            "--steps=3", flag, f"--root={tmp_path}").check_returncode()
+    run = (tmp_path / folder / "colored_mnist_minus90" / "irm" / "draw0"
+           / "trial0")
+    return json.loads((run / "result.json").read_text())["config"]
+
+  config = irm_run_config("--scale_schedules", "colored_mnist_scaled")
   assert config["method"]["anneal_steps"] == 0  # 500 * 3 / 5000, rounded
-  _search("--quick", "--algorithms=irm", "--draws=1", "--trials=1",
-          "--steps=3", "--reset_optimizer", f"--root={tmp_path}",
-          ).check_returncode()
-  run = (tmp_path / "colored_mnist_reset" / "colored_mnist_minus90" / "irm"
-         / "draw0" / "trial0")
-  config = json.loads((run / "result.json").read_text())["config"]
+  config = irm_run_config("--reset_optimizer", "colored_mnist_reset")
   assert config["method"]["reset_optimizer"] is True
