@@ -113,6 +113,12 @@ TASK_GROUPS = {
                    ("fonts/letters", "mnist_usps/usps"),
                    ("photos/sklearn", "coil20/coil1"),
                    ("digits/sklearn[5-9]", "digits/sklearn[0-4]")],
+    # Development tasks for the self-taught learners' settings
+    # (experiments/selftaught_dev.py): no target example of "selftaught".
+    "selftaught_dev": [("mnist_usps/usps", "fonts/letters"),
+                       ("fonts/letters", "mnist_usps/mnist"),
+                       ("photos/sklearn", "coil20/coil2"),
+                       ("digits/sklearn[0-4]", "digits/sklearn[5-9]")],
     "selftaught_clustering": [("coil20/coil2", "coil20/coil1"),
                               ("mnist_usps/mnist", "mnist_usps/usps"),
                               ("mnist_usps/usps", "mnist_usps/mnist")],

@@ -224,3 +224,108 @@ def test_transform_width_and_unknown_learner():
     sc.transform(np.ones((3, 5)))
   with pytest.raises(KeyError, match="valid: raw, pca"):
     L.get_learner("ica")
+
+
+# ---------------------------------------------------------------------------
+# Convolutional sparse coding.
+# ---------------------------------------------------------------------------
+def _np_windows(images, p):
+  n, h, w = images.shape
+  return np.stack([np.stack([np.stack([images[i, r:r + p, c:c + p].ravel()
+                                       for c in range(w - p + 1)])
+                             for r in range(h - p + 1)]) for i in range(n)])
+
+
+def test_image_patches_are_row_major_windows():
+  images = _rng(20).random((2, 5, 7)).astype(np.float32)
+  got = np.asarray(L.image_patches(jnp.asarray(images), 3))
+  assert got.shape == (2, 3, 5, 9)
+  np.testing.assert_allclose(got, _np_windows(images, 3), rtol=1e-6)
+
+
+def test_normalise_patches_and_pool_grid_match_numpy():
+  p = _rng(21).random((3, 4, 9)).astype(np.float32)
+  c = p - p.mean(-1, keepdims=True)
+  ref = c / np.sqrt(c.var(-1, keepdims=True) + 0.01)
+  np.testing.assert_allclose(L.normalise_patches(jnp.asarray(p), 0.01), ref,
+                             rtol=1e-5, atol=1e-6)
+  maps = _rng(22).random((2, 5, 4, 3)).astype(np.float32)
+  got = np.asarray(L.pool_grid(jnp.asarray(maps), 2))
+  ref = np.concatenate([maps[:, :2, :2].sum((1, 2)), maps[:, :2, 2:].sum((1, 2)),
+                        maps[:, 2:4, :2].sum((1, 2)),
+                        maps[:, 2:4, 2:].sum((1, 2))], -1)
+  np.testing.assert_allclose(got, ref, rtol=1e-5)
+
+
+def test_zca_whitening_gives_identity_covariance():
+  x = _rng(23).normal(size=(2000, 4)) @ np.array(
+      [[2, 0, 0, 0], [1, 1, 0, 0], [0, 0, .5, 0], [0, 0, .2, .1]])
+  mean, w = L.zca_whitening(x, 1e-8)
+  np.testing.assert_allclose(np.cov((x - mean) @ w, rowvar=False), np.eye(4),
+                             atol=1e-3)
+  np.testing.assert_allclose(w, w.T, atol=1e-5)  # ZCA: symmetric
+
+
+def test_conv_sparse_features_match_numpy():
+  rng = _rng(24)
+  images = rng.random((3, 6, 6)).astype(np.float32)
+  mean = rng.normal(size=9).astype(np.float32) * 0.1
+  wh = np.eye(9, dtype=np.float32) + 0.1 * rng.normal(size=(9, 9)).astype(
+      np.float32)
+  d = rng.normal(size=(4, 9)).astype(np.float32)
+  got = np.asarray(L.conv_sparse_features(
+      jnp.asarray(images), jnp.asarray(mean), jnp.asarray(wh), jnp.asarray(d),
+      0.3, 0.01, patch=3, grid=2))
+  win = _np_windows(images, 3)
+  win = win - win.mean(-1, keepdims=True)
+  win = win / np.sqrt(win.var(-1, keepdims=True) + 0.01)
+  z = ((win - mean) @ wh) @ d.T                   # (3, 4, 4, 4)
+  pos, neg = np.maximum(z - 0.3, 0), np.maximum(-z - 0.3, 0)
+  def pool(m):
+    return np.concatenate([m[:, r:r + 2, c:c + 2].sum((1, 2))
+                           for r in (0, 2) for c in (0, 2)], -1)
+  ref = np.concatenate([pool(pos), pool(neg)], -1)
+  assert got.shape == (3, 2 * 2 * 2 * 4)
+  np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_conv_sparse_coding_fits_and_encodes():
+  x = _rng(25).random((40, 64)).astype(np.float32)
+  learner = L.ConvSparseCoding(patch=3, n_atoms=8, n_patches=500, n_iter=5,
+                               pool=2, seed=0).fit(x)
+  assert learner.objectives_[-1] < learner.objectives_[0]
+  assert learner.atoms.shape == (8, 9) and learner.atom_shape == (3, 3)
+  z = learner.transform(x[:5])
+  assert z.shape == (5, 2 * 2 * 2 * 8) and np.all(z >= 0) and z.any()
+  # Batched encoding equals one call.
+  learner.batch_size = 2
+  np.testing.assert_allclose(learner.transform(x[:5]), z, rtol=1e-5)
+  # Non-square images with their shape.
+  xr = _rng(26).random((30, 4 * 8)).astype(np.float32)
+  zr = L.ConvSparseCoding((4, 8), patch=3, n_atoms=4, n_patches=200,
+                          n_iter=2).fit(xr).transform(xr)
+  assert zr.shape == (30, 2 * 2 * 2 * 4)
+
+
+def test_conv_sparse_coding_bad_input():
+  x = _rng(27).random((20, 16)).astype(np.float32)
+  with pytest.raises(L.FeatureLearnerInputError, match="patch=5 is larger "
+                     "than the 4x4 images; use patch <= 4"):
+    L.ConvSparseCoding(patch=5).fit(x)
+  with pytest.raises(L.FeatureLearnerInputError, match="pool=3 is larger "
+                     "than the 2x2 window positions"):
+    L.ConvSparseCoding(patch=3, pool=3).fit(x)
+  with pytest.raises(L.FeatureLearnerInputError, match="15 values are not "
+                     "square.*image_shape"):
+    L.ConvSparseCoding(patch=2).fit(x[:, :15])
+  with pytest.raises(L.FeatureLearnerInputError, match=r"image_shape=\(3, 3\) "
+                     "has 9 pixels but the rows have 16"):
+    L.ConvSparseCoding((3, 3), patch=2).fit(x)
+  with pytest.raises(L.FeatureLearnerInputError, match="n_atoms=50 is larger "
+                     "than the 40 non-zero"):
+    L.ConvSparseCoding(patch=2, n_atoms=50, n_patches=40).fit(x)
+  for field in ("patch", "pool", "n_patches"):
+    with pytest.raises(L.FeatureLearnerInputError, match=f"{field} must be"):
+      L.ConvSparseCoding(**{field: 0})
+  with pytest.raises(L.FeatureLearnerInputError, match="alpha must be > 0"):
+    L.ConvSparseCoding(alpha=0.0)

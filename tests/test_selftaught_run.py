@@ -71,6 +71,26 @@ def test_quick_classification_config_runs_and_reuses_its_result(tmp_path):
     train.run_experiment(other, tmp_path)
 
 
+def test_quick_conv_sparse_coding_config_runs(tmp_path):
+  """The convolutional learner gets the task's image shape from the runner
+  and its atoms are drawn at the window size."""
+  config = _config(_CLS, "conv_sparse_coding,quick")
+  config.plots = True
+  result = train.run_experiment(config, tmp_path)
+  assert 40.0 <= result["k5"] <= 100.0        # 5 classes: chance is 20%
+  n_atoms = config.learner.conv_sparse_coding.n_atoms
+  assert result["n_features"] == 2 * 2 * 2 * n_atoms
+  assert (tmp_path / "atoms.png").exists()
+
+
+def test_conv_sparse_coding_refuses_a_feature_task():
+  config = _config(_CLS, "conv_sparse_coding,quick")
+  config.source = "office_caltech10/amazon"
+  with pytest.raises(ValueError, match="office_caltech10/amazon -> "
+                     "digits/sklearn.*not an image task"):
+    R._learner(config, 0, image_shape=None)
+
+
 def test_k_too_large_is_skipped_or_raises(tmp_path):
   config = _config(_CLS, "raw,quick")
   config.ks = (1, 500)

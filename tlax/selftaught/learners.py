@@ -11,7 +11,8 @@ encodes any data of the same width. The numerical work of each learner is a
 pure jitted function over arrays (the objectives are exported for tests and
 for reuse): :func:`sparse_coding_objective`, :func:`fista_codes`,
 :func:`dictionary_update`, :func:`sparse_autoencoder_loss`,
-:func:`kl_sparsity`, :func:`denoising_autoencoder_loss`.
+:func:`kl_sparsity`, :func:`denoising_autoencoder_loss`,
+:func:`conv_sparse_features`.
 
 Learners:
   * :class:`Raw`: the identity (the raw-feature baseline).
@@ -23,6 +24,9 @@ Learners:
     penalty, trained by L-BFGS (Ng's UFLDL sparse autoencoder).
   * :class:`DenoisingAutoencoder`: masking-noise denoising autoencoder
     (Vincent et al., 2008), trained by Adam on minibatches.
+  * :class:`ConvSparseCoding`: a sparse-coding dictionary of small image
+    windows, applied to every window and pooled over image regions
+    (:func:`conv_sparse_features`; Coates & Ng, 2011).
 
 ``atoms(learner)`` gives the learned basis (dictionary atoms, encoder weights
 or principal directions), and :func:`plot_atoms` draws them as an image grid.
@@ -650,12 +654,208 @@ class DenoisingAutoencoder(_Learner):
     return np.asarray(self.params_["w1"]).T
 
 
+# ---------------------------------------------------------------------------
+# Convolutional sparse-coding features (patch dictionary, pooled encoding).
+# ---------------------------------------------------------------------------
+def image_patches(images: Array, patch: int) -> Array:
+  """Every ``patch x patch`` window of grey images, stride 1.
+
+  Args:
+    images: ``(n, h, w)``.
+    patch: the window side.
+
+  Returns:
+    ``(n, h - patch + 1, w - patch + 1, patch * patch)``; the last axis is
+    the window in row-major order (``images[i, r:r+p, c:c+p].ravel()``).
+  """
+  return jax.lax.conv_general_dilated_patches(
+      images[..., None], (patch, patch), (1, 1), "VALID",
+      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def normalise_patches(patches: Array, eps) -> Array:
+  """Per-window brightness and contrast normalisation: each window minus its
+  mean, divided by ``sqrt(variance + eps)`` (Coates, Lee & Ng, 2011)."""
+  centred = patches - patches.mean(-1, keepdims=True)
+  return centred / jnp.sqrt(centred.var(-1, keepdims=True) + eps)
+
+
+def zca_whitening(x: np.ndarray, eps: float):
+  """``(mean, W)`` with ``(x - mean) @ W`` ZCA-whitened:
+  ``W = V diag(1 / sqrt(lambda + eps)) V^T`` from the covariance's
+  eigen-decomposition."""
+  mean = x.mean(axis=0)
+  cov = np.cov(x - mean, rowvar=False)
+  lam, vec = np.linalg.eigh(cov)
+  w = (vec / np.sqrt(np.maximum(lam, 0.0) + eps)) @ vec.T
+  return mean.astype(np.float32), w.astype(np.float32)
+
+
+def pool_grid(maps: Array, grid: int) -> Array:
+  """Sums ``(n, h, w, k)`` feature maps over a ``grid x grid`` partition of
+  the positions (the last ``h % grid`` rows and ``w % grid`` columns are
+  dropped); returns ``(n, grid * grid * k)``, region-major."""
+  n, h, w, k = maps.shape
+  hh, ww = h // grid, w // grid
+  maps = maps[:, :hh * grid, :ww * grid]
+  return maps.reshape(n, grid, hh, grid, ww, k).sum((2, 4)).reshape(n, -1)
+
+
+@functools.partial(jax.jit, static_argnames=("patch", "grid"))
+def conv_sparse_features(images: Array, mean: Array, whitening: Array,
+                         dictionary: Array, threshold, contrast_eps, *,
+                         patch: int, grid: int) -> Array:
+  r"""Pooled soft-threshold features of every window of the images.
+
+  Each window is normalised (:func:`normalise_patches`), whitened
+  (``(p - mean) @ whitening``) and projected on the atoms, ``z = D p``; the
+  split-sign soft-threshold code ``[max(z - t, 0), max(-z - t, 0)]``
+  (Coates & Ng, ICML 2011) is summed over a ``grid x grid`` partition of the
+  positions (:func:`pool_grid`).
+
+  Returns:
+    ``(n, grid * grid * 2K)``: positive parts of every region, then negative
+    parts.
+  """
+  p = normalise_patches(image_patches(images, patch), contrast_eps)
+  z = ((p - mean) @ whitening) @ dictionary.T
+  return jnp.concatenate([pool_grid(jax.nn.relu(z - threshold), grid),
+                          pool_grid(jax.nn.relu(-z - threshold), grid)], -1)
+
+
+class ConvSparseCoding(_Learner):
+  r"""Sparse coding of small image windows, applied convolutionally.
+
+  ``fit`` draws ``n_patches`` random ``patch x patch`` windows of the
+  unlabelled images, normalises their brightness and contrast, ZCA-whitens
+  them and learns a dictionary of ``n_atoms`` atoms on them with
+  :class:`SparseCoding`. ``transform`` encodes every window of an image
+  (stride 1) with the split-sign soft-threshold code at ``alpha`` and sums
+  the codes over a ``pool x pool`` grid of image regions
+  (:func:`conv_sparse_features`): ``pool * pool * 2 * n_atoms`` features.
+  Raina et al. learned their image bases on small patches likewise; the
+  encoding and pooling follow Coates & Ng.
+
+  Args:
+    image_shape: ``(h, w)`` of the flattened grey images; None: square,
+      side ``sqrt(D)``.
+    patch: the window side.
+    n_atoms, alpha, n_iter, code_steps: the patch dictionary
+      (:class:`SparseCoding`); ``alpha`` is also the encoding's threshold.
+    n_patches: windows drawn from the unlabelled images for ``fit``.
+    pool: the pooling grid's side.
+    contrast_eps, zca_eps: regularisers of the window normalisation and the
+      whitening.
+    batch_size: images encoded per jitted call.
+    seed: the windows drawn and the dictionary's initial atoms.
+
+  Attributes:
+    dictionary_: ``(K, patch * patch)`` atoms (whitened space);
+    objectives_: the dictionary objective per alternation; atom_shape:
+    ``(patch, patch)``.
+
+  References:
+    Raina, Battle, Lee, Packer & Ng, ICML 2007; Coates, Lee & Ng, AISTATS
+    2011; Coates & Ng, ICML 2011.
+  """
+  name = "conv_sparse_coding"
+
+  def __init__(self, image_shape=None, *, patch: int = 6, n_atoms: int = 128,
+               alpha: float = 0.2, n_patches: int = 50000, pool: int = 2,
+               n_iter: int = 30, code_steps: int = 20,
+               contrast_eps: float = 0.01, zca_eps: float = 0.1,
+               batch_size: int = 256, seed: int = 0):
+    if alpha <= 0:
+      raise FeatureLearnerInputError(
+          f"ConvSparseCoding: alpha must be > 0, got {alpha!r}.")
+    for field, value in (("patch", patch), ("pool", pool),
+                         ("n_patches", n_patches), ("batch_size", batch_size)):
+      if int(value) < 1:
+        raise FeatureLearnerInputError(
+            f"ConvSparseCoding: {field} must be >= 1, got {value!r}.")
+    self.image_shape = None if image_shape is None else tuple(
+        int(v) for v in image_shape)
+    self.patch, self.n_atoms, self.alpha = int(patch), int(n_atoms), float(alpha)
+    self.n_patches, self.pool = int(n_patches), int(pool)
+    self.n_iter, self.code_steps = int(n_iter), int(code_steps)
+    self.contrast_eps, self.zca_eps = float(contrast_eps), float(zca_eps)
+    self.batch_size, self.seed = int(batch_size), int(seed)
+
+  @property
+  def atom_shape(self):
+    return (self.patch, self.patch)
+
+  def _shape(self, d):
+    if self.image_shape is None:
+      side = int(round(math.sqrt(d)))
+      if side * side != d:
+        raise FeatureLearnerInputError(
+            f"ConvSparseCoding: rows of {d} values are not square images; "
+            "pass image_shape=(h, w).")
+      shape = (side, side)
+    else:
+      shape = self.image_shape
+    if shape[0] * shape[1] != d:
+      raise FeatureLearnerInputError(
+          f"ConvSparseCoding: image_shape={shape} has {shape[0] * shape[1]} "
+          f"pixels but the rows have {d} values.")
+    maps = (shape[0] - self.patch + 1, shape[1] - self.patch + 1)
+    if min(maps) < 1:
+      raise FeatureLearnerInputError(
+          f"ConvSparseCoding: patch={self.patch} is larger than the "
+          f"{shape[0]}x{shape[1]} images; use patch <= {min(shape)}.")
+    if self.pool > min(maps):
+      raise FeatureLearnerInputError(
+          f"ConvSparseCoding: pool={self.pool} is larger than the "
+          f"{maps[0]}x{maps[1]} window positions of {shape[0]}x{shape[1]} "
+          f"images with patch={self.patch}; use pool <= {min(maps)}.")
+    return shape
+
+  def fit(self, x):
+    x = self._check_fit(x)
+    self.shape_ = self._shape(x.shape[1])
+    images = x.reshape(len(x), *self.shape_)
+    rng = np.random.default_rng(self.seed)
+    h, w = self.shape_[0] - self.patch + 1, self.shape_[1] - self.patch + 1
+    idx = rng.integers(0, len(x), self.n_patches)
+    rows = rng.integers(0, h, self.n_patches)
+    cols = rng.integers(0, w, self.n_patches)
+    windows = np.stack([images[i, r:r + self.patch, c:c + self.patch].ravel()
+                        for i, r, c in zip(idx, rows, cols)])
+    windows = np.asarray(normalise_patches(jnp.asarray(windows),
+                                           self.contrast_eps))
+    self.mean_, self.whitening_ = zca_whitening(windows, self.zca_eps)
+    coder = SparseCoding(self.n_atoms, self.alpha, n_iter=self.n_iter,
+                         code_steps=self.code_steps, center=False,
+                         seed=self.seed)
+    coder.fit((windows - self.mean_) @ self.whitening_)
+    self.dictionary_ = coder.dictionary_
+    self.objectives_ = coder.objectives_
+    return self
+
+  def transform(self, x):
+    x = self._check_transform(x)
+    images = x.reshape(len(x), *self.shape_)
+    args = (jnp.asarray(self.mean_), jnp.asarray(self.whitening_),
+            jnp.asarray(self.dictionary_), jnp.float32(self.alpha),
+            jnp.float32(self.contrast_eps))
+    out = [np.asarray(conv_sparse_features(
+        jnp.asarray(images[i:i + self.batch_size]), *args, patch=self.patch,
+        grid=self.pool)) for i in range(0, len(images), self.batch_size)]
+    return np.concatenate(out)
+
+  @property
+  def atoms(self):
+    return self.dictionary_
+
+
 LEARNERS = {
     "raw": Raw,
     "pca": PCA,
     "sparse_coding": SparseCoding,
     "sparse_autoencoder": SparseAutoencoder,
     "denoising_autoencoder": DenoisingAutoencoder,
+    "conv_sparse_coding": ConvSparseCoding,
 }
 
 

@@ -135,10 +135,17 @@ def image_size(config) -> int:
   return 32 if config.target.startswith("coil20/") else 16
 
 
-def _learner(config, seed):
+def _learner(config, seed, image_shape=None):
   kwargs = dict(config.learner.get(config.method.name, {}))
   if config.method.name not in ("raw", "pca"):
     kwargs["seed"] = seed
+  if config.method.name == "conv_sparse_coding":
+    if image_shape is None:
+      raise ValueError(
+          f"conv_sparse_coding learns image windows, but {config.source} -> "
+          f"{config.target} is not an image task; use an image source and "
+          "target, or another learner.")
+    kwargs["image_shape"] = image_shape
   return learners_lib.get_learner(config.method.name, **kwargs)
 
 
@@ -219,7 +226,11 @@ def _run_classification(config, workdir):
     raise protocol_lib.ProtocolInputError(
         f"Every k of config.ks={tuple(config.ks)} is too large for "
         f"{config.target} (skipped: {skipped}); use smaller ks.")
-  learner = _learner(config, seed)
+  if src_info["image_shape"] != info["image_shape"]:
+    shape = None  # feature data on one side: no image learner applies
+  else:
+    shape = info["image_shape"]
+  learner = _learner(config, seed, shape)
   out = protocol_lib.self_taught_accuracy(
       learner, xu, (xtr, ytr), (xte, yte), ks=tuple(ks), seed=seed,
       transductive=info["transductive"], classifier=config.classifier,
@@ -232,7 +243,8 @@ def _run_classification(config, workdir):
     result["final_objective"] = float(learner.objectives_[-1])
   if hasattr(learner, "losses_"):
     result["final_loss"] = float(learner.losses_[-1])
-  shape = src_info["image_shape"] or info["image_shape"]
+  shape = getattr(learner, "atom_shape", None) or (src_info["image_shape"]
+                                                   or info["image_shape"])
   atoms = getattr(learner, "atoms", None)
   if config.plots and atoms is not None and shape is not None:
     learners_lib.plot_atoms(atoms, shape, os.path.join(workdir, "atoms.png"),

@@ -4,8 +4,8 @@ A representation is learned on unlabelled source data, the target's ``k``
 labelled examples per class are encoded with it, and a linear classifier
 (L2 logistic regression, C = 1) is trained on them (tlax.selftaught.protocol).
 The argument names the learner: ``raw``, ``pca``, ``sparse_coding``,
-``sparse_autoencoder`` or ``denoising_autoencoder`` (default
-``sparse_coding``), optionally followed by ``,quick``.
+``sparse_autoencoder``, ``denoising_autoencoder`` or ``conv_sparse_coding``
+(default ``sparse_coding``), optionally followed by ``,quick``.
 
 Settings (chosen a priori, the same on every task): 16x16 grey images (32x32
 for COIL-20 targets); at most 2000 unlabelled examples; PCA with 64
@@ -13,7 +13,12 @@ components; sparse coding with 128 atoms, alpha = 0.2 (inputs centred),
 30 alternations of 20 FISTA steps; sparse autoencoder with 196 sigmoid units,
 rho = 0.1, beta = 3, lambda = 3e-3, 200 L-BFGS iterations (the UFLDL
 exercise's values, fewer iterations); denoising autoencoder with 256 ReLU
-units, 30% masking noise, 1000 Adam steps of 128. The seed sets the learner's
+units, 30% masking noise, 1000 Adam steps of 128; convolutional sparse
+coding with 128 atoms of 6x6 windows (alpha = 0.2, 50000 windows, 30
+alternations), codes summed over a 2x2 grid of image regions (``PATCH``
+and ``POOL``, chosen among windows of 5, 6, 8 and grids of 2, 3 on
+development tasks with no target example of the reported ones:
+``experiments/selftaught_dev.py``, docs/results_self_taught_dev.md). The seed sets the learner's
 initialisation and the labelled draws. ``k`` values larger than a target
 class allows (one example per class must remain for testing) are skipped and
 listed in ``skipped_ks`` (``ks_too_large="error"`` raises instead).
@@ -33,8 +38,13 @@ Quick mode (seconds, the embedded digits 5-9 -> 0-4 task; used by tests):
 import ml_collections
 from ml_collections import config_dict
 
+# Window side and pooling grid of conv_sparse_coding: the best average on
+# the development tasks (experiments/selftaught_dev.py).
+PATCH = 6
+POOL = 2
+
 LEARNERS = ("raw", "pca", "sparse_coding", "sparse_autoencoder",
-            "denoising_autoencoder")
+            "denoising_autoencoder", "conv_sparse_coding")
 
 
 def learner_settings() -> ml_collections.ConfigDict:
@@ -48,6 +58,9 @@ def learner_settings() -> ml_collections.ConfigDict:
                              "weight_decay": 3e-3, "steps": 200},
       "denoising_autoencoder": {"n_hidden": 256, "noise": 0.3, "steps": 1000,
                                 "batch_size": 128},
+      "conv_sparse_coding": {"patch": PATCH, "pool": POOL, "n_atoms": 128,
+                             "alpha": 0.2, "n_patches": 50000, "n_iter": 30,
+                             "code_steps": 20},
   })
 
 
@@ -108,4 +121,6 @@ def make_quick(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.learner.sparse_autoencoder.update({"n_hidden": 16, "steps": 5})
   c.learner.denoising_autoencoder.update({"n_hidden": 16, "steps": 20,
                                           "batch_size": 32})
+  c.learner.conv_sparse_coding.update({"n_atoms": 16, "n_patches": 2000,
+                                       "n_iter": 3, "code_steps": 5})
   return c
