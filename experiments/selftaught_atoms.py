@@ -1,9 +1,12 @@
 r"""Pictures of learned self-taught features (dictionary atoms, encoder rows).
 
   python -m experiments.selftaught_atoms --out=docs/img
+  python -m experiments.selftaught_atoms --learners=conv_sparse_coding \
+    --out=docs/img
 
 Writes ``selftaught_atoms_<learner>_<source>.png``: the first 64 atoms of
-sparse coding and of the sparse autoencoder (rows of the encoder), learned
+each learner of ``--learners`` (sparse coding, the sparse autoencoder's
+encoder rows, convolutional sparse coding's 6x6 windows), learned
 with the settings of ``experiments/configs/selftaught/classification.py`` on
 the unlabelled MNIST images of ``mnist_usps`` (16x16, needs
 ``$TLAX_DATA_DIR``) and on 32x32 patches of scikit-learn's sample photos
@@ -36,10 +39,13 @@ def main(argv):
     size = runner.image_size(config)
     for name in _LEARNERS.value:
       kwargs = dict(settings[name])
+      if name == "conv_sparse_coding":
+        kwargs["image_shape"] = (size, size)
       learner = learners.get_learner(name, seed=0, **kwargs).fit(x[:2000])
       tag = source.split("/")[-1]
       path = os.path.join(_OUT.value, f"selftaught_atoms_{name}_{tag}.png")
-      learners.plot_atoms(learner.atoms, (size, size), path, n=64,
+      shape = getattr(learner, "atom_shape", (size, size))
+      learners.plot_atoms(learner.atoms, shape, path, n=64,
                           title=f"{name}, {source}")
       print(path)
 
