@@ -110,7 +110,8 @@ def test_factory_loss_runs_and_evaluates_with_the_ema(name):
   assert np.isfinite(float(value))
   assert jax.tree.structure(new_state) == jax.tree.structure(state)
   if name in ("fixmatch", "flexmatch", "freematch", "softmatch",
-              "fixmatch_mmd", "fixmatch_coral", "fixmatch_lmmd"):
+              "fixmatch_mmd", "fixmatch_coral", "fixmatch_lmmd",
+              "fixmatch_dann"):
     assert 0.0 <= float(metrics["mask_rate"]) <= 1.0
     assert {"threshold", "threshold_min", "threshold_max"} <= set(metrics)
   # predict uses the EMA kept in the state, not the raw parameters.
@@ -165,6 +166,49 @@ def test_class_conditional_alignment_weights_target_classes_by_softmax(name):
                                                "mean:5"))) > 1e-4
 
 
+@pytest.mark.parametrize("name", ["dann_align", "fixmatch_dann"])
+def test_dann_alignment_reverses_the_domain_gradient(name):
+  # The domain classifier gets the gradient of DANN's domain loss on the
+  # embeddings of xs and of the weak view of xt (the identity: pad 0); the
+  # network gets it reversed and scaled by lambda (at the end of the ramp).
+  options = {"pad": 0} if name == "dann_align" else {"pad": 0, "num_ops": 1}
+  method, batch = _method_and_batch(semisupervised.METHODS[name], **options)
+  params, state = method.init(jax.random.key(0), batch)
+  assert set(params) == {"model", "discriminator"}
+  assert set(state["ema"]) == set(params["model"])  # no EMA of the classifier
+  model = models.get_model("mlp", 10, hidden=(16,))
+  rng, step = jax.random.key(1), jnp.int32(10)
+
+  def grads(lam):
+    hparams = {k: jnp.float32(v) for k, v in method.hparams.items()}
+    hparams["lambda"] = jnp.float32(lam)
+    return jax.grad(lambda p: method.loss(p, state, batch, rng, step,
+                                          hparams)[0])(params)
+
+  def domain_loss(p):
+    emb = contract.apply_classifier(
+        model, p, state, jnp.concatenate([batch["xs"], batch["xt"]]),
+        train=True, rng=jax.random.key(2))[1]["embedding"]
+    d = semisupervised.DANN_DISCRIMINATOR.apply(
+        {"params": p["discriminator"]}, emb, train=True,
+        rngs={"dropout": jax.random.fold_in(rng, 1)})
+    return losses.dann_domain_loss(d[:4], d[4:])
+
+  if name == "dann_align":
+    _, (metrics, _) = method.loss(params, state, batch, rng, step,
+                                  {"lambda": jnp.float32(1.0)})
+    np.testing.assert_allclose(float(metrics["align_loss"]),
+                               float(domain_loss(params)), rtol=1e-5)
+  g_dom = jax.grad(domain_loss)(params)
+  g0, g2 = grads(0.0), grads(2.0)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4,
+                                                       atol=1e-6),
+               g2["discriminator"], g_dom["discriminator"])
+  jax.tree.map(lambda a, b, c: np.testing.assert_allclose(
+      a - b, -2.0 * c, rtol=1e-3, atol=1e-5),
+               g2["model"], g0["model"], g_dom["model"])
+
+
 def test_ema_update_and_threshold_state_carried():
   method, batch = _method_and_batch(semisupervised.freematch, num_ops=1)
   params, state = method.init(jax.random.key(0), batch)
@@ -207,10 +251,10 @@ def test_alignment_weight_ramps_up():
 
 _CONFIGS = ["supervised", "fully_supervised", "label_spreading",
             "pseudo_label", "mean_teacher", "ssda_supervised", "ssda_mmd", "ssda_coral",
-            "ssda_lmmd"]
+            "ssda_lmmd", "ssda_dann"]
 _STRONG = ["fixmatch", "flexmatch", "freematch", "softmatch",
            "ssda_fixmatch", "ssda_fixmatch_mmd", "ssda_fixmatch_coral",
-           "ssda_fixmatch_lmmd"]
+           "ssda_fixmatch_lmmd", "ssda_fixmatch_dann"]
 
 
 @pytest.mark.parametrize("name", _CONFIGS + [
@@ -249,7 +293,8 @@ def test_config_arguments():
   assert ssda.target_labeled_per_class == 1
   # The alignment weight, for every semi-supervised DA method that aligns.
   model = models.get_model("mlp", 10, hidden=(16,))
-  for name in ("ssda_fixmatch_coral", "ssda_coral", "ssda_mmd", "ssda_lmmd"):
+  for name in ("ssda_fixmatch_coral", "ssda_coral", "ssda_mmd", "ssda_lmmd",
+               "ssda_dann", "ssda_fixmatch_dann"):
     c = importlib.import_module(
         f"experiments.configs.semisupervised.{name}").get_config(
             "labels=4+lambda=0.3")

@@ -12,8 +12,9 @@ them:
   ``xtl, ytl`` a few labelled target examples
   (``config.target_labeled_per_class``) and ``xt`` the unlabelled target;
   FixMatch may add an alignment loss between source and target features
-  (``align="mmd"``, ``"coral"`` or the class-conditional ``"lmmd"``,
-  weight ``lambda``).
+  (``align="mmd"``, ``"coral"``, the class-conditional ``"lmmd"``, weight
+  ``lambda``, or DANN's adversarial ``"dann"``, reversal strength
+  ``lambda``).
 
 FixMatch (Sohn et al., 2020) minimises
 
@@ -56,9 +57,14 @@ from tlax import losses as tlax_losses
 from tlax.data import augment
 from tlax.losses import semisupervised as ssl_losses
 from tlax.methods import contract
+from tlax.methods import networks
 from tlax.methods import thresholds as thr_lib
 
-ALIGN_LOSSES = ("none", "mmd", "coral", "lmmd")
+ALIGN_LOSSES = ("none", "mmd", "coral", "lmmd", "dann")
+
+# The domain classifier of ``align="dann"``: DANN's (Ganin et al., JMLR 2016,
+# sec. 5.2.2), features -> 1024 -> 1024 -> source logit, ReLU, dropout 0.5.
+DANN_DISCRIMINATOR = networks.DomainDiscriminator()
 
 
 # ---------------------------------------------------------------------------
@@ -216,6 +222,42 @@ def _alignment(align, fs, ft, labels_s, logits_t):
                                              probs_t.shape[-1],
                                              sigmas="mean:5")
   raise ValueError(align)
+
+
+def _align_term(align, params, rng, fs, ft, labels_s, logits_t, weight):
+  """``(term added to the loss, alignment loss logged)``.
+
+  For the discrepancies the term is ``weight * loss``. For ``"dann"`` it is
+  the domain classifier's cross-entropy (:data:`DANN_DISCRIMINATOR`,
+  ``params["discriminator"]``) on the features behind a gradient reversal
+  of strength ``weight``: the classifier minimises it, the features
+  maximise it (Ganin & Lempitsky, ICML 2015).
+  """
+  if align != "dann":
+    value = _alignment(align, fs, ft, labels_s, logits_t)
+    return weight * value, value
+  h = tlax_losses.gradient_reversal(jnp.concatenate([fs, ft], 0), weight)
+  d = DANN_DISCRIMINATOR.apply({"params": params["discriminator"]}, h,
+                               train=True, rngs={"dropout": rng})
+  value = tlax_losses.dann_domain_loss(d[:fs.shape[0]], d[fs.shape[0]:])
+  return value, value
+
+
+def _with_discriminator(init, model, align, align_layer):
+  """``init`` plus DANN's domain classifier in ``params["discriminator"]``
+  when ``align == "dann"``."""
+  if align != "dann":
+    return init
+
+  def init_dann(rng, batch):
+    params, state = init(rng, batch)
+    _, feats, _ = contract.apply_classifier(
+        model, params, state, jnp.asarray(batch["xs"])[:2], train=False)
+    f = feats[align_layer].reshape(2, -1)
+    rng_disc = jax.random.fold_in(rng, 1)
+    params["discriminator"] = DANN_DISCRIMINATOR.init(rng_disc, f)["params"]
+    return params, state
+  return init_dann
 
 
 # ---------------------------------------------------------------------------
@@ -390,9 +432,11 @@ def fixmatch(model, num_classes, *, total_steps, threshold: str = "fixed",
       threshold; swept hparam ``tau`` of those two rules).
     lambda_u: the unlabelled-loss weight (swept hparam ``lambda_u``).
     lambda_: the alignment weight (swept hparam ``lambda``), with ``align``.
-    align: ``"none"``, ``"mmd"`` (DAN's multi-kernel MMD), ``"coral"`` or
+    align: ``"none"``, ``"mmd"`` (DAN's multi-kernel MMD), ``"coral"``,
       ``"lmmd"`` (DSAN's class-conditional MMD: source classes from the
-      labels, target classes from the weak view's softmax) between the
+      labels, target classes from the weak view's softmax) or ``"dann"``
+      (DANN's domain classifier, :data:`DANN_DISCRIMINATOR`, behind a
+      gradient reversal of strength ``lambda`` times the ramp) between the
       labelled source's and the unlabelled target's weak-view features.
     align_layer: the feature aligned (a key of the model's features).
     align_rampup: the alignment weight ramps up as
@@ -476,17 +520,19 @@ def fixmatch(model, num_classes, *, total_steps, threshold: str = "fixed",
     if align != "none":
       f = feats[align_layer]
       f = f.reshape(f.shape[0], -1)
-      align_loss = _alignment(align, f[:n_src], f[n_lab:n_lab + n_u],
-                              parts[0][1], logits_w)
-      value = value + hparams["lambda"] * _align_ramp(
-          step, total_steps, align_rampup) * align_loss
+      term, align_loss = _align_term(
+          align, params, jax.random.fold_in(rng, 1), f[:n_src],
+          f[n_lab:n_lab + n_u], parts[0][1], logits_w,
+          hparams["lambda"] * _align_ramp(step, total_steps, align_rampup))
+      value = value + term
       metrics["align_loss"] = align_loss
     state = {**state, "threshold": rule_state}
     state = update_state(state, params, step)
     return value, (metrics, state)
 
   return contract.Method(
-      init=init, loss=loss, predict=predict, features=features,
+      init=_with_discriminator(init, model, align, align_layer), loss=loss,
+      predict=predict, features=features,
       hparams={"lambda_u": lambda_u, "lambda": lambda_,
                **({"tau": rule.tau} if rule.tau is not None else {})},
       name=threshold if threshold != "fixed" else "fixmatch")
@@ -532,7 +578,8 @@ def mmd_align(model, num_classes, *, total_steps, lambda_: float = 1.0,
   Args:
     model, num_classes, total_steps: as :func:`supervised`.
     lambda_: the alignment weight (swept hparam ``lambda``).
-    align: ``"mmd"``, ``"coral"`` or ``"lmmd"`` (:func:`fixmatch`).
+    align: ``"mmd"``, ``"coral"``, ``"lmmd"`` or ``"dann"``
+      (:func:`fixmatch`).
     align_layer: the feature aligned.
     align_rampup: as :func:`fixmatch`.
     ema_decay, flip, pad: as :func:`supervised`.
@@ -546,7 +593,8 @@ def mmd_align(model, num_classes, *, total_steps, lambda_: float = 1.0,
   """
   del num_classes
   if align not in ALIGN_LOSSES or align == "none":
-    raise ValueError(f"Unknown align {align!r}; valid: mmd, coral, lmmd.")
+    raise ValueError(f"Unknown align {align!r}; valid: "
+                     f"{', '.join(ALIGN_LOSSES[1:])}.")
   _check_rampup(align_rampup)
   init, predict, features, update_state = _ema_parts(model, ema_decay)
   weak, _ = _augmenters(flip, pad)
@@ -559,13 +607,16 @@ def mmd_align(model, num_classes, *, total_steps, lambda_: float = 1.0,
     n_lab = _num_labelled(parts)
     n_src = parts[0][1].shape[0]
     f = feats[align_layer].reshape(logits.shape[0], -1)
-    align_loss = _alignment(align, f[:n_src], f[n_lab:], parts[0][1],
-                            logits[n_lab:])
-    value = sup + hparams["lambda"] * _align_ramp(
-        step, total_steps, align_rampup) * align_loss
+    term, align_loss = _align_term(
+        align, params, jax.random.fold_in(rng, 1), f[:n_src], f[n_lab:],
+        parts[0][1], logits[n_lab:],
+        hparams["lambda"] * _align_ramp(step, total_steps, align_rampup))
+    value = sup + term
     state = update_state(state, params, step)
     return value, ({"sup_loss": sup, "align_loss": align_loss}, state)
-  return contract.Method(init=init, loss=loss, predict=predict,
+  return contract.Method(init=_with_discriminator(init, model, align,
+                                                 align_layer),
+                         loss=loss, predict=predict,
                          features=features, hparams={"lambda": lambda_},
                          name=f"{align}_align")
 
@@ -586,6 +637,24 @@ def lmmd_align(model, num_classes, *, total_steps, lambda_: float = 1.0,
   (:func:`mmd_align` options)."""
   return mmd_align(model, num_classes, total_steps=total_steps,
                    align="lmmd", lambda_=lambda_, **options)
+
+
+def fixmatch_dann(model, num_classes, *, total_steps, lambda_: float = 1.0,
+                  **options):
+  """FixMatch plus DANN's domain classifier behind a gradient reversal on
+  the source and target features (semi-supervised domain adaptation;
+  :func:`fixmatch` options; ``lambda`` is the reversal strength)."""
+  return fixmatch(model, num_classes, total_steps=total_steps, align="dann",
+                  lambda_=lambda_, **options)._replace(name="fixmatch_dann")
+
+
+def dann_align(model, num_classes, *, total_steps, lambda_: float = 1.0,
+               **options):
+  """Supervised training plus DANN's domain classifier, without FixMatch's
+  pseudo-label loss: the alignment half of :func:`fixmatch_dann`
+  (:func:`mmd_align` options)."""
+  return mmd_align(model, num_classes, total_steps=total_steps,
+                   align="dann", lambda_=lambda_, **options)
 
 
 def flexmatch(model, num_classes, *, total_steps, **options):
@@ -617,6 +686,8 @@ METHODS = {
     "fixmatch_coral": fixmatch_coral,
     "lmmd_align": lmmd_align,
     "fixmatch_lmmd": fixmatch_lmmd,
+    "dann_align": dann_align,
+    "fixmatch_dann": fixmatch_dann,
     "pseudo_label": pseudo_label,
     "mean_teacher": mean_teacher,
     "fixmatch": fixmatch,
