@@ -8,9 +8,9 @@ the ``selftaught_dev`` task group instead: the reported tasks with their
 roles swapped or their sister domain (USPS -> letters, letters -> MNIST,
 photos -> COIL2, digits 0-4 -> 5-9), whose target examples are not those of
 the reported tasks (the font letters are rendered with another seed,
-:data:`DEV_LETTERS_SEED`, wherever they appear). The score of a setting is the mean accuracy over the dev
-tasks, the seeds and ``k`` = 1, 5, 10; the highest wins, and the config's
-``PATCH`` and ``POOL`` hold the winner.
+:data:`DEV_LETTERS_SEED`, wherever they appear). The score of a setting is
+the mean accuracy over the dev tasks, the seeds and ``k`` = 1, 5, 10; the
+highest wins, and the config's ``PATCH`` and ``POOL`` hold the winner.
 
 Runs go to ``<root>/p<patch>_pool<pool>/<task>/<seed>`` through the runner
 contract (finished runs are read back, so the command resumes);
@@ -107,7 +107,8 @@ def main(argv):
   complete = {s: c for s, c in rows.items()
               if all(len(v) == len(seeds) for v in c)}
   if not complete:
-    return pages.nothing_finished("selftaught_dev", sweep._ROOT.value, "settings")
+    return pages.nothing_finished("selftaught_dev", sweep._ROOT.value,
+                                  "settings")
   best = max(complete, key=lambda s: np.mean([np.mean(v)
                                               for v in complete[s]]))
   header = ("| patch | pool | " + " | ".join(

@@ -251,7 +251,8 @@ def test_normalise_patches_and_pool_grid_match_numpy():
                              rtol=1e-5, atol=1e-6)
   maps = _rng(22).random((2, 5, 4, 3)).astype(np.float32)
   got = np.asarray(L.pool_grid(jnp.asarray(maps), 2))
-  ref = np.concatenate([maps[:, :2, :2].sum((1, 2)), maps[:, :2, 2:].sum((1, 2)),
+  ref = np.concatenate([maps[:, :2, :2].sum((1, 2)),
+                        maps[:, :2, 2:].sum((1, 2)),
                         maps[:, 2:4, :2].sum((1, 2)),
                         maps[:, 2:4, 2:].sum((1, 2))], -1)
   np.testing.assert_allclose(got, ref, rtol=1e-5)

@@ -775,7 +775,8 @@ class ConvSparseCoding(_Learner):
             f"ConvSparseCoding: {field} must be >= 1, got {value!r}.")
     self.image_shape = None if image_shape is None else tuple(
         int(v) for v in image_shape)
-    self.patch, self.n_atoms, self.alpha = int(patch), int(n_atoms), float(alpha)
+    self.patch, self.n_atoms = int(patch), int(n_atoms)
+    self.alpha = float(alpha)
     self.n_patches, self.pool = int(n_patches), int(pool)
     self.n_iter, self.code_steps = int(n_iter), int(code_steps)
     self.contrast_eps, self.zca_eps = float(contrast_eps), float(zca_eps)
