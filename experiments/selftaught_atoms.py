@@ -30,7 +30,6 @@ _LEARNERS = flags.DEFINE_list("learners", ["sparse_coding",
 def main(argv):
   del argv
   os.makedirs(_OUT.value, exist_ok=True)
-  settings = classification.learner_settings()
   for source, target in (("mnist_usps/mnist", "fonts/letters"),
                          (runner.PHOTOS, "coil20/coil1")):
     config = classification.get_config()
@@ -38,10 +37,8 @@ def main(argv):
     x, _, _ = runner.load_arrays(source, config)
     size = runner.image_size(config)
     for name in _LEARNERS.value:
-      kwargs = dict(settings[name])
-      if name == "conv_sparse_coding":
-        kwargs["image_shape"] = (size, size)
-      learner = learners.get_learner(name, seed=0, **kwargs).fit(x[:2000])
+      config.method.name = name
+      learner = runner.make_learner(config, 0, (size, size)).fit(x[:2000])
       tag = source.split("/")[-1]
       path = os.path.join(_OUT.value, f"selftaught_atoms_{name}_{tag}.png")
       shape = getattr(learner, "atom_shape", (size, size))

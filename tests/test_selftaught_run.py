@@ -88,7 +88,7 @@ def test_conv_sparse_coding_refuses_a_feature_task():
   config.source = "office_caltech10/amazon"
   with pytest.raises(ValueError, match="office_caltech10/amazon -> "
                      "digits/sklearn.*not an image task"):
-    R._learner(config, 0, image_shape=None)
+    R.make_learner(config, 0, image_shape=None)
 
 
 def test_k_too_large_is_skipped_or_raises(tmp_path):

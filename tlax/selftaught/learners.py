@@ -821,8 +821,10 @@ class ConvSparseCoding(_Learner):
     idx = rng.integers(0, len(x), self.n_patches)
     rows = rng.integers(0, h, self.n_patches)
     cols = rng.integers(0, w, self.n_patches)
-    windows = np.stack([images[i, r:r + self.patch, c:c + self.patch].ravel()
-                        for i, r, c in zip(idx, rows, cols)])
+    # (n, h, w, p, p) view of every window, gathered at the drawn positions.
+    all_windows = np.lib.stride_tricks.sliding_window_view(
+        images, (self.patch, self.patch), axis=(1, 2))
+    windows = all_windows[idx, rows, cols].reshape(self.n_patches, -1)
     windows = np.asarray(normalise_patches(jnp.asarray(windows),
                                            self.contrast_eps))
     self.mean_, self.whitening_ = zca_whitening(windows, self.zca_eps)
@@ -840,10 +842,15 @@ class ConvSparseCoding(_Learner):
     args = (jnp.asarray(self.mean_), jnp.asarray(self.whitening_),
             jnp.asarray(self.dictionary_), jnp.float32(self.alpha),
             jnp.float32(self.contrast_eps))
+    # Every call sees a full batch (the last one zero-padded), so the
+    # encoding compiles once per batch size.
+    n, b = len(images), min(self.batch_size, len(images))
+    padded = np.zeros((-(-n // b) * b, *self.shape_), np.float32)
+    padded[:n] = images
     out = [np.asarray(conv_sparse_features(
-        jnp.asarray(images[i:i + self.batch_size]), *args, patch=self.patch,
-        grid=self.pool)) for i in range(0, len(images), self.batch_size)]
-    return np.concatenate(out)
+        jnp.asarray(padded[i:i + b]), *args, patch=self.patch,
+        grid=self.pool)) for i in range(0, len(padded), b)]
+    return np.concatenate(out)[:n]
 
   @property
   def atoms(self):

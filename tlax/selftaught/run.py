@@ -135,7 +135,10 @@ def image_size(config) -> int:
   return 32 if config.target.startswith("coil20/") else 16
 
 
-def _learner(config, seed, image_shape=None):
+def make_learner(config, seed, image_shape=None):
+  """The learner ``config.method.name`` with its settings from
+  ``config.learner``, seeded (all but ``raw`` and ``pca``); image learners
+  get ``image_shape`` and refuse a task without one."""
   kwargs = dict(config.learner.get(config.method.name, {}))
   if config.method.name not in ("raw", "pca"):
     kwargs["seed"] = seed
@@ -230,7 +233,7 @@ def _run_classification(config, workdir):
     shape = None  # feature data on one side: no image learner applies
   else:
     shape = info["image_shape"]
-  learner = _learner(config, seed, shape)
+  learner = make_learner(config, seed, shape)
   out = protocol_lib.self_taught_accuracy(
       learner, xu, (xtr, ytr), (xte, yte), ks=tuple(ks), seed=seed,
       transductive=info["transductive"], classifier=config.classifier,
