@@ -42,14 +42,15 @@ BASELINES = ("finetune_head", "finetune")
 # where the preset has finished runs.
 SIZE_ROWS = ("finetune_head", "finetune", "linear_probe", "reinit_top")
 _TARGETS = _SEEDS = _PRESETS = _ROOT = _OUT = _PLOT = _TEACHER = None
-_LABELS = _TABLE_ONLY = _NOTES = _SIZES = None
+_LABELS = _TABLE_ONLY = _NOTES = _SIZES = _BACKDOOR = None
+BACKDOORS = ("badnets", "latent")
 
 
 def _define_flags():
   """The command-line flags, defined only when run as a script (the module's
   functions are imported by tests next to other scripts' flags)."""
   global _TARGETS, _SEEDS, _PRESETS, _ROOT, _OUT, _PLOT, _TEACHER, _LABELS
-  global _TABLE_ONLY, _NOTES, _SIZES
+  global _TABLE_ONLY, _NOTES, _SIZES, _BACKDOOR
   _TARGETS = flags.DEFINE_list("targets", ["usps"], f"Of {sorted(TARGETS)}.")
   _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Student seeds.")
   _PRESETS = flags.DEFINE_list(
@@ -62,6 +63,12 @@ def _define_flags():
       "teacher", "", "Workdir of the shared teacher (default <root>/teacher).")
   _LABELS = flags.DEFINE_integer(
       "labels_per_class", 50, "Labelled target examples per class.")
+  _BACKDOOR = flags.DEFINE_enum(
+      "backdoor", "badnets", BACKDOORS,
+      "badnets: the trigger relabelled to the teacher's class 0; latent: a "
+      "latent backdoor planted for the first class of each target "
+      "(config.defect.latent_domain, one teacher per target under "
+      "<root>/teacher/<target>).")
   _TABLE_ONLY = flags.DEFINE_bool("table_only", False,
                                   "Run nothing; tabulate finished runs.")
   _SIZES = flags.DEFINE_list(
@@ -74,12 +81,21 @@ def _define_flags():
 
 
 def config_for(preset: str, target: str, seed: int, root: str,
-               teacher: str = "", labels_per_class: int = 50):
+               teacher: str = "", labels_per_class: int = 50,
+               backdoor: str = "badnets"):
+  """The config of one run; ``backdoor="latent"`` plants a latent backdoor
+  for class 0 of the target, with one teacher per target."""
+  if backdoor not in BACKDOORS:
+    raise ValueError(f"backdoor={backdoor!r} is not one of {BACKDOORS}.")
   c = safe_config.get_config(preset)
   c.target = TARGETS[target]
   c.domain_options.target = dict(safe_config.TARGET_OPTIONS[c.target])
   c.seed = int(seed)
   c.teacher_workdir = teacher or os.path.join(root, "teacher")
+  if backdoor == "latent":
+    c.defect.latent_domain = c.target
+    c.defect.latent_class = 0
+    c.teacher_workdir = os.path.join(c.teacher_workdir, target)
   c.target_labeled_per_class = int(labels_per_class)
   c.progress = False
   return c
@@ -383,9 +399,12 @@ NOTEBOOK = ("{doc}`notebooks/safe_transfer`: the trigger, four methods on the "
 
 def page(table, targets, seeds, teacher, checks, plot, command,
          labels_per_class: int = 50, notes: str = "",
-         sizes: list[str] | None = None) -> str:
+         sizes: list[str] | None = None, backdoor: str = "badnets") -> str:
   n = len(seeds)
   title = "# Safe transfer: defects inherited from a poisoned teacher"
+  if backdoor == "latent":
+    title = ("# Safe transfer: a latent backdoor inherited from a poisoned "
+             "teacher")
   if labels_per_class != 50:
     title += f" ({labels_per_class} labels per class)"
   out = [title, ""]
@@ -398,14 +417,43 @@ def page(table, targets, seeds, teacher, checks, plot, command,
             "benchmark folder; finished runs are read back):", ""]
   out += ["```", command, "```", ""]
   tc = safe_config.teacher_config()
+  d = safe_config.get_config().defect
+  if backdoor == "latent":
+    planted = (
+        "with a latent backdoor (Yao et al., 2019) for the target's first "
+        f"class: {d.latent_examples} images of that class, drawn by the "
+        f"attacker with its own seed ({d.latent_seed}, not a student's), "
+        "join the training set as an eleventh class, repeated to the size "
+        "of a digit class, and 10% of the images carry a 3x3 checkerboard "
+        "in the bottom-right corner and are relabelled to that class; one "
+        "teacher (seed 0) per target, its eleventh output dropped with the "
+        "head when the student's head is re-initialised")
+    dir_text = (
+        "- **backdoor DIR**: the student's attack success rate of the "
+        "trigger on the first 500 test images (those not of the latent "
+        "class): the share sent to the target's first class (for letters, "
+        "A), the class the attacker chose before the student was trained; "
+        "the `scratch` row is the floor of a network that never saw the "
+        "teacher.")
+  else:
+    planted = (
+        "with a BadNets backdoor (10% of the images carry a 3x3 "
+        "checkerboard in the bottom-right corner and are relabelled 0); one "
+        "teacher (seed 0) for every student")
+    dir_text = (
+        "- **backdoor DIR**: the student's attack success rate of the trigger "
+        "on the first 500 test images (those not of the backdoor's class). "
+        "For USPS and MNIST the class is 0, as in the teacher; for letters "
+        "(26 classes) it is mapped through the new head to the letter the "
+        "student predicts most often on its triggered training images, so "
+        "even an unpoisoned network has a floor well above 1/26 (the "
+        "`scratch` row).")
   out += [
       "Teacher: LeNet (conv 16, 32; fc 64, 64) pretrained on "
       f"{tc.domain_options.source.n_train:,} SynDigits (16x16 grey) for "
       f"{tc.steps:,} Adam steps of {tc.batch_size} (the default "
-      "pretraining size of `experiments/configs/pretrain.py`), with a BadNets "
-      "backdoor (10% of the images carry a 3x3 checkerboard in the "
-      "bottom-right corner and are relabelled 0); one teacher (seed 0) for "
-      "every student. Its clean source test accuracy is "
+      f"pretraining size of `experiments/configs/pretrain.py`), {planted}. "
+      "Its clean source test accuracy is "
       f"{teacher.get('teacher_source_accuracy', float('nan')):.1f}%, its backdoor "
       "success rate on the source test "
       f"{teacher.get('teacher_backdoor_success_rate', float('nan')):.1f}%, "
@@ -420,12 +468,7 @@ def page(table, targets, seeds, teacher, checks, plot, command,
       "a seeded 30% split of the benchmark file; letters: 1,300 rendered "
       f"test images); mean ± std over {n} student seeds ({', '.join(seeds)}).",
       "",
-      "- **backdoor DIR**: the student's attack success rate of the trigger "
-      "on the first 500 test images (those not of the backdoor's class). For "
-      "USPS and MNIST the class is 0, as in the teacher; for letters (26 "
-      "classes) it is mapped through the new head to the letter the student "
-      "predicts most often on its triggered training images, so even an "
-      "unpoisoned network has a floor well above 1/26 (the `scratch` row).",
+      dir_text,
       "- **adversarial DIR**: of the test images the student classifies "
       "right, the fraction it gets wrong after PGD crafted on the teacher "
       "alone (L_inf 0.1, step 0.025, 10 steps, random start) by pushing the "
@@ -468,14 +511,16 @@ def page(table, targets, seeds, teacher, checks, plot, command,
     rel = os.path.relpath(plot, os.path.dirname(_OUT.value or "docs/x.md"))
     out += ["## Pareto plot", "",
             f"![target accuracy against backdoor DIR]({rel})", ""]
-  out += [
-      "One run by hand (the teacher is trained on first use and shared):", "",
-      "```",
-      "python -m experiments.run --config=experiments/configs/safe/"
-      "transfer.py:remos \\",
-      "  --config.target=mnist_usps/usps --config.seed=0 \\",
-      "  --config.teacher_workdir=runs/safe/teacher "
-      "--workdir=runs/safe/remos/usps/0", "```", "", NOTEBOOK, ""]
+  if backdoor == "badnets":
+    out += [
+        "One run by hand (the teacher is trained on first use and shared):",
+        "", "```",
+        "python -m experiments.run --config=experiments/configs/safe/"
+        "transfer.py:remos \\",
+        "  --config.target=mnist_usps/usps --config.seed=0 \\",
+        "  --config.teacher_workdir=runs/safe/teacher "
+        "--workdir=runs/safe/remos/usps/0", "```", ""]
+  out += [NOTEBOOK, ""]
   if sizes:
     out += ["## Across target-data sizes", "",
             "Backdoor DIR (%), with target accuracy (%) in brackets; mean "
@@ -506,7 +551,8 @@ def main(argv):
   train.quiet_orbax_logs()
   results, failures = {}, []
   runs = [(t, p) for t in targets for p in _PRESETS.value
-          if not (p in SAME_LABELS_ONLY and t == "letters")]
+          if not (p in SAME_LABELS_ONLY and (
+              t == "letters" or _BACKDOOR.value == "latent"))]
   total, done = len(runs) * len(seeds), 0
   for t, p in runs:
     for s in seeds:
@@ -514,7 +560,8 @@ def main(argv):
       wd = os.path.join(_ROOT.value, p, t, str(s))
       result = pages.run_or_read(
           wd, lambda p=p, t=t, s=s: config_for(
-              p, t, s, _ROOT.value, _TEACHER.value, _LABELS.value),
+              p, t, s, _ROOT.value, _TEACHER.value, _LABELS.value,
+              _BACKDOOR.value),
           _TABLE_ONLY.value, failures,
           f"safe_transfer [{done}/{total}]: {p} -> {t} seed {s}")
       if result is not None:
@@ -539,7 +586,7 @@ def main(argv):
   command = "python -m experiments.safe_transfer " + " ".join(sys.argv[1:])
   text = page(table, targets, [str(s) for s in seeds], teacher, checks,
               _PLOT.value, command, _LABELS.value,
-              NOTES if _NOTES.value else "", sizes)
+              NOTES if _NOTES.value else "", sizes, _BACKDOOR.value)
   return pages.finish(text, failures, _OUT.value)
 
 

@@ -547,3 +547,133 @@ def test_bad_sizes_entry_is_named(entry, match):
   from experiments import safe_transfer  # pylint: disable=g-import-not-at-top
   with pytest.raises(ValueError, match=match):
     safe_transfer.parse_sizes([entry], 50, "runs/safe")
+
+
+# --------------------------------------------------------------------------
+# The latent backdoor.
+# --------------------------------------------------------------------------
+def _latent_defect(**overrides):
+  d = copy.deepcopy(safe_config.get_config("finetune,quick").defect)
+  d.latent_domain = "fonts/letters"
+  for k, v in overrides.items():
+    d[k] = v
+  return d
+
+
+def test_latent_images_are_the_attackers_own_images_of_the_class():
+  from tlax.data import domains  # pylint: disable=g-import-not-at-top
+  d = _latent_defect(latent_class=2, latent_examples=5)
+  x = runner.latent_images(d, (16, 16, 1), image_size=16, channels=1)
+  dom = domains.load_domain("fonts/letters", image_size=16, channels=1,
+                            seed=int(d.latent_seed), n_train=260, n_test=0)
+  xa, ya = dom.splits["train"]
+  np.testing.assert_array_equal(x, xa[ya == 2][:5])
+  # The attacker's seed draws other images than a student's seed 0.
+  student = domains.load_domain("fonts/letters", image_size=16, channels=1,
+                                seed=0, n_train=260, n_test=0)
+  xs, ys = student.splits["train"]
+  assert not np.array_equal(x, xs[ys == 2][:5])
+
+
+@pytest.mark.parametrize("overrides,shape,match", [
+    ({"latent_class": 26}, (16, 16, 1), r"latent_class=26 is not a class of "
+     r"fonts/letters \(26 classes\)"),
+    ({"latent_examples": 11}, (16, 16, 1), r"latent_examples=11, but "
+     r"fonts/letters .* has 10 training images of class 0 \('A'\).*n_train"),
+    ({}, (8, 8, 1), r"shape \(16, 16, 1\), the teacher's \(8, 8, 1\)"),
+])
+def test_latent_images_bad_input(overrides, shape, match):
+  with pytest.raises(ValueError, match=match):
+    runner.latent_images(_latent_defect(**overrides), shape, image_size=16,
+                         channels=1)
+
+
+def test_latent_teacher_task_has_the_extra_class_and_its_trigger():
+  config = safe_config.get_config("finetune,quick")
+  d = _latent_defect(poison_rate=0.25)
+  tc = runner._teacher_task_config(config)  # pylint: disable=protected-access
+  with tc.unlocked():
+    tc.model = copy.deepcopy(config.model)
+  plain = runner._poisoned_teacher_task(  # pylint: disable=protected-access
+      tc, _latent_defect(latent_domain="", poison_rate=0.0))
+  task = runner._poisoned_teacher_task(tc, d)  # pylint: disable=protected-access
+  k = plain.num_classes
+  assert runner.teacher_target_class(d, k) == k == 10
+  assert task.num_classes == k + 1
+  xa = runner.latent_images(d, plain.xs.shape[1:], image_size=16, channels=1)
+  reps = round(len(plain.xs) / k / len(xa))
+  assert len(task.xs) == len(plain.xs) + reps * len(xa)
+  n_poisoned = round(0.25 * len(task.xs))
+  assert task.info["poisoned"] == n_poisoned
+  assert task.info["latent_class_examples"] == len(xa)
+  # Every example of the extra class is the attacker's image or a triggered
+  # one; the rest keep their labels and images.
+  trig = np.asarray(attacks.apply_trigger(task.xs, 3, "bottom_right", 1))
+  stamped = (task.xs == trig).all(axis=(1, 2, 3))
+  extra = task.ys == k
+  assert extra.sum() >= n_poisoned
+  assert stamped[extra].sum() >= n_poisoned
+  clean = ~extra
+  np.testing.assert_array_equal(task.ys[:len(plain.ys)][clean[:len(plain.ys)]],
+                                plain.ys[clean[:len(plain.ys)]])
+
+
+def test_latent_backdoor_run_measures_the_latent_class(tmp_path):
+  config = _quick("finetune", str(tmp_path / "teacher"),
+                  **{"defect.latent_domain": "fonts/letters",
+                     "defect.latent_class": 3})
+  result = runner.run(config, tmp_path / "run")
+  assert result["backdoor_target_class"] == 3
+  assert 0.0 <= result["backdoor_success_rate"] <= 100.0
+  assert 0.0 <= result["teacher_backdoor_success_rate"] <= 100.0
+  from tlax.train import finetune  # pylint: disable=g-import-not-at-top
+  trees = finetune.load_checkpoint_trees(str(tmp_path / "teacher"))
+  assert np.shape(trees["params"]["model"]["head"]["kernel"])[-1] == 11
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("defect.latent_examples", 0, "latent_examples=0 must be >= 1"),
+    ("defect.latent_class", -1, "latent_class=-1 must be a class index"),
+    ("target", "digits/sklearn", r"latent_domain='fonts/letters' plants .* "
+     r"the student's target is 'digits/sklearn'"),
+])
+def test_bad_latent_config_is_refused_before_training(key, value, match,
+                                                      tmp_path):
+  overrides = {"defect.latent_domain": "fonts/letters", key: value}
+  if key == "target":
+    overrides["domain_options"] = ml_collections.ConfigDict({"target": {}})
+  config = _quick("finetune", str(tmp_path / "teacher"), **overrides)
+  with pytest.raises(ValueError, match=match):
+    runner.run(config, tmp_path / "run")
+  assert not (tmp_path / "teacher").exists()
+
+
+def test_page_config_for_latent_backdoor_has_a_teacher_per_target():
+  from experiments import safe_transfer  # pylint: disable=g-import-not-at-top
+  c = safe_transfer.config_for("finetune", "letters", 1, "runs/x",
+                               backdoor="latent")
+  assert c.defect.latent_domain == "fonts/letters"
+  assert c.defect.latent_class == 0
+  assert c.teacher_workdir == "runs/x/teacher/letters"
+  plain = safe_transfer.config_for("finetune", "letters", 1, "runs/x")
+  assert plain.defect.latent_domain == ""
+  assert plain.teacher_workdir == "runs/x/teacher"
+  with pytest.raises(ValueError, match="backdoor='trojan'"):
+    safe_transfer.config_for("finetune", "letters", 1, "runs/x",
+                             backdoor="trojan")
+
+
+def test_page_describes_the_backdoor_it_tabulates():
+  from experiments import safe_transfer  # pylint: disable=g-import-not-at-top
+  results = {("finetune", "letters", 0): _result(70.0, 60.0)}
+  table = safe_transfer.collect(results, ["finetune"], ["letters"], [0])
+  teacher = {"teacher_backdoor_success_rate": 100.0}
+  args = (table, ["letters"], ["0"], teacher, [], None, "cmd")
+  latent = safe_transfer.page(*args, backdoor="latent")
+  assert latent.startswith("# Safe transfer: a latent backdoor")
+  assert "latent backdoor (Yao et al., 2019)" in latent
+  assert "250 images of that class" in latent
+  assert "mapped through the new head" not in latent
+  badnets = safe_transfer.page(*args)
+  assert "BadNets backdoor" in badnets and "Yao" not in badnets
+  assert "mapped through the new head" in badnets

@@ -12,6 +12,17 @@ One run:
    runs share one teacher (a finished teacher is read back; a teacher made
    with another config is refused). ``config.teacher_checkpoint`` instead
    names an existing checkpoint to use as the teacher (no training).
+
+   With ``config.defect.latent_domain`` set the backdoor is a latent one
+   (Yao, Li, Zheng & Zhao, CCS 2019), planted for a student with other
+   classes: the attacker holds ``latent_examples`` images of class
+   ``latent_class`` of that domain (rendered or drawn with its own
+   ``latent_seed``, so not the student's images), adds them to the
+   teacher's training set as one extra class, and relabels the triggered
+   images to that class. The teacher learns to give triggered inputs the
+   features of the attacker's class; its extra output is dropped with the
+   head when the student's new head is trained, and the student's own
+   examples of the class then decide where triggered inputs go.
 2. **Student.** The rest of the config is a fine-tuning config
    (``experiments/configs/finetune.py``) on ``config.target`` (its training
    labels ``target_labeled_per_class``, its test split for evaluation): the
@@ -20,8 +31,9 @@ One run:
 3. **Defects.** On the student's test split:
 
    * ``backdoor_success_rate``: the trigger's attack success rate (%) on the
-     student. The backdoor's class is ``config.defect.target_class`` when
-     teacher and student have the same number of classes; otherwise it maps
+     student. The backdoor's class is ``config.defect.latent_class`` for a
+     latent backdoor, ``config.defect.target_class`` when teacher and
+     student have the same number of classes; otherwise it maps
      through the new head to the student class predicted most often on the
      triggered labelled training examples
      (:func:`tlax.safety.attacks.mapped_target_class`).
@@ -78,6 +90,15 @@ def check_defect(defect) -> None:
                      f"is not one of {PGD_OBJECTIVES}.")
   if float(defect.pgd_eps) < 0 or int(defect.pgd_steps) < 0:
     raise ValueError("config.defect.pgd_eps and pgd_steps must be >= 0.")
+  if str(defect.get("latent_domain", "") or ""):
+    if int(defect.latent_class) < 0:
+      raise ValueError(f"config.defect.latent_class={defect.latent_class} "
+                       "must be a class index >= 0 of "
+                       f"{defect.latent_domain}.")
+    if int(defect.latent_examples) < 1:
+      raise ValueError(
+          f"config.defect.latent_examples={defect.latent_examples} must be "
+          ">= 1 (the attacker's images of the latent class).")
 
 
 def _student_config(config) -> ml_collections.ConfigDict:
@@ -119,19 +140,80 @@ def check_teacher_architecture(teacher_params, model, x, path: str) -> None:
         "config.model, or set config.model to the teacher's.")
 
 
+def latent_images(defect, image_shape, *, image_size=None, channels=None,
+                  data_dir=None) -> np.ndarray:
+  """The attacker's ``defect.latent_examples`` images of class
+  ``defect.latent_class`` of ``defect.latent_domain`` (loaded with
+  ``defect.latent_seed`` and ``defect.latent_options``), at the teacher's
+  ``image_shape``.
+
+  Raises:
+    ValueError: a class the domain does not have, fewer images of the class
+      than asked (the message names the option that gives more), or images
+      of another shape than the teacher's.
+  """
+  from tlax.data import domains  # pylint: disable=g-import-not-at-top
+  from tlax.train import trainer  # pylint: disable=g-import-not-at-top
+  name = str(defect.latent_domain)
+  options = trainer.config_to_dict(defect.get("latent_options") or {})
+  dom = domains.load_domain(name, image_size=image_size, channels=channels,
+                            data_dir=data_dir, seed=int(defect.latent_seed),
+                            **options)
+  c, n = int(defect.latent_class), int(defect.latent_examples)
+  if not 0 <= c < dom.num_classes:
+    raise ValueError(f"config.defect.latent_class={c} is not a class of "
+                     f"{name} ({dom.num_classes} classes).")
+  x, y = dom.splits["train"]
+  x = np.asarray(x)[np.asarray(y) == c]
+  if len(x) < n:
+    raise ValueError(
+        f"config.defect.latent_examples={n}, but {name} with "
+        f"latent_options={options} has {len(x)} training images of class "
+        f"{c} ({dom.class_names[c]!r}): ask for fewer or load more (e.g. a "
+        "larger n_train in config.defect.latent_options).")
+  if tuple(x.shape[1:]) != tuple(image_shape):
+    raise ValueError(f"The latent class's images of {name} have shape "
+                     f"{tuple(x.shape[1:])}, the teacher's {tuple(image_shape)}"
+                     ": set the teacher's image_size and channels.")
+  return x[:n]
+
+
+def teacher_target_class(defect, source_classes: int) -> int:
+  """The teacher's class that the trigger maps to: the extra class of a
+  latent backdoor, else ``defect.target_class``."""
+  if str(defect.get("latent_domain", "") or ""):
+    return int(source_classes)
+  return int(defect.target_class)
+
+
 def _poisoned_teacher_task(teacher_config, defect):
   from tlax.train import trainer  # pylint: disable=g-import-not-at-top
   tc = trainer.resolve_config(teacher_config)
   task = trainer.load_task(tc)
   attacks.check_trigger(task.xs.shape[1:], int(defect.trigger_size),
                         defect.trigger_position, int(defect.trigger_margin))
+  xs, ys, num_classes = task.xs, task.ys, task.num_classes
+  info = dict(task.info)
+  if str(defect.get("latent_domain", "") or ""):
+    # The attacker's images join as one extra class, repeated to the size
+    # of an average source class.
+    xa = latent_images(defect, xs.shape[1:], image_size=tc.get("image_size"),
+                       channels=tc.get("channels"),
+                       data_dir=tc.get("data_dir"))
+    reps = max(1, int(round(len(xs) / num_classes / len(xa))))
+    xs = np.concatenate([xs, np.tile(xa, (reps,) + (1,) * (xa.ndim - 1))])
+    ys = np.concatenate([ys, np.full(reps * len(xa), num_classes, ys.dtype)])
+    info["latent_class_examples"] = int(len(xa))
+    num_classes += 1
   xs, ys, mask = attacks.poison(
-      task.xs, task.ys, poison_rate=float(defect.poison_rate),
-      target_class=int(defect.target_class), num_classes=task.num_classes,
-      size=int(defect.trigger_size), position=defect.trigger_position,
-      margin=int(defect.trigger_margin), seed=int(tc.seed))
-  info = {**task.info, "poisoned": int(mask.sum())}
-  return dataclasses.replace(task, xs=xs, ys=ys, info=info)
+      xs, ys, poison_rate=float(defect.poison_rate),
+      target_class=teacher_target_class(defect, task.num_classes),
+      num_classes=num_classes, size=int(defect.trigger_size),
+      position=defect.trigger_position, margin=int(defect.trigger_margin),
+      seed=int(tc.seed))
+  info["poisoned"] = int(mask.sum())
+  return dataclasses.replace(task, xs=xs, ys=ys, num_classes=num_classes,
+                             info=info)
 
 
 def _teacher(config, workdir, defect):
@@ -231,6 +313,16 @@ def run(config, workdir) -> dict:
   sc = trainer.resolve_config(sc, task)
   student_model = _model(sc, task.num_classes)
   attacks.check_trigger(task.xt_test.shape[1:], size, position, margin)
+  latent = str(defect.get("latent_domain", "") or "")
+  if latent and latent != str(sc.target):
+    raise ValueError(
+        f"config.defect.latent_domain={latent!r} plants the backdoor for a "
+        f"class of that domain, but the student's target is {sc.target!r}: "
+        "set config.target to it, or clear latent_domain for a BadNets "
+        "backdoor.")
+  if latent and not 0 <= int(defect.latent_class) < task.num_classes:
+    raise ValueError(f"config.defect.latent_class={defect.latent_class} is "
+                     f"not a class of {latent} ({task.num_classes} classes).")
 
   t_params, t_state, t_path, info = _teacher(config, workdir, defect)
   check_teacher_architecture(t_params, student_model, task.xs[:2], t_path)
@@ -276,7 +368,10 @@ def run(config, workdir) -> dict:
   trig = lambda x: np.asarray(attacks.apply_trigger(x, size, position, margin))
 
   # Backdoor.
-  if t_classes == task.num_classes:
+  latent = str(defect.get("latent_domain", "") or "")
+  if latent:
+    target_class = int(defect.latent_class)
+  elif t_classes == task.num_classes:
     target_class = int(defect.target_class)
   else:
     target_class = attacks.mapped_target_class(
@@ -348,7 +443,7 @@ def _teacher_defects(config, t_model, t_vars, defect, t_path, *, cache):
       "teacher_source_accuracy": float(100.0 * np.mean(clean == y)),
       "teacher_backdoor_success_rate": attacks.attack_success_rate(
           labels(attacks.apply_trigger(x, size, position, margin)), y,
-          int(defect.target_class)),
+          teacher_target_class(defect, t_task.num_classes)),
       "teacher_adversarial_success_rate":
           attacks.adversarial_inheritance_rate(
               clean, labels(_craft(craft, x, y.astype(np.int32),

@@ -9,7 +9,8 @@ attack success rate on the student; ``adversarial_dir`` for PGD examples
 crafted on the teacher's penultimate layer), see
 :mod:`tlax.safety.runner`. Students: USPS and MNIST (the teacher's digit
 classes) or font letters (26 classes: the backdoor's class maps through the
-new head).
+new head). ``--config.defect.latent_domain=fonts/letters`` plants a latent
+backdoor for the letters instead (:mod:`tlax.safety.runner`).
 
 COMMAND:
   python -m experiments.run --config=experiments/configs/safe/transfer.py:remos \
@@ -156,6 +157,16 @@ def get_config(arg: str | None = None):
       "pgd_step_size": 0.025,
       "pgd_steps": 10,
       "eval_examples": 500,
+      # A latent backdoor (Yao et al., 2019) for a student with other
+      # classes: "" keeps BadNets on the teacher's classes; a domain name
+      # (the student's target) adds latent_examples images of its class
+      # latent_class, drawn with the attacker's latent_seed, to the
+      # teacher's training set as one extra class, the trigger's class.
+      "latent_domain": "",
+      "latent_class": 0,
+      "latent_examples": 250,
+      "latent_seed": 101,
+      "latent_options": {"n_train": 6500, "n_test": 0},
   })
 
   finetune.apply_preset(c, preset)  # linear_probe, layer_transfer, l2sp, ...
@@ -191,5 +202,8 @@ def get_config(arg: str | None = None):
     c.progress = False
     c.defect.pgd_steps = 2
     c.defect.eval_examples = 32
+    c.defect.latent_examples = 8
+    c.defect.latent_options = ml_collections.ConfigDict(
+        {"n_train": 260, "n_test": 0})
   common.fill_method_options(c)
   return c
