@@ -533,6 +533,12 @@ def test_table_across_sizes_is_read_from_each_sizes_root(tmp_path):
       "| labels per class | 5 | 50 |", "|---|---:|---:|",
       "| usps, `finetune` | 40.0 (80.0) [1 of 2 seeds] | 25.0 (91.0) |",
       "| usps, `reinit_top` | 2.0 (81.0) [1 of 2 seeds] | - |"]
+  # Only the rows asked for.
+  rows = ("reinit_top",)
+  assert safe_transfer.sizes_table(
+      safe_transfer.read_sizes(sizes, ["usps"], [0, 1], rows), ["usps"],
+      [0, 1], rows)[2:] == [
+          "| usps, `reinit_top` | 2.0 (81.0) [1 of 2 seeds] | - |"]
   # A root given for the wrong size is named.
   with pytest.raises(ValueError, match=r"l5/finetune/usps/0/result.json was "
                      r"run with 5 labels per class, not 10"):
@@ -677,3 +683,25 @@ def test_page_describes_the_backdoor_it_tabulates():
   badnets = safe_transfer.page(*args)
   assert "BadNets backdoor" in badnets and "Yao" not in badnets
   assert "mapped through the new head" in badnets
+
+
+def test_a_student_waits_for_a_teacher_another_process_holds(monkeypatch):
+  from tlax import train  # pylint: disable=g-import-not-at-top
+  calls = []
+
+  def busy_twice(config, workdir, task):
+    calls.append((config, workdir, task))
+    if len(calls) < 3:
+      raise train.WorkdirBusyError(f"{workdir} is in use by process 1")
+    return {"target_accuracy": 99.0}
+
+  monkeypatch.setattr(train, "train_and_evaluate", busy_twice)
+  assert runner.train_teacher("c", "dir", "t", poll_s=0.01) == {
+      "target_accuracy": 99.0}
+  assert calls == [("c", "dir", "t")] * 3
+  # Held past the wait: the error reaches the caller.
+  calls.clear()
+  monkeypatch.setattr(train, "train_and_evaluate", lambda *a, **k: (
+      _ for _ in ()).throw(train.WorkdirBusyError("dir is in use")))
+  with pytest.raises(train.WorkdirBusyError, match="in use"):
+    runner.train_teacher("c", "dir", "t", wait_s=0.05, poll_s=0.01)

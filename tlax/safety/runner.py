@@ -60,7 +60,9 @@ import copy
 import dataclasses
 import json
 import os
+import time
 
+from absl import logging
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -216,6 +218,42 @@ def _poisoned_teacher_task(teacher_config, defect):
                              info=info)
 
 
+# How long a student waits for a teacher that another process holds (it is
+# training it, or reading it back), and how often it looks again.
+TEACHER_WAIT_S = 4 * 3600.0
+TEACHER_POLL_S = 2.0
+
+
+def train_teacher(teacher_config, workdir, task, *, wait_s=None,
+                  poll_s=None) -> dict:
+  """Trains the teacher in ``workdir`` (or reads it back when finished).
+
+  Students of parallel sweeps share one teacher: while another process
+  holds its workdir (training it, or reading its result), this one waits
+  for it (up to ``wait_s``, default :data:`TEACHER_WAIT_S`) instead of
+  failing, then reads the finished teacher.
+
+  Raises:
+    WorkdirBusyError: the teacher's workdir was still held after ``wait_s``.
+  """
+  from tlax import train  # pylint: disable=g-import-not-at-top
+  wait_s = TEACHER_WAIT_S if wait_s is None else float(wait_s)
+  poll_s = TEACHER_POLL_S if poll_s is None else float(poll_s)
+  deadline = time.monotonic() + wait_s
+  waiting = False
+  while True:
+    try:
+      return train.train_and_evaluate(teacher_config, workdir, task=task)
+    except train.WorkdirBusyError:
+      if time.monotonic() + poll_s > deadline:
+        raise
+      if not waiting:
+        logging.info("The teacher %s is held by another process; waiting "
+                     "for it.", workdir)
+        waiting = True
+      time.sleep(poll_s)
+
+
 def _teacher(config, workdir, defect):
   """``(params, state, info)`` of the teacher, trained first if needed."""
   from tlax import train  # pylint: disable=g-import-not-at-top
@@ -231,7 +269,7 @@ def _teacher(config, workdir, defect):
       tc.target = ""
       tc.model = copy.deepcopy(config.model)
     task = _poisoned_teacher_task(tc, defect)
-    res = train.train_and_evaluate(tc, ckpt, task=task)
+    res = train_teacher(tc, ckpt, task)
     info["teacher_test_accuracy"] = res.get("target_accuracy")
     info["teacher_poisoned_examples"] = task.info.get("poisoned")
   trees = finetune.load_checkpoint_trees(ckpt)
