@@ -430,7 +430,13 @@ NOTES = """\
   {doc}`results_safe_transfer_latent_l2` and, four methods over 10 seeds,
   {doc}`results_safe_transfer_latent_seeds`.
 - One teacher (seed 0) is shared by every student: the spread over seeds is
-  the students', not the teachers'.
+  the students', not the teachers'. Training the teacher twice with the
+  same command on one machine gave bitwise the same weights, and a student
+  run is as repeatable given its teacher. On another machine (another CPU
+  or XLA build) the same commands gave another teacher, of the same
+  accuracy and backdoor success, and student numbers that differed within
+  the spread over seeds: for example 70.4% (`finetune_head`, USPS) and
+  24.2% (`finetune`, letters) where this page has 69.0% and 31.5%.
 """
 
 
