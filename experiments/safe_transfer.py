@@ -29,8 +29,7 @@ import numpy as np
 from experiments import pages
 from experiments.configs.safe import transfer as safe_config
 
-TARGETS = {"usps": "mnist_usps/usps", "mnist": "mnist_usps/mnist",
-           "letters": "fonts/letters"}
+TARGETS = safe_config.TARGETS
 # output_kl compares the teacher's and the student's outputs and
 # finetune_head keeps the teacher's head: only for a student with the
 # teacher's label space.
@@ -568,6 +567,15 @@ def page(table, targets, seeds, teacher, checks, plot, command,
         "  --config.target=mnist_usps/usps --config.seed=0 \\",
         "  --config.teacher_workdir=runs/safe/teacher "
         "--workdir=runs/safe/remos/usps/0", "```", ""]
+  else:
+    out += [
+        "One run by hand (the teacher is trained on first use and shared):",
+        "", "```",
+        "python -m experiments.run --config=experiments/configs/safe/"
+        "transfer.py:remos,letters \\",
+        "  --config.defect.latent_domain=fonts/letters --config.seed=0 \\",
+        "  --config.teacher_workdir=runs/safe_latent/teacher/letters \\",
+        "  --workdir=runs/safe_latent/remos/letters/0", "```", ""]
   out += [NOTEBOOK, ""]
   if sizes:
     out += ["## Across target-data sizes", "",

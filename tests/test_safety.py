@@ -705,3 +705,23 @@ def test_a_student_waits_for_a_teacher_another_process_holds(monkeypatch):
       _ for _ in ()).throw(train.WorkdirBusyError("dir is in use")))
   with pytest.raises(train.WorkdirBusyError, match="in use"):
     runner.train_teacher("c", "dir", "t", wait_s=0.05, poll_s=0.01)
+
+
+def test_config_argument_names_the_target_and_its_options():
+  c = safe_config.get_config("remos,letters")
+  assert c.preset == "remos" and c.target == "fonts/letters"
+  assert c.domain_options.target.to_dict() == {"n_train": 2600, "n_test": 1300}
+  # The default is USPS; config_for gives the same config for a target.
+  from experiments import safe_transfer  # pylint: disable=g-import-not-at-top
+  assert safe_config.get_config("remos").to_dict() == \
+      safe_config.get_config("remos,usps").to_dict()
+  by_page = safe_transfer.config_for("remos", "letters", 0, "runs/x")
+  by_hand = safe_config.get_config("remos,letters")
+  by_hand.teacher_workdir = "runs/x/teacher"
+  by_hand.progress = False
+  assert by_hand.to_dict() == by_page.to_dict()
+  for arg, match in [("remos,usps,mnist", "names 2 targets"),
+                     ("finetune,letters,quick", "'quick' runs the embedded"),
+                     ("remos,svhn", "Unknown config argument")]:
+    with pytest.raises(ValueError, match=match):
+      safe_config.get_config(arg)

@@ -9,8 +9,9 @@ attack success rate on the student; ``adversarial_dir`` for PGD examples
 crafted on the teacher's penultimate layer), see
 :mod:`tlax.safety.runner`. Students: USPS and MNIST (the teacher's digit
 classes) or font letters (26 classes: the backdoor's class maps through the
-new head). ``--config.defect.latent_domain=fonts/letters`` plants a latent
-backdoor for the letters instead (:mod:`tlax.safety.runner`).
+new head). ``transfer.py:<preset>,letters
+--config.defect.latent_domain=fonts/letters`` plants a latent backdoor for
+the letters instead (:mod:`tlax.safety.runner`).
 
 COMMAND:
   python -m experiments.run --config=experiments/configs/safe/transfer.py:remos \
@@ -18,11 +19,20 @@ COMMAND:
     --config.teacher_workdir=runs/safe/teacher \
     --workdir=runs/safe/remos/usps/0
 
+  # a student on letters, the teacher with a latent backdoor for A:
+  python -m experiments.run \
+    --config=experiments/configs/safe/transfer.py:remos,letters \
+    --config.defect.latent_domain=fonts/letters --config.seed=0 \
+    --config.teacher_workdir=runs/safe_latent/teacher/letters \
+    --workdir=runs/safe_latent/remos/letters/0
+
   # every preset, targets and seeds, the table and the Pareto plot:
   python -m experiments.safe_transfer --targets=usps,mnist,letters \
     --seeds=0,1,2 --root=runs/safe --out=docs/safe_transfer.md
 
-Config argument ``<preset>[,quick]``, preset one of:
+Config argument ``<preset>[,<target>][,quick]``; target ``usps`` (default),
+``mnist`` or ``letters`` sets the student's domain and its options (e.g.
+``transfer.py:remos,letters``); preset one of:
   ``finetune``: full fine-tuning, the head re-initialised (default);
   ``finetune_head``: full fine-tuning from the teacher's head too (the
     student keeps every teacher weight; only for a target with the
@@ -60,6 +70,10 @@ PRESETS = ("finetune", "finetune_head", "linear_probe", "layer_transfer",
            "reinit_top", "reinit_fc2", "l2sp", "output_kl", "lora", "delta",
            "magnitude_prune", "fine_prune", "remos", "clean_distill",
            "scratch")
+
+# The student targets by short name (the config argument, the page script).
+TARGETS = {"usps": "mnist_usps/usps", "mnist": "mnist_usps/mnist",
+           "letters": "fonts/letters"}
 
 # Per-target options of the student's domain (a seeded held-out test split
 # for USPS and MNIST, whose files have one split).
@@ -106,9 +120,32 @@ def teacher_config(quick: bool = False) -> ml_collections.ConfigDict:
   return c
 
 
+def parse_target(arg: str | None) -> tuple[str | None, str | None]:
+  """``(target domain or None, the rest of the argument)`` of a config
+  argument that may name a student target of :data:`TARGETS`.
+
+  Raises:
+    ValueError: two targets, or a target with ``quick`` (which runs the
+      embedded letters).
+  """
+  parts = [p.strip() for p in (arg or "").split(",") if p.strip()]
+  named = [p for p in parts if p in TARGETS]
+  if len(named) > 1:
+    raise ValueError(f"Config argument {arg!r} names {len(named)} targets "
+                     f"({', '.join(named)}); give one of {sorted(TARGETS)}.")
+  if named and "quick" in parts:
+    raise ValueError(f"Config argument {arg!r}: 'quick' runs the embedded "
+                     f"letters; drop {named[0]!r} or 'quick'.")
+  rest = ",".join(p for p in parts if p not in TARGETS) or None
+  return (TARGETS[named[0]] if named else None), rest
+
+
 def get_config(arg: str | None = None):
-  """The safe-transfer config for ``arg = "<preset>[,quick]"``."""
-  preset, quick = finetune.parse_preset(arg, PRESETS, "finetune")
+  """The safe-transfer config for ``arg = "<preset>[,<target>][,quick]"``
+  (target one of :data:`TARGETS`: the student's domain and its options;
+  default USPS)."""
+  target, rest = parse_target(arg)
+  preset, quick = finetune.parse_preset(rest, PRESETS, "finetune")
 
   c = common.base_config()
   c.runner = "tlax.safety.runner:run"
@@ -168,6 +205,11 @@ def get_config(arg: str | None = None):
       "latent_seed": 101,
       "latent_options": {"n_train": 6500, "n_test": 0},
   })
+
+  if target:
+    c.target = target
+    c.domain_options = ml_collections.ConfigDict(
+        {"target": TARGET_OPTIONS[target]})
 
   finetune.apply_preset(c, preset)  # linear_probe, layer_transfer, l2sp, ...
   if preset == "finetune_head":
