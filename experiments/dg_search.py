@@ -115,7 +115,8 @@ def draw_hparams(algorithm: str, draw: int, trial: int) -> dict[str, Any]:
 def config_for(dataset: str, algorithm: str, test_domain: str | None,
                draw: int, trial: int, steps: int | None = None,
                quick: bool = False, image_size: int | None = None,
-               scale_schedules: bool = False, reset_optimizer: bool = False):
+               scale_schedules: bool = False, reset_optimizer: bool = False,
+               final_eval_only: bool = False):
   """The run's config: the dataset's config for ``algorithm`` with the
   draw's hyper-parameters, ``seed = trial`` and, if given, another test
   domain (the dataset's other domains train) and another image size;
@@ -125,7 +126,9 @@ def config_for(dataset: str, algorithm: str, test_domain: str | None,
   the same fraction of a shorter run as in DomainBed's 5,000 steps.
   ``reset_optimizer``: the algorithms with a penalty schedule (IRM, VREx,
   Fishr) restart the optimiser when their penalty switches on, as
-  DomainBed does (``method.reset_optimizer``)."""
+  DomainBed does (``method.reset_optimizer``). ``final_eval_only``: the
+  run evaluates only at its last step, the one both selection rules read
+  (no accuracy curve; faster)."""
   module = importlib.import_module(f"experiments.configs.dg.{dataset}")
   c = module.get_config(algorithm + (",quick" if quick else ""))
   if image_size:
@@ -148,6 +151,8 @@ def config_for(dataset: str, algorithm: str, test_domain: str | None,
     c.steps = int(steps)
     if c.eval_every is not None:  # None: the trainer's steps // 10
       c.eval_every = min(int(c.eval_every), int(steps))
+  if final_eval_only:
+    c.eval_every = int(c.steps)
   if scale_schedules and "anneal_steps" in c.method:
     c.method.anneal_steps = int(round(
         int(c.method.anneal_steps) * int(c.steps) / DOMAINBED_STEPS))
@@ -323,6 +328,10 @@ def _define_flags():
                     "Adam when their penalty switches on, as DomainBed does; "
                     "the runs of every algorithm go under "
                     "<root>/<dataset>[_<size>px][_scaled]_reset.")
+  flags.DEFINE_bool("final_eval_only", False, "Evaluate each run only at "
+                    "its last step, the one the selection rules read (no "
+                    "accuracy curves, less time per run); the runs go under "
+                    "<root>/<dataset>[...]_final.")
   flags.DEFINE_string("root", "runs/dg_search", "Root of the workdirs.")
   flags.DEFINE_string("out", None, "Markdown page to write.")
   flags.DEFINE_bool("quick", False, "The configs' quick mode (tests).")
@@ -359,7 +368,8 @@ def main(argv):
   folder = (FLAGS.dataset
             + (f"_{FLAGS.image_size}px" if FLAGS.image_size else "")
             + ("_scaled" if FLAGS.scale_schedules else "")
-            + ("_reset" if FLAGS.reset_optimizer else ""))
+            + ("_reset" if FLAGS.reset_optimizer else "")
+            + ("_final" if FLAGS.final_eval_only else ""))
   domains = list(FLAGS.test_domains) or [None]
   # Runs whose programs have the same shapes (every trial of draw 0, the
   # evaluation and initialisation of every run) compile once.
@@ -374,7 +384,7 @@ def main(argv):
         for t in trials:
           c = config_for(FLAGS.dataset, alg, dom, d, t, FLAGS.steps,
                          FLAGS.quick, FLAGS.image_size, FLAGS.scale_schedules,
-                         FLAGS.reset_optimizer)
+                         FLAGS.reset_optimizer, FLAGS.final_eval_only)
           name = str(c.target)
           if name not in names:
             names.append(name)

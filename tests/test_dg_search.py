@@ -276,3 +276,21 @@ def test_scaled_schedule_runs_go_to_their_own_folder(tmp_path):
   assert config["method"]["anneal_steps"] == 0  # 500 * 3 / 5000, rounded
   config = irm_run_config("--reset_optimizer", "colored_mnist_reset")
   assert config["method"]["reset_optimizer"] is True
+
+
+def test_final_eval_only_runs_evaluate_once_in_their_own_folder(tmp_path):
+  c = dg_search.config_for("colored_mnist", "erm", "plus90", 1, 0,
+                           steps=400, final_eval_only=True)
+  assert c.eval_every == 400
+  assert dg_search.config_for("colored_mnist", "erm", "plus90", 1, 0,
+                              steps=400).eval_every < 400
+  _search("--quick", "--algorithms=erm", "--draws=1", "--trials=1",
+          "--steps=4", "--final_eval_only",
+          f"--root={tmp_path}").check_returncode()
+  run = (tmp_path / "colored_mnist_final" / "colored_mnist_minus90" / "erm"
+         / "draw0" / "trial0")
+  evals = [json.loads(line) for line in
+           (run / "metrics.jsonl").read_text().splitlines()
+           if '"type": "eval"' in line]
+  assert [e["step"] for e in evals] == [4]
+  assert dg_search.final_record(str(run))["step"] == 4
