@@ -86,9 +86,7 @@ def config_for(preset: str, target: str, seed: int, root: str,
   for class 0 of the target, with one teacher per target."""
   if backdoor not in BACKDOORS:
     raise ValueError(f"backdoor={backdoor!r} is not one of {BACKDOORS}.")
-  c = safe_config.get_config(preset)
-  c.target = TARGETS[target]
-  c.domain_options.target = dict(safe_config.TARGET_OPTIONS[c.target])
+  c = safe_config.get_config(f"{preset},{target}")  # its domain options
   c.seed = int(seed)
   c.teacher_workdir = teacher or os.path.join(root, "teacher")
   if backdoor == "latent":
@@ -559,23 +557,21 @@ def page(table, targets, seeds, teacher, checks, plot, command,
     out += ["## Pareto plot", "",
             f"![target accuracy against backdoor DIR]({rel})", ""]
   if backdoor == "badnets":
-    out += [
-        "One run by hand (the teacher is trained on first use and shared):",
-        "", "```",
-        "python -m experiments.run --config=experiments/configs/safe/"
-        "transfer.py:remos \\",
-        "  --config.target=mnist_usps/usps --config.seed=0 \\",
-        "  --config.teacher_workdir=runs/safe/teacher "
-        "--workdir=runs/safe/remos/usps/0", "```", ""]
+    arg, options = "remos", "  --config.target=mnist_usps/usps --config.seed=0"
+    teacher, run = "runs/safe/teacher", "runs/safe/remos/usps/0"
   else:
-    out += [
-        "One run by hand (the teacher is trained on first use and shared):",
-        "", "```",
-        "python -m experiments.run --config=experiments/configs/safe/"
-        "transfer.py:remos,letters \\",
-        "  --config.defect.latent_domain=fonts/letters --config.seed=0 \\",
-        "  --config.teacher_workdir=runs/safe_latent/teacher/letters \\",
-        "  --workdir=runs/safe_latent/remos/letters/0", "```", ""]
+    arg = "remos,letters"
+    options = ("  --config.defect.latent_domain=fonts/letters "
+               "--config.seed=0")
+    teacher = "runs/safe_latent/teacher/letters"
+    run = "runs/safe_latent/remos/letters/0"
+  out += [
+      "One run by hand (the teacher is trained on first use and shared):",
+      "", "```",
+      f"python -m experiments.run --config=experiments/configs/safe/"
+      f"transfer.py:{arg} \\", options + " \\",
+      f"  --config.teacher_workdir={teacher} \\", f"  --workdir={run}",
+      "```", ""]
   out += [NOTEBOOK, ""]
   if sizes:
     out += ["## Across target-data sizes", "",

@@ -406,7 +406,6 @@ def run(config, workdir) -> dict:
   trig = lambda x: np.asarray(attacks.apply_trigger(x, size, position, margin))
 
   # Backdoor.
-  latent = str(defect.get("latent_domain", "") or "")
   if latent:
     target_class = int(defect.latent_class)
   elif t_classes == task.num_classes:

@@ -18,10 +18,11 @@ coding with 128 atoms of 6x6 windows (alpha = 0.2, 50000 windows, 30
 alternations), codes summed over a 2x2 grid of image regions (``PATCH``
 and ``POOL``, chosen among windows of 5, 6, 8 and grids of 2, 3 on
 development tasks with no target example of the reported ones:
-``experiments/selftaught_dev.py``, docs/results_self_taught_dev.md). The seed sets the learner's
-initialisation and the labelled draws. ``k`` values larger than a target
-class allows (one example per class must remain for testing) are skipped and
-listed in ``skipped_ks`` (``ks_too_large="error"`` raises instead).
+``experiments/selftaught_dev.py``, docs/results_self_taught_dev.md). The
+seed sets the learner's initialisation and the labelled draws. ``k`` values
+larger than a target class allows (one example per class must remain for
+testing) are skipped and listed in ``skipped_ks`` (``ks_too_large="error"``
+raises instead).
 
 COMMAND:
   python -m experiments.run \
