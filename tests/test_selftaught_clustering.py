@@ -53,6 +53,26 @@ def test_stc_objective_never_increases_and_recovers_planted_clusters():
   assert res.feature_labels.shape == (12,) and res.aux_labels.shape == (90,)
 
 
+def test_stc_restarts_keep_the_run_with_the_lowest_objective():
+  rng = np.random.default_rng(4)
+  xt = rng.random((40, 16)) ** 3
+  xa = rng.random((60, 16)) ** 3
+  kwargs = dict(n_feature_clusters=4, lam=1.0, n_iter=5)
+  one = C.self_taught_clustering(xt, xa, 4, seed=7, **kwargs)
+  five = C.self_taught_clustering(xt, xa, 4, n_init=5, seed=7, **kwargs)
+  # The five starts, drawn one after another from the seed's stream (the
+  # first is the single start's).
+  stream = np.random.RandomState(7)
+  px, py = xt / xt.sum(), xa / xa.sum()
+  finals = [C._stc_from_init(px, py, 4, 4, 4, 1.0, 5, stream).objectives[-1]  # pylint: disable=protected-access
+            for _ in range(5)]
+  assert finals[0] == pytest.approx(one.objectives[-1])
+  assert len(set(np.round(finals, 7))) > 1  # the starts differ
+  assert five.objectives[-1] == pytest.approx(min(finals))
+  with pytest.raises(C.ClusteringInputError, match="n_init must be at least"):
+    C.self_taught_clustering(xt, xa, 4, n_init=0, **kwargs)
+
+
 def test_stc_objective_matches_sum_of_coclustering_losses():
   rng = np.random.default_rng(2)
   px, py = rng.random((5, 4)), rng.random((6, 4))

@@ -148,12 +148,16 @@ class STCResult(NamedTuple):
 def self_taught_clustering(x_target, x_aux, n_clusters: int, *,
                            n_aux_clusters: int | None = None,
                            n_feature_clusters: int = 64, lam: float = 1.0,
-                           n_iter: int = 20, seed: int = 0) -> STCResult:
+                           n_iter: int = 20, n_init: int = 1,
+                           seed: int = 0) -> STCResult:
   """Self-taught clustering of ``x_target`` with auxiliary data ``x_aux``.
 
   Initialisation (label-free): k-means (seeded) on the rows of ``p(Z|x)`` of
   the target and of the auxiliary data, and on the rows of ``p(X, Y | z)``
-  (the features described by both data sets).
+  (the features described by both data sets). With ``n_init > 1`` the
+  algorithm runs from that many initialisations (one random stream, seeded
+  by ``seed``) and keeps the run with the lowest final objective, as
+  k-means does with its ``n_init``: a label-free choice.
 
   Args:
     x_target: non-negative ``(N_x, M)``.
@@ -163,6 +167,7 @@ def self_taught_clustering(x_target, x_aux, n_clusters: int, *,
     n_feature_clusters: shared feature clusters.
     lam: weight ``lambda`` of the auxiliary term.
     n_iter: iterations (stops early when no assignment changes).
+    n_init: initialisations; the run with the lowest objective is kept.
     seed: initialisation.
 
   Returns:
@@ -190,9 +195,23 @@ def self_taught_clustering(x_target, x_aux, n_clusters: int, *,
     if not 1 <= k <= n:
       raise ClusteringInputError(
           f"{k} clusters of {what} but there are {n}; use between 1 and {n}.")
+  if int(n_init) < 1:
+    raise ClusteringInputError(
+        f"n_init must be at least 1 (the initialisations to run), got "
+        f"{n_init!r}.")
   px = xt / xt.sum()
   py = xa / xa.sum()
   rng = np.random.RandomState(seed)
+  best = None
+  for _ in range(int(n_init)):
+    result = _stc_from_init(px, py, k_x, k_y, k_z, lam, n_iter, rng)
+    if best is None or result.objectives[-1] < best.objectives[-1]:
+      best = result
+  return best
+
+
+def _stc_from_init(px, py, k_x, k_y, k_z, lam, n_iter, rng) -> STCResult:
+  """One STC run from a k-means initialisation drawn with ``rng``."""
   x_rows = _kmeans_labels(_rownorm(px), k_x, rng)
   y_rows = _kmeans_labels(_rownorm(py), k_y, rng)
   cols = _kmeans_labels(np.concatenate([_rownorm(px.T), _rownorm(py.T)], 1),

@@ -286,7 +286,8 @@ def _run_clustering(config, workdir):
   labels = {}
   stc = clustering_lib.self_taught_clustering(
       xt_nn, xa_nn, k, n_feature_clusters=int(c.n_feature_clusters),
-      lam=float(c.lam), n_iter=int(c.n_iter), seed=seed)
+      lam=float(c.lam), n_iter=int(c.n_iter),
+      n_init=int(c.get("n_init", 1)), seed=seed)
   labels["stc"] = stc.labels
   labels["kmeans"] = clustering_lib.kmeans(xt, k, seed=seed)
   labels["spectral"] = clustering_lib.spectral(xt, k, seed=seed)
