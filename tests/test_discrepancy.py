@@ -36,7 +36,7 @@ def _build(name, **options):
 
 
 def _align(m, batch):
-  params, state = m.init(jax.random.key(0), batch)
+  params, state = jax.jit(m.init)(jax.random.key(0), batch)
   hp = {k: jnp.float32(v) for k, v in m.hparams.items()}
   _, (metrics, _) = m.loss(params, state, batch, jax.random.key(1),
                            jnp.int32(5), hp)

@@ -1,6 +1,7 @@
 """Domain generalisation: losses against NumPy, every algorithm's step,
 multi-domain tasks and their errors, the DG configs through the trainer."""
 
+import functools
 import json
 
 import jax
@@ -140,21 +141,23 @@ def test_every_algorithm_takes_a_step(name):
   batch = {"xs": x, "ys": np.tile([0, 1, 2], 4).astype(np.int32),
            "ds": np.repeat(np.arange(3), 4).astype(np.int32),
            "ws": np.ones(12, np.float32), "xt": x[:1]}
-  params, state = method.init(jax.random.key(0), batch)
+  # Jitted as in the trainer's step (one compile, not one per operation).
+  params, state = jax.jit(method.init)(jax.random.key(0), batch)
   hp = {k: jnp.float32(v) for k, v in method.hparams.items()}
   hp["lr"] = jnp.float32(0.01)
   if method.update is not None:
     tx = optax.sgd(1.0)
-    new, _, _, metrics = method.update(
+    update = jax.jit(functools.partial(method.update, tx=tx))
+    new, _, _, metrics = update(
         params, state, method.init_opt(tx, params), batch, jax.random.key(1),
-        jnp.int32(0), hp, tx=tx, lr=jnp.float32(0.01))
+        jnp.int32(0), hp, lr=jnp.float32(0.01))
     assert np.isfinite(metrics["loss"])
     diff = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), new, params)
     assert max(jax.tree.leaves(diff)) > 0
     return
-  (value, (metrics, _)), grads = jax.value_and_grad(
-      method.loss, has_aux=True)(params, state, batch, jax.random.key(1),
-                                 jnp.int32(0), hp)
+  (value, (metrics, _)), grads = jax.jit(jax.value_and_grad(
+      method.loss, has_aux=True))(params, state, batch, jax.random.key(1),
+                                  jnp.int32(0), hp)
   assert np.isfinite(value)
   norms = [float(jnp.abs(g).max()) for g in jax.tree.leaves(grads)]
   assert np.all(np.isfinite(norms)) and max(norms) > 0
@@ -310,7 +313,7 @@ def test_optimizer_reset_restarts_adam_at_the_anneal_step(name):
            "ds": np.repeat(np.arange(3), 4).astype(np.int32),
            "ws": np.ones(12, np.float32), "xt": x[:1]}
   tx = optax.adam(1.0)
-  params, state = plain.init(jax.random.key(0), batch)
+  params, state = jax.jit(plain.init)(jax.random.key(0), batch)
   hp = {k: jnp.float32(v) for k, v in plain.hparams.items()}
   hp["lr"] = jnp.float32(0.01)
   # Adam's moments after a few updates, far from a fresh state.

@@ -77,7 +77,7 @@ def mlp_setups():
   for name in DEEP_METHODS:
     m = make_method(name)
     batch = make_batch()
-    params, state = m.init(jax.random.key(0), batch)
+    params, state = jax.jit(m.init)(jax.random.key(0), batch)
     out[name] = (m, params, state, batch)
   return out
 
@@ -136,7 +136,7 @@ def test_instance_weights_enter_the_classification_loss(name, mlp_setups):
 def test_labelled_target_examples_add_a_supervised_term():
   m = make_method("dan")
   batch = make_batch(labelled=3)
-  params, state = m.init(jax.random.key(0), batch)
+  params, state = jax.jit(m.init)(jax.random.key(0), batch)
   f = loss_and_grad(m)
   hp = hparams_of(m)
   with_tl = f(params, state, batch, jax.random.key(0), jnp.int32(1), hp)
@@ -153,7 +153,7 @@ def test_gradient_reversal_features_ascend_discriminator_descends(name):
   along the discriminator's, and the reversed gradient scales with lambda."""
   m = make_method(name, disc_dropout=0.0)
   batch = {**make_batch(), "ws": np.zeros(8, np.float32)}  # domain loss only
-  params, state = m.init(jax.random.key(0), batch)
+  params, state = jax.jit(m.init)(jax.random.key(0), batch)
   f = loss_and_grad(m)
   key, step = jax.random.key(0), jnp.int32(10)  # end of the ramp
   hp1, hp2 = hparams_of(m, **{"lambda": 1.0}), hparams_of(m, **{"lambda": 2.0})
@@ -194,7 +194,7 @@ def test_cdan_randomized_map_state():
 def test_ddan_carries_the_mu_estimator():
   m, = [make_method("ddan")]
   batch = make_batch()
-  params, state = m.init(jax.random.key(0), batch)
+  params, state = jax.jit(m.init)(jax.random.key(0), batch)
   f = loss_and_grad(m)
   (_, (metrics, new_state)), _ = f(params, state, batch, jax.random.key(0),
                                    jnp.int32(3), hparams_of(m))
@@ -207,7 +207,7 @@ def test_ddan_carries_the_mu_estimator():
 def test_sdt_soft_labels_are_per_class_source_averages():
   m = make_method("sdt")
   batch = make_batch(labelled=3)
-  params, state = m.init(jax.random.key(0), batch)
+  params, state = jax.jit(m.init)(jax.random.key(0), batch)
   f = loss_and_grad(m)
   (_, (metrics, new_state)), _ = f(params, state, batch, jax.random.key(0),
                                    jnp.int32(3), hparams_of(m))
@@ -225,7 +225,7 @@ def test_image_networks(name):
   model = get_model("lenet", NUM_CLASSES, conv_features=(4, 4), hidden=(8,))
   m = make_method(name, model=model)
   batch = make_batch(shape=(4, 8, 8, 1))
-  params, state = m.init(jax.random.key(0), batch)
+  params, state = jax.jit(m.init)(jax.random.key(0), batch)
   (loss, (metrics, _)), grads = loss_and_grad(m)(
       params, state, batch, jax.random.key(1), jnp.int32(2), hparams_of(m))
   assert np.isfinite(float(loss))
@@ -268,7 +268,7 @@ def test_config_files(name):
 def test_unknown_layer_is_named():
   m = make_method("ddc", layers=("nope",))
   batch = make_batch()
-  params, state = m.init(jax.random.key(0), batch)
+  params, state = jax.jit(m.init)(jax.random.key(0), batch)
   with pytest.raises(KeyError, match="nope"):
     m.loss(params, state, batch, jax.random.key(0), jnp.int32(0),
            hparams_of(m))
@@ -278,7 +278,7 @@ def test_losses_are_the_library_functions():
   """DDC (biased) is exactly tlax.losses.linear_mmd of the embeddings."""
   m = make_method("ddc", loss="linear_mmd", loss_kwargs={})
   batch = make_batch()
-  params, state = m.init(jax.random.key(0), batch)
+  params, state = jax.jit(m.init)(jax.random.key(0), batch)
   _, (metrics, _) = m.loss(params, state, batch, jax.random.key(0),
                            jnp.int32(0), hparams_of(m))
   fs = m.features(params, state, batch["xs"])["embedding"]
@@ -290,7 +290,7 @@ def test_losses_are_the_library_functions():
 def test_ddc_default_is_the_unbiased_linear_mmd():
   m = make_method("ddc")
   batch = make_batch()
-  params, state = m.init(jax.random.key(0), batch)
+  params, state = jax.jit(m.init)(jax.random.key(0), batch)
   _, (metrics, _) = m.loss(params, state, batch, jax.random.key(0),
                            jnp.int32(0), hparams_of(m))
   fs = m.features(params, state, batch["xs"])["embedding"]
@@ -311,7 +311,7 @@ def test_align_start_holds_alignment_off_then_ramps(name, ramped):
   m0 = make_method(name, total_steps=total)
   m = make_method(name, total_steps=total, align_start=start)
   batch = make_batch()
-  params, state = m.init(jax.random.key(0), batch)
+  params, state = jax.jit(m.init)(jax.random.key(0), batch)
   f = loss_and_grad(m)
   f0 = loss_and_grad(m0)
   hp = hparams_of(m)
@@ -361,7 +361,7 @@ def test_forward_domains_split_equals_concat_without_batch_statistics():
   model = get_model("lenet", NUM_CLASSES, conv_features=(4, 6), hidden=(8,))
   m = make_method("dann", model=model)
   batch = make_batch(shape=(4, 8, 8, 1), labelled=2)
-  params, state = m.init(jax.random.key(0), batch)
+  params, state = jax.jit(m.init)(jax.random.key(0), batch)
   assert not state["model"]
   (v1, (o1, _)), g1 = _forward_both(model, params, state, batch, "concat")
   (v2, (o2, _)), g2 = _forward_both(model, params, state, batch, "split")
@@ -395,7 +395,7 @@ def test_forward_domains_keeps_one_call_for_batchnorm_models():
   classify = common.classifier_fn(model)
   batch = make_batch()
   batch["xt"] = batch["xt"] * 3.0  # another scale: per-domain stats differ
-  params, state = m.init(jax.random.key(0), batch)
+  params, state = jax.jit(m.init)(jax.random.key(0), batch)
   assert state["model"]
   assert common.resolve_forward_mode("auto", state) == "concat"
   forward = jax.jit(

@@ -51,7 +51,7 @@ def test_mcd_update_trains_generator_and_both_classifiers():
   model = get_model("mlp", K, hidden=(16,))
   m = mcd.mcd(model, K, total_steps=10, n_gen=2)
   batch = _batch()
-  params, state = m.init(jax.random.key(0), batch)
+  params, state = jax.jit(m.init)(jax.random.key(0), batch)
   assert set(params) == {"model", "classifier2"}
   tx = optax.sgd(1.0)
   opt = m.init_opt(tx, params)
@@ -71,7 +71,7 @@ def test_mcd_generator_phase_lowers_the_discrepancy():
   model = get_model("mlp", K, hidden=(16,))
   m = mcd.mcd(model, K, total_steps=10, n_gen=8)
   batch = _batch()
-  params, state = m.init(jax.random.key(0), batch)
+  params, state = jax.jit(m.init)(jax.random.key(0), batch)
   tx = optax.sgd(1.0)
   opt = m.init_opt(tx, params)
   _, _, _, metrics = _run(m, params, state, opt, batch, 0, tx)
@@ -82,7 +82,7 @@ def test_adda_stages():
   model = get_model("mlp", K, hidden=(16,))
   m = adda.adda(model, K, total_steps=4, disc_hidden=(8,))
   batch = _batch()
-  params, state = m.init(jax.random.key(0), batch)
+  params, state = jax.jit(m.init)(jax.random.key(0), batch)
   tx = optax.adam(1.0)
   opt = m.init_opt(tx, params)
   # Source stage: M_s and C learn, M_t follows, D does not move.

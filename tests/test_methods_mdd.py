@@ -23,7 +23,7 @@ def _setup(**options):
            "ys": np.arange(8, dtype=np.int32) % K,
            "ws": np.zeros(8, np.float32),  # the discrepancy term only
            "xt": (r.randn(8, 5) + 1.0).astype(np.float32)}
-  params, state = m.init(jax.random.key(0), batch)
+  params, state = jax.jit(m.init)(jax.random.key(0), batch)
   return m, params, state, batch
 
 

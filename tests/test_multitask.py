@@ -34,7 +34,7 @@ def _batch(rng):
 def test_loss_heads_and_gradients():
   m = _method()
   batch = _batch(np.random.default_rng(0))
-  params, state = m.init(jax.random.key(0), batch)
+  params, state = jax.jit(m.init)(jax.random.key(0), batch)
   assert set(params) == {"model", "task_heads"}
   assert params["task_heads"]["source"]["head"]["kernel"].shape == (8, 3)
 
@@ -65,7 +65,7 @@ def test_loss_heads_and_gradients():
 def test_needs_labelled_target_examples():
   m = _method()
   batch = _batch(np.random.default_rng(0))
-  params, state = m.init(jax.random.key(0), batch)
+  params, state = jax.jit(m.init)(jax.random.key(0), batch)
   del batch["xtl"], batch["ytl"]
   with pytest.raises(ValueError, match="target_labeled_per_class"):
     m.loss(params, state, batch, jax.random.key(1), 0,

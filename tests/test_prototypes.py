@@ -130,7 +130,7 @@ def _model_and_batch(n=12):
 def test_method_loss_is_finite_and_predict_uses_prototypes(name, options):
   model, batch = _model_and_batch()
   method = methods.METHODS[name](model, 4, total_steps=10, **options)
-  params, state = method.init(jax.random.key(0), batch)
+  params, state = jax.jit(method.init)(jax.random.key(0), batch)
   hp = {k: jnp.float32(v) for k, v in method.hparams.items()}
   grad_fn = jax.jit(jax.grad(method.loss, has_aux=True))
   grads, (metrics, state) = grad_fn(params, state, batch, jax.random.key(1),
@@ -146,7 +146,7 @@ def test_method_loss_is_finite_and_predict_uses_prototypes(name, options):
 def test_supcon_batch_of_singletons_gives_no_nan():
   model, batch = _model_and_batch(4)  # four classes, once each
   method = methods.METHODS["supcon"](model, 4, total_steps=1)
-  params, state = method.init(jax.random.key(0), batch)
+  params, state = jax.jit(method.init)(jax.random.key(0), batch)
   value, _ = method.loss(params, state, batch, jax.random.key(1),
                          jnp.int32(0), {"lambda": jnp.float32(1.0)})
   assert float(value) == 0.0

@@ -176,7 +176,7 @@ def _tiny_pretrained():
   model = lenet.LeNet(10, conv_features=(4, 8), hidden=(16,))
   x = jnp.asarray(np.random.default_rng(0).uniform(size=(6, 16, 16, 1)),
                   jnp.float32)
-  teacher = model.init(jax.random.key(42), x)["params"]
+  teacher = jax.jit(model.init)(jax.random.key(42), x)["params"]
   pre = transfer.Pretrained(params=teacher, reinit=("^model/head/",))
   return model, x, teacher, pre
 
@@ -211,16 +211,17 @@ def test_magnitude_prune_keeps_pruned_weights_at_zero():
   m = methods.get_method("magnitude_prune")(model, 10, total_steps=1,
                                             pretrained=pre, prune_ratio=0.5)
   batch = {"xs": x, "ys": jnp.arange(6) % 10}
-  params, state = m.init(jax.random.key(0), batch)
+  params, state = jax.jit(m.init)(jax.random.key(0), batch)
   mask = state["prune_mask"]
   assert abs(float(mask["conv2"]["kernel"].mean()) - 0.5) < 0.05
   assert float(mask["head"]["kernel"].mean()) == 1.0
   # The forward pass equals the teacher with the pruned kernel zeroed.
   masked = jax.tree.map(lambda w, k: w * k, params["model"], mask)
-  np.testing.assert_allclose(m.predict(params, state, x),
-                             model.apply({"params": masked}, x)[0],
+  np.testing.assert_allclose(jax.jit(m.predict)(params, state, x),
+                             jax.jit(model.apply)({"params": masked}, x)[0],
                              rtol=1e-6)
-  grads = jax.grad(lambda p: m.loss(p, state, batch, None, 0, {})[0])(params)
+  grads = jax.jit(jax.grad(
+      lambda p: m.loss(p, state, batch, None, 0, {})[0]))(params)
   g = np.asarray(grads["model"]["conv2"]["kernel"])
   assert (g[np.asarray(mask["conv2"]["kernel"]) == 0] == 0).all()
 
@@ -250,10 +251,11 @@ def test_fine_prune_removes_the_dormant_neurons_of_the_teacher():
   # The pruned neurons do not reach the output, even when they are active.
   masked = jax.tree.map(lambda w, k: w * k, params["model"],
                         state["prune_mask"])
-  np.testing.assert_allclose(m.predict(params, state, x),
-                             model.apply({"params": masked}, x)[0],
+  np.testing.assert_allclose(jax.jit(m.predict)(params, state, x),
+                             jax.jit(model.apply)({"params": masked}, x)[0],
                              rtol=1e-6)
-  grads = jax.grad(lambda p: m.loss(p, state, batch, None, 0, {})[0])(params)
+  grads = jax.jit(jax.grad(
+      lambda p: m.loss(p, state, batch, None, 0, {})[0]))(params)
   assert (np.asarray(grads["model"]["head"]["kernel"])[pruned] == 0).all()
   with pytest.raises(ValueError, match="match no Dense or Conv"):
     m = methods.get_method("fine_prune")(model, 10, total_steps=1,
@@ -275,24 +277,26 @@ def test_clean_distill_pulls_fresh_layers_to_the_teachers_features():
   xt = x[::-1] * 0.5
   batch = {"xs": x, "ys": jnp.zeros(6, jnp.int32), "xtl": x[:3],
            "ytl": jnp.arange(3), "xt": xt}
-  params, state = m.init(jax.random.key(0), batch)
+  params, state = jax.jit(m.init)(jax.random.key(0), batch)
   assert not np.allclose(params["model"]["fc1"]["kernel"],
                          teacher["fc1"]["kernel"])
   hp = {"distill_weight": jnp.float32(2.0)}
   value, (metrics, _) = jax.jit(m.loss)(params, state, batch, None, 0, hp)
   # numpy reference over the labelled and the unlabelled inputs.
   inputs = jnp.concatenate([x[:3], xt], 0)
-  _, f_s = model.apply({"params": params["model"]}, inputs)
-  _, f_t = model.apply({"params": teacher}, inputs)
+  apply = jax.jit(model.apply)
+  _, f_s = apply({"params": params["model"]}, inputs)
+  _, f_t = apply({"params": teacher}, inputs)
   want = np.mean((np.asarray(f_s["fc1"]) - np.asarray(f_t["fc1"])) ** 2)
   np.testing.assert_allclose(metrics["distill_distance"], want, rtol=1e-5)
   np.testing.assert_allclose(value, metrics["cls_loss"] + 2.0 * want,
                              rtol=1e-5)
-  grads = jax.grad(lambda p: m.loss(p, state, batch, None, 0, hp)[0])(params)
+  grads = jax.jit(jax.grad(
+      lambda p: m.loss(p, state, batch, None, 0, hp)[0]))(params)
   assert float(jnp.abs(grads["model"]["fc1"]["kernel"]).sum()) > 0
   # The student equal to the teacher below the head: nothing to distil.
   same = {"model": {**teacher, "head": params["model"]["head"]}}
-  _, (metrics, _) = m.loss(same, state, batch, None, 0, hp)
+  _, (metrics, _) = jax.jit(m.loss)(same, state, batch, None, 0, hp)
   assert float(metrics["distill_distance"]) == pytest.approx(0.0, abs=1e-10)
   with pytest.raises(ValueError, match="distill_layers"):
     bad = methods.get_method("clean_distill")(
@@ -304,13 +308,14 @@ def test_delta_loss_adds_the_attention_weighted_term():
   model, x, teacher, pre = _tiny_pretrained()
   m = methods.get_method("delta")(model, 10, total_steps=1, pretrained=pre)
   batch = {"xs": x, "ys": jnp.arange(6) % 10}
-  params, state = m.init(jax.random.key(0), batch)
+  params, state = jax.jit(m.init)(jax.random.key(0), batch)
   hp = {"delta_alpha": jnp.float32(1.0), "delta_beta": jnp.float32(0.0)}
-  loss, (metrics, _) = jax.jit(m.loss)(params, state, batch, None, 0, hp)
+  loss_fn = jax.jit(m.loss)
+  loss, (metrics, _) = loss_fn(params, state, batch, None, 0, hp)
   # At initialisation the student's body is the teacher's: no distance.
   assert float(metrics["delta_feature_map"]) == pytest.approx(0.0, abs=1e-6)
   moved = jax.tree.map(lambda w: w * 1.1, params)
-  _, (metrics, _) = m.loss(moved, state, batch, None, 0, hp)
+  _, (metrics, _) = loss_fn(moved, state, batch, None, 0, hp)
   assert float(metrics["delta_feature_map"]) > 0
   assert np.isfinite(float(loss))
   with pytest.raises(ValueError, match="delta_layers"):

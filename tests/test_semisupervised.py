@@ -102,7 +102,7 @@ def test_factory_loss_runs_and_evaluates_with_the_ema(name):
                                         ("fix", "flex", "free", "soft")) else (
                                             _method_and_batch(
                                                 semisupervised.METHODS[name]))
-  params, state = method.init(jax.random.key(0), batch)
+  params, state = jax.jit(method.init)(jax.random.key(0), batch)
   hparams = {k: jnp.float32(v) for k, v in method.hparams.items()}
   (value, (metrics, new_state)), grads = jax.jit(jax.value_and_grad(
       method.loss, has_aux=True))(params, state, batch, jax.random.key(1),
@@ -128,7 +128,7 @@ def test_alignment_only_methods_align_the_embeddings(name, loss):
   # Without augmentation (pad 0, no flip) and with an MLP without dropout,
   # the aligned features are the network's embeddings of xs and xt.
   method, batch = _method_and_batch(semisupervised.METHODS[name], pad=0)
-  params, state = method.init(jax.random.key(0), batch)
+  params, state = jax.jit(method.init)(jax.random.key(0), batch)
   _, (metrics, _) = method.loss(params, state, batch, jax.random.key(1),
                                 jnp.int32(0), {"lambda": jnp.float32(1.0)})
   feats = contract.apply_classifier(
@@ -147,10 +147,11 @@ def test_class_conditional_alignment_weights_target_classes_by_softmax(name):
   # classes weighted by the softmax of its logits.
   options = {"pad": 0} if name == "lmmd_align" else {"pad": 0, "num_ops": 1}
   method, batch = _method_and_batch(semisupervised.METHODS[name], **options)
-  params, state = method.init(jax.random.key(0), batch)
+  params, state = jax.jit(method.init)(jax.random.key(0), batch)
   hparams = {k: jnp.float32(v) for k, v in method.hparams.items()}
-  _, (metrics, _) = method.loss(params, state, batch, jax.random.key(1),
-                                jnp.int32(0), hparams)
+  _, (metrics, _) = jax.jit(method.loss)(params, state, batch,
+                                         jax.random.key(1), jnp.int32(0),
+                                         hparams)
   logits, feats = contract.apply_classifier(
       models.get_model("mlp", 10, hidden=(16,)), params, state,
       jnp.concatenate([batch["xs"], batch["xt"]]), train=True,
@@ -173,12 +174,13 @@ def test_dann_alignment_reverses_the_domain_gradient(name):
   # network gets it reversed and scaled by lambda (at the end of the ramp).
   options = {"pad": 0} if name == "dann_align" else {"pad": 0, "num_ops": 1}
   method, batch = _method_and_batch(semisupervised.METHODS[name], **options)
-  params, state = method.init(jax.random.key(0), batch)
+  params, state = jax.jit(method.init)(jax.random.key(0), batch)
   assert set(params) == {"model", "discriminator"}
   assert set(state["ema"]) == set(params["model"])  # no EMA of the classifier
   model = models.get_model("mlp", 10, hidden=(16,))
   rng, step = jax.random.key(1), jnp.int32(10)
 
+  @jax.jit
   def grads(lam):
     hparams = {k: jnp.float32(v) for k, v in method.hparams.items()}
     hparams["lambda"] = jnp.float32(lam)
@@ -195,11 +197,11 @@ def test_dann_alignment_reverses_the_domain_gradient(name):
     return losses.dann_domain_loss(d[:4], d[4:])
 
   if name == "dann_align":
-    _, (metrics, _) = method.loss(params, state, batch, rng, step,
-                                  {"lambda": jnp.float32(1.0)})
+    _, (metrics, _) = jax.jit(method.loss)(params, state, batch, rng, step,
+                                           {"lambda": jnp.float32(1.0)})
     np.testing.assert_allclose(float(metrics["align_loss"]),
-                               float(domain_loss(params)), rtol=1e-5)
-  g_dom = jax.grad(domain_loss)(params)
+                               float(jax.jit(domain_loss)(params)), rtol=1e-5)
+  g_dom = jax.jit(jax.grad(domain_loss))(params)
   g0, g2 = grads(0.0), grads(2.0)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4,
                                                        atol=1e-6),
@@ -211,7 +213,7 @@ def test_dann_alignment_reverses_the_domain_gradient(name):
 
 def test_ema_update_and_threshold_state_carried():
   method, batch = _method_and_batch(semisupervised.freematch, num_ops=1)
-  params, state = method.init(jax.random.key(0), batch)
+  params, state = jax.jit(method.init)(jax.random.key(0), batch)
   hparams = {k: jnp.float32(v) for k, v in method.hparams.items()}
   _, (_, new_state) = method.loss(params, state, batch, jax.random.key(1),
                                   jnp.int32(0), hparams)
