@@ -31,10 +31,10 @@ STEPS = 12
 TIMING_KEYS = {"elapsed", "steps_per_sec"}
 RESULT_TIMING_KEYS = {"wall_time_s", "process_time_s", "images_per_sec",
                       "checkpoint"}
-# Parameters after vmapped steps equal the sequential ones to float32
-# rounding (bit for bit for this MLP on the CPU; batched convolutions may be
-# reduced in another order, docs/many_runs.md).
-RTOL, ATOL = 1e-6, 1e-7
+# Parameters after vmapped or scanned steps equal the sequential ones to
+# float32 rounding: the programs differ, and XLA may fuse and reduce in
+# another order (docs/many_runs.md).
+RTOL, ATOL = 1e-6, 1e-6
 
 
 def _task(seed=0, dim=16):

@@ -1,5 +1,7 @@
 """Methods that own their update: MCD's three phases, ADDA's two stages."""
 
+import functools
+
 import jax
 from jax import test_util as jtu
 import jax.numpy as jnp
@@ -89,11 +91,14 @@ def test_adda_stages():
   p1, s1, o1, met = _run(m, params, state, opt, batch, 0, tx)
   assert float(met["adapting"]) == 0.0
   assert not _same(p1["model"], params["model"])
-  assert _same(p1["target_encoder"], p1["model"])
+  # (to float32 rounding: XLA may compute the one update in two fusions)
+  jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-6),
+               p1["target_encoder"], p1["model"])
   assert _same(p1["discriminator"], params["discriminator"])
   x = batch["xt"]
   src_logits, _ = model.apply({"params": p1["model"]}, x)
-  np.testing.assert_allclose(m.predict(p1, s1, x), src_logits, rtol=1e-6)
+  np.testing.assert_allclose(m.predict(p1, s1, x), src_logits, rtol=1e-6,
+                             atol=1e-6)
   # Adaptation stage: M_s and C frozen, M_t and D learn.
   p2, s2, _, met = _run(m, p1, s1, o1, batch, 2, tx)
   assert float(met["adapting"]) == 1.0
