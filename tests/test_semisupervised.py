@@ -116,7 +116,8 @@ def test_factory_loss_runs_and_evaluates_with_the_ema(name):
     assert {"threshold", "threshold_min", "threshold_max"} <= set(metrics)
   # predict uses the EMA kept in the state, not the raw parameters.
   zeros = jax.tree.map(jnp.zeros_like, state["ema"])
-  logits = method.predict(params, {**state, "ema": zeros}, batch["xt"])
+  logits = jax.jit(method.predict)(params, {**state, "ema": zeros},
+                                   batch["xt"])
   np.testing.assert_allclose(np.asarray(logits), 0.0)
   del grads
 
@@ -129,8 +130,9 @@ def test_alignment_only_methods_align_the_embeddings(name, loss):
   # the aligned features are the network's embeddings of xs and xt.
   method, batch = _method_and_batch(semisupervised.METHODS[name], pad=0)
   params, state = jax.jit(method.init)(jax.random.key(0), batch)
-  _, (metrics, _) = method.loss(params, state, batch, jax.random.key(1),
-                                jnp.int32(0), {"lambda": jnp.float32(1.0)})
+  _, (metrics, _) = jax.jit(method.loss)(params, state, batch,
+                                         jax.random.key(1), jnp.int32(0),
+                                         {"lambda": jnp.float32(1.0)})
   feats = contract.apply_classifier(
       models.get_model("mlp", 10, hidden=(16,)), params, state,
       jnp.concatenate([batch["xs"], batch["xt"]]), train=True,
@@ -215,8 +217,9 @@ def test_ema_update_and_threshold_state_carried():
   method, batch = _method_and_batch(semisupervised.freematch, num_ops=1)
   params, state = jax.jit(method.init)(jax.random.key(0), batch)
   hparams = {k: jnp.float32(v) for k, v in method.hparams.items()}
-  _, (_, new_state) = method.loss(params, state, batch, jax.random.key(1),
-                                  jnp.int32(0), hparams)
+  _, (_, new_state) = jax.jit(method.loss)(params, state, batch,
+                                           jax.random.key(1), jnp.int32(0),
+                                           hparams)
   assert float(new_state["threshold"]["tau"]) != float(
       state["threshold"]["tau"])
   # EMA of identical parameters stays put.
