@@ -34,8 +34,10 @@ os.environ.setdefault("TLAX_CACHE_DIR", str(_REPO / ".pytest_cache" / "tlax"))
 # jaxlib 0.10's XLA:CPU also compiles these programs about a quarter faster
 # with its classic elementwise fusion emitters than with the MLIR fusion
 # emitters it uses by default (same kernels for convolutions and matrix
-# products). The flag is set only for that jaxlib: XLA aborts on a flag it
-# does not know, and other versions may not have this one.
+# products). One value computed in two fusions may then differ in the last
+# bit, so tests comparing two programs allow float32 rounding. The flag is
+# set only for that jaxlib: XLA aborts on a flag it does not know, and other
+# versions may not have this one.
 def _jaxlib_minor() -> tuple[int, ...]:
   from importlib import metadata  # pylint: disable=g-import-not-at-top
   try:
