@@ -64,8 +64,11 @@ def test_stc_restarts_keep_the_run_with_the_lowest_objective():
   # first is the single start's).
   stream = np.random.RandomState(7)
   px, py = xt / xt.sum(), xa / xa.sum()
-  finals = [C._stc_from_init(px, py, 4, 4, 4, 1.0, 5, stream).objectives[-1]  # pylint: disable=protected-access
-            for _ in range(5)]
+  jpx, jpy = jnp.asarray(px, jnp.float32), jnp.asarray(py, jnp.float32)
+  finals = [
+      C._stc_from_init(  # pylint: disable=protected-access
+          px, py, jpx, jpy, 4, 4, 4, 1.0, 5, stream).objectives[-1]
+      for _ in range(5)]
   assert finals[0] == pytest.approx(one.objectives[-1])
   assert len(set(np.round(finals, 7))) > 1  # the starts differ
   assert five.objectives[-1] == pytest.approx(min(finals))

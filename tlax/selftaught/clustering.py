@@ -202,22 +202,26 @@ def self_taught_clustering(x_target, x_aux, n_clusters: int, *,
   px = xt / xt.sum()
   py = xa / xa.sum()
   rng = np.random.RandomState(seed)
+  # The joint distributions on the device once, for every start.
+  jpx, jpy = jnp.asarray(px, jnp.float32), jnp.asarray(py, jnp.float32)
   best = None
   for _ in range(int(n_init)):
-    result = _stc_from_init(px, py, k_x, k_y, k_z, lam, n_iter, rng)
+    result = _stc_from_init(px, py, jpx, jpy, k_x, k_y, k_z, lam, n_iter,
+                            rng)
     if best is None or result.objectives[-1] < best.objectives[-1]:
       best = result
   return best
 
 
-def _stc_from_init(px, py, k_x, k_y, k_z, lam, n_iter, rng) -> STCResult:
-  """One STC run from a k-means initialisation drawn with ``rng``."""
+def _stc_from_init(px, py, jpx, jpy, k_x, k_y, k_z, lam, n_iter, rng
+                   ) -> STCResult:
+  """One STC run from a k-means initialisation drawn with ``rng``
+  (``px``, ``py``: NumPy; ``jpx``, ``jpy``: the same as float32 arrays)."""
   x_rows = _kmeans_labels(_rownorm(px), k_x, rng)
   y_rows = _kmeans_labels(_rownorm(py), k_y, rng)
   cols = _kmeans_labels(np.concatenate([_rownorm(px.T), _rownorm(py.T)], 1),
                         k_z, rng)
   dtype = jnp.float32
-  jpx, jpy = jnp.asarray(px, dtype), jnp.asarray(py, dtype)
   state = tuple(jnp.asarray(a) for a in (x_rows, y_rows, cols))
   obj = lambda s: float(stc_objective(jpx, jpy, *s, k_x, k_y, k_z, lam))
   objectives = [obj(state)]
