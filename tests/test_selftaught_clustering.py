@@ -64,10 +64,11 @@ def test_stc_restarts_keep_the_run_with_the_lowest_objective():
   # first is the single start's).
   stream = np.random.RandomState(7)
   px, py = xt / xt.sum(), xa / xa.sum()
+  rows = C._init_rows(px, py)  # pylint: disable=protected-access
   jpx, jpy = jnp.asarray(px, jnp.float32), jnp.asarray(py, jnp.float32)
   finals = [
       C._stc_from_init(  # pylint: disable=protected-access
-          px, py, jpx, jpy, 4, 4, 4, 1.0, 5, stream).objectives[-1]
+          rows, jpx, jpy, 4, 4, 4, 1.0, 5, stream).objectives[-1]
       for _ in range(5)]
   assert finals[0] == pytest.approx(one.objectives[-1])
   assert len(set(np.round(finals, 7))) > 1  # the starts differ

@@ -202,25 +202,28 @@ def self_taught_clustering(x_target, x_aux, n_clusters: int, *,
   px = xt / xt.sum()
   py = xa / xa.sum()
   rng = np.random.RandomState(seed)
-  # The joint distributions on the device once, for every start.
+  # Computed once for every start: the rows k-means initialises from and
+  # the joint distributions on the device.
+  rows = _init_rows(px, py)
   jpx, jpy = jnp.asarray(px, jnp.float32), jnp.asarray(py, jnp.float32)
   best = None
   for _ in range(int(n_init)):
-    result = _stc_from_init(px, py, jpx, jpy, k_x, k_y, k_z, lam, n_iter,
-                            rng)
+    result = _stc_from_init(rows, jpx, jpy, k_x, k_y, k_z, lam, n_iter, rng)
     if best is None or result.objectives[-1] < best.objectives[-1]:
       best = result
   return best
 
 
-def _stc_from_init(px, py, jpx, jpy, k_x, k_y, k_z, lam, n_iter, rng
+def _stc_from_init(rows, jpx, jpy, k_x, k_y, k_z, lam, n_iter, rng
                    ) -> STCResult:
-  """One STC run from a k-means initialisation drawn with ``rng``
-  (``px``, ``py``: NumPy; ``jpx``, ``jpy``: the same as float32 arrays)."""
-  x_rows = _kmeans_labels(_rownorm(px), k_x, rng)
-  y_rows = _kmeans_labels(_rownorm(py), k_y, rng)
-  cols = _kmeans_labels(np.concatenate([_rownorm(px.T), _rownorm(py.T)], 1),
-                        k_z, rng)
+  """One STC run from a k-means initialisation drawn with ``rng``.
+
+  ``rows``: ``p(Z|x)``, ``p(Z|y)`` and the features' ``p(X, Y | z)`` (NumPy)
+  for k-means; ``jpx``, ``jpy``: the joint distributions as float32 arrays.
+  """
+  x_rows = _kmeans_labels(rows[0], k_x, rng)
+  y_rows = _kmeans_labels(rows[1], k_y, rng)
+  cols = _kmeans_labels(rows[2], k_z, rng)
   dtype = jnp.float32
   state = tuple(jnp.asarray(a) for a in (x_rows, y_rows, cols))
   obj = lambda s: float(stc_objective(jpx, jpy, *s, k_x, k_y, k_z, lam))
@@ -234,6 +237,14 @@ def _stc_from_init(px, py, jpx, jpy, k_x, k_y, k_z, lam, n_iter, rng
     if not changed:
       break
   return STCResult(*(np.asarray(a) for a in state), np.asarray(objectives))
+
+
+def _init_rows(px, py):
+  """``p(Z|x)``, ``p(Z|y)`` and the features' ``p(X, Y | z)``: the rows
+  k-means clusters to initialise the target, auxiliary and feature
+  clusters."""
+  return (_rownorm(px), _rownorm(py),
+          np.concatenate([_rownorm(px.T), _rownorm(py.T)], 1))
 
 
 def _rownorm(p):
