@@ -30,16 +30,18 @@ from experiments import pages
 from experiments.configs.safe import transfer as safe_config
 
 TARGETS = safe_config.TARGETS
-# output_kl compares the teacher's and the student's outputs and
-# finetune_head keeps the teacher's head: only for a student with the
-# teacher's label space.
-SAME_LABELS_ONLY = ("output_kl", "finetune_head")
+# output_kl compares the teacher's and the student's outputs, and
+# finetune_head, clean_distill_head and peer_distill_head keep the
+# teacher's head: only for a student with the teacher's label space.
+SAME_LABELS_ONLY = ("output_kl", "finetune_head", "clean_distill_head",
+                    "peer_distill_head")
 # Plain fine-tuning, the baseline of the targets: the whole teacher, head
 # included, where the target has the teacher's classes; else a new head.
 BASELINES = ("finetune_head", "finetune")
 # Rows of the table across target-data sizes (``--sizes``), per target,
 # where the preset has finished runs.
-SIZE_ROWS = ("finetune_head", "finetune", "linear_probe", "reinit_top")
+SIZE_ROWS = ("finetune_head", "finetune", "linear_probe", "reinit_top",
+             "clean_distill_head", "peer_distill", "peer_distill_head")
 _TARGETS = _SEEDS = _PRESETS = _ROOT = _OUT = _PLOT = _TEACHER = None
 _LABELS = _TABLE_ONLY = _NOTES = _SIZES = _BACKDOOR = None
 BACKDOORS = ("badnets", "latent")
@@ -574,8 +576,16 @@ def page(table, targets, seeds, teacher, checks, plot, command,
       "coverage on the target, the rest re-initialised, then fine-tuning), "
       "`clean_distill` (fc1, fc2 and the head re-initialised and taught the "
       "teacher's fc1 and fc2 features on the clean target inputs, weight "
-      "1), `scratch` (no teacher: the floor). Hyper-parameters were set "
-      "beforehand, not tuned on these tables.", ""]
+      "1), `clean_distill_head` (the same with the teacher's head kept: "
+      "fc1 and fc2 re-initialised and taught; same label space only; which "
+      "layers to re-initialise was chosen on USPS students with 2 labels per "
+      "class, seeds 0-2), `peer_distill` (fc1, fc2 and the head "
+      "re-initialised, taught the labels and, on the clean target inputs, "
+      "the predictions of a plainly fine-tuned peer trained beside it, "
+      "weight 1, temperature 1), `peer_distill_head` (the same with the "
+      "teacher's head kept by both; same label space only), `scratch` (no "
+      "teacher: the floor). "
+      "Hyper-parameters were set beforehand, not tuned on these tables.", ""]
   out += ["## Targets", ""] + (checks or ["- no finished runs"]) + [""]
   for t in targets:
     out += [f"## SynDigits teacher -> {t}", "",

@@ -267,6 +267,98 @@ def test_fine_prune_removes_the_dormant_neurons_of_the_teacher():
                                      pretrained=pre, prune_ratio=1.0)
 
 
+@pytest.mark.parametrize("preset,method,reinit", [
+    ("clean_distill_head", "clean_distill", ("fc1", "fc2")),
+    ("peer_distill", "peer_distill", ("fc1", "fc2", "head")),
+    ("peer_distill_head", "peer_distill", ("fc1", "fc2"))])
+def test_distillation_presets(preset, method, reinit):
+  from experiments import safe_transfer  # pylint: disable=g-import-not-at-top
+  c = safe_config.get_config(f"{preset},mnist")
+  assert c.method.name == method
+  assert tuple(c.finetune.reinit) == tuple(f"^model/{l}/" for l in reinit)
+  # A preset that keeps the teacher's head needs the teacher's classes.
+  assert (preset in safe_transfer.SAME_LABELS_ONLY) == ("head" not in reinit)
+
+
+def test_clean_distill_head_keeps_the_teachers_head():
+  model, x, teacher, _ = _tiny_pretrained()
+  pre = transfer.Pretrained(params=teacher, reinit=("^model/fc1/",))
+  m = methods.get_method("clean_distill")(model, 10, total_steps=1,
+                                          pretrained=pre,
+                                          distill_layers=("fc1",))
+  batch = {"xs": x, "ys": jnp.zeros(6, jnp.int32), "xtl": x[:3],
+           "ytl": jnp.arange(3), "xt": x[::-1]}
+  params, _ = jax.jit(m.init)(jax.random.key(0), batch)
+  np.testing.assert_array_equal(params["model"]["head"]["kernel"],
+                                teacher["head"]["kernel"])
+  assert not np.allclose(params["model"]["fc1"]["kernel"],
+                         teacher["fc1"]["kernel"])
+
+
+def test_peer_distill_teaches_fresh_layers_a_fine_tuned_peers_outputs():
+  model, x, teacher, _ = _tiny_pretrained()
+  pre = transfer.Pretrained(params=teacher,
+                            reinit=("^model/fc1/", "^model/head/"))
+  m = methods.get_method("peer_distill")(model, 10, total_steps=1,
+                                         pretrained=pre, temperature=2.0)
+  xt = x[::-1] * 0.5
+  batch = {"xs": x, "ys": jnp.zeros(6, jnp.int32), "xtl": x[:3],
+           "ytl": jnp.arange(3), "xt": xt}
+  params, state = jax.jit(m.init)(jax.random.key(0), batch)
+  # The student's fc1 and head are fresh; the peer is the whole teacher
+  # with the student's initial head.
+  assert not np.allclose(params["model"]["fc1"]["kernel"],
+                         teacher["fc1"]["kernel"])
+  np.testing.assert_array_equal(params["peer"]["fc1"]["kernel"],
+                                teacher["fc1"]["kernel"])
+  np.testing.assert_array_equal(params["peer"]["head"]["kernel"],
+                                params["model"]["head"]["kernel"])
+  hp = {"distill_weight": jnp.float32(0.5)}
+  value, (metrics, _) = jax.jit(m.loss)(params, state, batch, None, 0, hp)
+  # numpy reference: both cross-entropies on the labelled inputs, the KL
+  # (peer || student) at temperature 2 over labelled and unlabelled inputs.
+  inputs = jnp.concatenate([x[:3], xt], 0)
+  apply = jax.jit(model.apply)
+  s_logits = np.asarray(apply({"params": params["model"]}, inputs)[0],
+                        np.float64)
+  p_logits = np.asarray(apply({"params": params["peer"]}, inputs)[0],
+                        np.float64)
+
+  def log_softmax(z):
+    z = z - z.max(-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(-1, keepdims=True))
+
+  y = np.arange(3)
+  ce = -log_softmax(s_logits[:3])[np.arange(3), y].mean()
+  peer_ce = -log_softmax(p_logits[:3])[np.arange(3), y].mean()
+  lp, ls = log_softmax(p_logits / 2.0), log_softmax(s_logits / 2.0)
+  kl = (np.exp(lp) * (lp - ls)).sum(-1).mean() * 4.0
+  np.testing.assert_allclose(metrics["cls_loss"], ce, rtol=1e-5)
+  np.testing.assert_allclose(metrics["peer_cls_loss"], peer_ce, rtol=1e-5)
+  np.testing.assert_allclose(metrics["peer_kl"], kl, rtol=1e-4)
+  np.testing.assert_allclose(value, ce + peer_ce + 0.5 * kl, rtol=1e-5)
+  # The KL term moves the student only: the peer's gradient is that of its
+  # own cross-entropy.
+  grads = jax.jit(jax.grad(
+      lambda p: m.loss(p, state, batch, None, 0, hp)[0]))(params)
+  peer_only = jax.jit(jax.grad(
+      lambda p: m.loss(p, state, batch, None, 0, hp)[1][0]["peer_cls_loss"]
+  ))(params)
+  for a, b in zip(jax.tree.leaves(grads["peer"]),
+                  jax.tree.leaves(peer_only["peer"])):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+  assert float(jnp.abs(grads["model"]["fc1"]["kernel"]).sum()) > 0
+  # A student equal to its peer has nothing to learn from it.
+  same = {**params, "model": params["peer"]}
+  _, (metrics, _) = jax.jit(m.loss)(same, state, batch, None, 0, hp)
+  assert float(metrics["peer_kl"]) == pytest.approx(0.0, abs=1e-6)
+  with pytest.raises(ValueError, match="temperature"):
+    methods.get_method("peer_distill")(model, 10, total_steps=1,
+                                       pretrained=pre, temperature=0.0)
+  with pytest.raises(ValueError, match="source model"):
+    methods.get_method("peer_distill")(model, 10, total_steps=1)
+
+
 def test_clean_distill_pulls_fresh_layers_to_the_teachers_features():
   model, x, teacher, _ = _tiny_pretrained()
   pre = transfer.Pretrained(params=teacher,
@@ -362,8 +454,9 @@ def test_quick_run_of_each_preset(preset, teacher_dir, finetune_run,
                                   tmp_path):
   if preset == "finetune":
     config, tmp_path, result = finetune_run
+  from experiments import safe_transfer  # pylint: disable=g-import-not-at-top
   overrides = {}
-  if preset in ("output_kl", "finetune_head"):  # the teacher's ten classes
+  if preset in safe_transfer.SAME_LABELS_ONLY:  # the teacher's ten classes
     overrides = {"target": "digits/sklearn", "domain_options": (
         ml_collections.ConfigDict({"target": {}}))}
   if preset != "finetune":

@@ -72,7 +72,8 @@ from tlax.methods import safe as _safe  # pylint: disable=g-import-not-at-top,wr
 # Safe transfer: fine-tuning that reduces inherited defects.
 METHODS.update({"delta": _safe.delta, "magnitude_prune": _safe.magnitude_prune,
                 "fine_prune": _safe.fine_prune, "remos": _safe.remos,
-                "clean_distill": _safe.clean_distill})
+                "clean_distill": _safe.clean_distill,
+                "peer_distill": _safe.peer_distill})
 
 
 def get_method(name: str) -> Callable[..., Method]:

@@ -20,6 +20,9 @@ they keep of it:
   rules re-initialise learn the teacher's features on clean target inputs
   only (feature distillation), so they copy what the teacher computes on
   the target's data and not what it computes on a trigger;
+* :func:`peer_distill` (``"peer_distill"``): the student's top layers
+  start fresh and learn the labels and, on clean target inputs only, the
+  predictions of a plainly fine-tuned peer trained beside it;
 * :func:`remos` (``"remos"``): ReMoS (Zhang et al., 2022) keeps the slice of
   the teacher relevant to the target data (weights with a large contribution
   ``|w| * coverage`` of their input neuron on the student's data),
@@ -569,4 +572,86 @@ def clean_distill(model, num_classes: int, *, total_steps: int,
 
   return conservative._finetune_method(  # pylint: disable=protected-access
       model, pretrained, name="clean_distill", extra=extra, loss=loss,
+      hparams={"distill_weight": distill_weight})
+
+
+def peer_distill(model, num_classes: int, *, total_steps: int,
+                 pretrained: transfer.Pretrained | None = None,
+                 distill_weight: float = 1.0,
+                 temperature: float = 1.0) -> contract.Method:
+  r"""A fresh-topped student taught by a plainly fine-tuned peer on clean data.
+
+  Two networks train together from the teacher. The peer ``p`` is plain
+  fine-tuning: every teacher weight, with the student's initial head (the
+  student's own, re-initialised or kept by ``config.finetune.reinit``). The
+  student ``s`` starts from the teacher with the layers of
+  ``config.finetune.reinit`` (for a backdoor, the top layers) fresh. Both
+  learn the labelled target examples, and the student also matches the
+  peer's predictions on every target input of the batch, labelled and
+  unlabelled:
+
+  .. math::
+
+    L = CE(s(x_l), y_l) + CE(p(x_l), y_l)
+        + \beta T^2 \frac1n \sum_x KL\big(\sigma(p(x) / T) \,\|\,
+                                          \sigma(s(x) / T)\big)
+
+  with the peer's side held constant in the KL term. The peer brings what
+  fine-tuning gains from the whole teacher on the target's own data, the
+  unlabelled examples included; the student's fresh layers receive it only
+  as outputs on clean inputs, so nothing teaches them how the teacher's
+  top layers react to a trigger. ``predict`` is the student's; the peer is
+  ``params["peer"]``.
+
+  Args:
+    model, num_classes, total_steps: as
+      :func:`tlax.methods.conservative.finetune`.
+    pretrained: the teacher (required).
+    distill_weight: ``beta`` (hparam ``distill_weight``).
+    temperature: ``T`` of the softened predictions.
+
+  Raises:
+    ValueError: without ``pretrained``, or a temperature that is not
+      positive.
+  """
+  del num_classes, total_steps
+  _require_teacher("peer_distill", pretrained)
+  if not temperature > 0:
+    raise ValueError(f"config.method.temperature must be > 0, got "
+                     f"{temperature}.")
+  classify = common.classifier_fn(model)
+  teacher_params = jax.tree.map(jnp.asarray, pretrained.params)
+
+  def extra(rng, batch, params, state):
+    del rng, batch
+    peer = {**teacher_params, "head": jax.tree.map(jnp.array,
+                                                   params["model"]["head"])}
+    return {"peer": peer}, {"peer": jax.tree.map(jnp.array, state["model"])}
+
+  def loss(params, state, batch, rng, step, hparams):
+    del step
+    x, y = conservative.labelled_inputs(batch)
+    n = x.shape[0]
+    inputs = jnp.concatenate([x, batch["xt"]], 0) if "xt" in batch else x
+    rng_s, rng_p = (jax.random.split(rng) if rng is not None
+                    else (None, None))
+    logits, _, state = classify(params, state, inputs, train=True,
+                                rng=rng_s)
+    peer_logits, _, state = contract.apply_classifier(
+        model, params, state, inputs, train=True, rng=rng_p, key="peer")
+    ce = contract.weighted_cross_entropy(logits[:n], y)
+    peer_ce = contract.weighted_cross_entropy(peer_logits[:n], y)
+    t = temperature
+    target = jax.nn.softmax(jax.lax.stop_gradient(peer_logits) / t, -1)
+    log_s = jax.nn.log_softmax(logits / t, -1)
+    kl = jnp.mean(jnp.sum(
+        target * (jnp.log(jnp.clip(target, 1e-12)) - log_s), -1)) * t * t
+    value = ce + peer_ce + hparams["distill_weight"] * kl
+    metrics = {"loss": value, "cls_loss": ce, "peer_cls_loss": peer_ce,
+               "peer_kl": kl, "train_acc": contract.accuracy(logits[:n], y),
+               "peer_train_acc": contract.accuracy(peer_logits[:n], y)}
+    return value, (metrics, state)
+
+  return conservative._finetune_method(  # pylint: disable=protected-access
+      model, pretrained, name="peer_distill", extra=extra, loss=loss,
       hparams={"distill_weight": distill_weight})

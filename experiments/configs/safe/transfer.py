@@ -55,6 +55,16 @@ Config argument ``<preset>[,<target>][,quick]``; target ``usps`` (default),
   ``clean_distill``: fc1, fc2 and the head re-initialised (as
     ``reinit_top``) and taught the teacher's fc1 and fc2 features on the
     clean target inputs (method ``clean_distill``);
+  ``clean_distill_head``: the same with the teacher's head kept (fc1 and
+    fc2 re-initialised and taught on clean target inputs; only for a
+    target with the teacher's classes);
+  ``peer_distill``: fc1, fc2 and the head re-initialised (as
+    ``reinit_top``), taught the labels and, on the clean target inputs, the
+    predictions of a plainly fine-tuned peer (the whole teacher, a new
+    head) trained beside it (method ``peer_distill``);
+  ``peer_distill_head``: the same with the teacher's head kept by both (fc1
+    and fc2 re-initialised; the peer is ``finetune_head``; only for a
+    target with the teacher's classes);
   ``scratch``: the same network trained from scratch (no teacher: the
     floor of what can be inherited).
 ``quick``: a tiny teacher and student on embedded data (tests).
@@ -69,6 +79,7 @@ from experiments.configs import pretrain
 PRESETS = ("finetune", "finetune_head", "linear_probe", "layer_transfer",
            "reinit_top", "reinit_fc2", "l2sp", "output_kl", "lora", "delta",
            "magnitude_prune", "fine_prune", "remos", "clean_distill",
+           "clean_distill_head", "peer_distill", "peer_distill_head",
            "scratch")
 
 # The student targets by short name (the config argument, the page script).
@@ -223,6 +234,15 @@ def get_config(arg: str | None = None):
   elif preset == "clean_distill":
     c.method.name = preset
     c.finetune.reinit = ("^model/fc1/", "^model/fc2/", "^model/head/")
+  elif preset == "peer_distill":
+    c.method.name = preset
+    c.finetune.reinit = ("^model/fc1/", "^model/fc2/", "^model/head/")
+  elif preset == "peer_distill_head":
+    c.method.name = "peer_distill"
+    c.finetune.reinit = ("^model/fc1/", "^model/fc2/")
+  elif preset == "clean_distill_head":
+    c.method.name = "clean_distill"
+    c.finetune.reinit = ("^model/fc1/", "^model/fc2/")
   elif preset == "scratch":
     # The teacher is still trained (and its defects measured) but the
     # student starts from a fresh initialisation: all of it re-initialised.
