@@ -267,6 +267,13 @@ def test_fine_prune_removes_the_dormant_neurons_of_the_teacher():
                                      pretrained=pre, prune_ratio=1.0)
 
 
+def test_signed_points_never_read_minus_zero():
+  from experiments import safe_transfer  # pylint: disable=g-import-not-at-top
+  assert safe_transfer._signed(-0.04) == "+0.0"
+  assert safe_transfer._signed(-0.06) == "-0.1"
+  assert safe_transfer._signed(1.25) == "+1.2"
+
+
 @pytest.mark.parametrize("preset,method,reinit", [
     ("clean_distill_head", "clean_distill", ("fc1", "fc2")),
     ("peer_distill", "peer_distill", ("fc1", "fc2", "head")),
