@@ -582,8 +582,9 @@ def peer_distill(model, num_classes: int, *, total_steps: int,
   r"""A fresh-topped student taught by a plainly fine-tuned peer on clean data.
 
   Two networks train together from the teacher. The peer ``p`` is plain
-  fine-tuning: every teacher weight, with the student's initial head (the
-  student's own, re-initialised or kept by ``config.finetune.reinit``). The
+  fine-tuning: every teacher weight, with the student's initial ``head``
+  (re-initialised or kept by ``config.finetune.reinit``) and the student's
+  initial values for any layer the teacher lacks. The
   student ``s`` starts from the teacher with the layers of
   ``config.finetune.reinit`` (for a backdoor, the top layers) fresh. Both
   learn the labelled target examples, and the student also matches the
@@ -624,8 +625,12 @@ def peer_distill(model, num_classes: int, *, total_steps: int,
 
   def extra(rng, batch, params, state):
     del rng, batch
-    peer = {**teacher_params, "head": jax.tree.map(jnp.array,
-                                                   params["model"]["head"])}
+    # The teacher's layers, the student's own where the teacher has none
+    # (its head among them, whether re-initialised or kept).
+    peer = {k: jax.tree.map(jnp.array, params["model"][k]
+                            if k == "head" or k not in teacher_params
+                            else teacher_params[k])
+            for k in params["model"]}
     return {"peer": peer}, {"peer": jax.tree.map(jnp.array, state["model"])}
 
   def loss(params, state, batch, rng, step, hparams):
