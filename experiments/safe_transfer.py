@@ -501,8 +501,7 @@ NOTES = """\
   *above* its accuracy, on letters with 9-31% at 0.0-2.7 points below
   (2.7 at 50 labels). With the latent backdoor on letters it is met at 50,
   10 and 5 labels (22%, 27% and 35% of fine-tuning's DIR, at -0.6, +0.7
-  and +1.3 points)
-  and not at 2, where it keeps 13.3% against fine-tuning's 27.8% (48%) at
+  and +1.3 points) and not at 2, where it keeps 13.3% against fine-tuning's 27.8% (48%) at
   +0.4 points ({doc}`results_safe_transfer_latent_seeds_l50` and the pages
   per size; at 50 labels these runs' fine-tuning keeps 56.6 ± 19.0% where
   {doc}`results_safe_transfer_latent_seeds` has 54.9 ± 17.9%: that page's
@@ -512,8 +511,8 @@ NOTES = """\
   missed the target with BadNets (MNIST at 2 labels; letters at 50, 10 and
   5), those that cut the DIR below 40% of fine-tuning's lost 4.1-17.9
   points: their fresh layers learn from the labelled examples alone. Here
-  they also learn from the peer on the unlabelled images, which is also why the MNIST student ends above
-  fine-tuning. The adversarial DIR falls too (MNIST 10.6-21.1% against
+  they also learn from the peer on the unlabelled images, which is also
+  why the MNIST student ends above fine-tuning. The adversarial DIR falls too (MNIST 10.6-21.1% against
   36.9-44.4%; letters 64.6-78.8% against 84.4-91.4%). The cost: two
   networks train, about four times fine-tuning's wall time in these runs
   (19-22 s against 5-6 s per student, two runs sharing the 2-core CPU).

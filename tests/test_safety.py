@@ -181,6 +181,21 @@ def _tiny_pretrained():
   return model, x, teacher, pre
 
 
+def _distill_case(name, reinit, **options):
+  """The distillation method ``name`` on the tiny teacher with ``reinit``
+  fresh, a batch of 3 labelled and 6 unlabelled target inputs, and its
+  initial parameters and state."""
+  model, x, teacher, _ = _tiny_pretrained()
+  pre = transfer.Pretrained(params=teacher, reinit=reinit)
+  m = methods.get_method(name)(model, 10, total_steps=1, pretrained=pre,
+                               **options)
+  xt = x[::-1] * 0.5
+  batch = {"xs": x, "ys": jnp.zeros(6, jnp.int32), "xtl": x[:3],
+           "ytl": jnp.arange(3), "xt": xt}
+  params, state = jax.jit(m.init)(jax.random.key(0), batch)
+  return model, x, xt, teacher, pre, m, batch, params, state
+
+
 @pytest.mark.slow
 def test_remos_keeps_the_relevant_slice_and_reinitialises_the_rest():
   model, x, teacher, pre = _tiny_pretrained()
@@ -288,14 +303,8 @@ def test_distillation_presets(preset, method, reinit):
 
 
 def test_clean_distill_head_keeps_the_teachers_head():
-  model, x, teacher, _ = _tiny_pretrained()
-  pre = transfer.Pretrained(params=teacher, reinit=("^model/fc1/",))
-  m = methods.get_method("clean_distill")(model, 10, total_steps=1,
-                                          pretrained=pre,
-                                          distill_layers=("fc1",))
-  batch = {"xs": x, "ys": jnp.zeros(6, jnp.int32), "xtl": x[:3],
-           "ytl": jnp.arange(3), "xt": x[::-1]}
-  params, _ = jax.jit(m.init)(jax.random.key(0), batch)
+  _, _, _, teacher, _, _, _, params, _ = _distill_case(
+      "clean_distill", ("^model/fc1/",), distill_layers=("fc1",))
   np.testing.assert_array_equal(params["model"]["head"]["kernel"],
                                 teacher["head"]["kernel"])
   assert not np.allclose(params["model"]["fc1"]["kernel"],
@@ -303,15 +312,8 @@ def test_clean_distill_head_keeps_the_teachers_head():
 
 
 def test_peer_distill_teaches_fresh_layers_a_fine_tuned_peers_outputs():
-  model, x, teacher, _ = _tiny_pretrained()
-  pre = transfer.Pretrained(params=teacher,
-                            reinit=("^model/fc1/", "^model/head/"))
-  m = methods.get_method("peer_distill")(model, 10, total_steps=1,
-                                         pretrained=pre, temperature=2.0)
-  xt = x[::-1] * 0.5
-  batch = {"xs": x, "ys": jnp.zeros(6, jnp.int32), "xtl": x[:3],
-           "ytl": jnp.arange(3), "xt": xt}
-  params, state = jax.jit(m.init)(jax.random.key(0), batch)
+  model, x, xt, teacher, pre, m, batch, params, state = _distill_case(
+      "peer_distill", ("^model/fc1/", "^model/head/"), temperature=2.0)
   # The student's fc1 and head are fresh; the peer is the whole teacher
   # with the student's initial head.
   assert not np.allclose(params["model"]["fc1"]["kernel"],
@@ -367,16 +369,9 @@ def test_peer_distill_teaches_fresh_layers_a_fine_tuned_peers_outputs():
 
 
 def test_clean_distill_pulls_fresh_layers_to_the_teachers_features():
-  model, x, teacher, _ = _tiny_pretrained()
-  pre = transfer.Pretrained(params=teacher,
-                            reinit=("^model/fc1/", "^model/head/"))
-  m = methods.get_method("clean_distill")(model, 10, total_steps=1,
-                                          pretrained=pre,
-                                          distill_layers=("fc1",))
-  xt = x[::-1] * 0.5
-  batch = {"xs": x, "ys": jnp.zeros(6, jnp.int32), "xtl": x[:3],
-           "ytl": jnp.arange(3), "xt": xt}
-  params, state = jax.jit(m.init)(jax.random.key(0), batch)
+  model, x, xt, teacher, pre, m, batch, params, state = _distill_case(
+      "clean_distill", ("^model/fc1/", "^model/head/"),
+      distill_layers=("fc1",))
   assert not np.allclose(params["model"]["fc1"]["kernel"],
                          teacher["fc1"]["kernel"])
   hp = {"distill_weight": jnp.float32(2.0)}

@@ -147,6 +147,16 @@ def _target_inputs(batch) -> Array:
   return jnp.concatenate(xs, 0) if xs else batch["xs"]
 
 
+def _labelled_then_unlabelled(batch) -> tuple[Array, Array]:
+  """``(inputs, y)``: the labelled examples a fine-tuning method trains on
+  (:func:`tlax.methods.conservative.labelled_inputs`), then the batch's
+  unlabelled target inputs, if any; ``y`` labels the first ``len(y)``."""
+  x, y = conservative.labelled_inputs(batch)
+  if "xt" in batch:
+    x = jnp.concatenate([x, batch["xt"]], 0)
+  return x, y
+
+
 def _kernel_paths(model_params, exclude) -> list[tuple[str, ...]]:
   out = []
   for path, leaf in transfer.flatten(model_params).items():
@@ -543,9 +553,8 @@ def clean_distill(model, num_classes: int, *, total_steps: int,
 
   def loss(params, state, batch, rng, step, hparams):
     del step
-    x, y = conservative.labelled_inputs(batch)
-    n = x.shape[0]
-    inputs = jnp.concatenate([x, batch["xt"]], 0) if "xt" in batch else x
+    inputs, y = _labelled_then_unlabelled(batch)
+    n = y.shape[0]
     logits, feats, state = classify(params, state, inputs, train=True,
                                     rng=rng)
     logits = logits[:n]
@@ -635,9 +644,8 @@ def peer_distill(model, num_classes: int, *, total_steps: int,
 
   def loss(params, state, batch, rng, step, hparams):
     del step
-    x, y = conservative.labelled_inputs(batch)
-    n = x.shape[0]
-    inputs = jnp.concatenate([x, batch["xt"]], 0) if "xt" in batch else x
+    inputs, y = _labelled_then_unlabelled(batch)
+    n = y.shape[0]
     rng_s, rng_p = (jax.random.split(rng) if rng is not None
                     else (None, None))
     logits, _, state = classify(params, state, inputs, train=True,

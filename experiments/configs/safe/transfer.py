@@ -95,6 +95,29 @@ TARGET_OPTIONS = {
 }
 
 
+_FC = ("^model/fc1/", "^model/fc2/")
+_HEAD = ("^model/head/",)
+# The presets of this module beyond experiments/configs/finetune.py's:
+# preset -> (the method's name, the re-initialisation rules); None keeps
+# what finetune.apply_preset set.
+_SAFE_PRESETS = {
+    "finetune_head": (None, ()),
+    "reinit_top": (None, _FC + _HEAD),
+    "reinit_fc2": (None, ("^model/fc2/",) + _HEAD),
+    "delta": ("delta", None),
+    "magnitude_prune": ("magnitude_prune", None),
+    "fine_prune": ("fine_prune", None),
+    "remos": ("remos", None),
+    "clean_distill": ("clean_distill", _FC + _HEAD),
+    "clean_distill_head": ("clean_distill", _FC),
+    "peer_distill": ("peer_distill", _FC + _HEAD),
+    "peer_distill_head": ("peer_distill", _FC),
+    # The teacher is still trained (and its defects measured) but the
+    # student starts from a fresh initialisation: all of it re-initialised.
+    "scratch": (None, ("^model/",)),
+}
+
+
 def teacher_config(quick: bool = False) -> ml_collections.ConfigDict:
   """The teacher's pretraining run (its source and model are the main
   config's ``source`` and ``model``): the default pretraining size of
@@ -223,30 +246,11 @@ def get_config(arg: str | None = None):
         {"target": TARGET_OPTIONS[target]})
 
   finetune.apply_preset(c, preset)  # linear_probe, layer_transfer, l2sp, ...
-  if preset == "finetune_head":
-    c.finetune.reinit = ()
-  elif preset == "reinit_top":
-    c.finetune.reinit = ("^model/fc1/", "^model/fc2/", "^model/head/")
-  elif preset == "reinit_fc2":
-    c.finetune.reinit = ("^model/fc2/", "^model/head/")
-  elif preset in ("delta", "magnitude_prune", "fine_prune", "remos"):
-    c.method.name = preset
-  elif preset == "clean_distill":
-    c.method.name = preset
-    c.finetune.reinit = ("^model/fc1/", "^model/fc2/", "^model/head/")
-  elif preset == "peer_distill":
-    c.method.name = preset
-    c.finetune.reinit = ("^model/fc1/", "^model/fc2/", "^model/head/")
-  elif preset == "peer_distill_head":
-    c.method.name = "peer_distill"
-    c.finetune.reinit = ("^model/fc1/", "^model/fc2/")
-  elif preset == "clean_distill_head":
-    c.method.name = "clean_distill"
-    c.finetune.reinit = ("^model/fc1/", "^model/fc2/")
-  elif preset == "scratch":
-    # The teacher is still trained (and its defects measured) but the
-    # student starts from a fresh initialisation: all of it re-initialised.
-    c.finetune.reinit = ("^model/",)
+  method, reinit = _SAFE_PRESETS.get(preset, (None, None))
+  if method is not None:
+    c.method.name = method
+  if reinit is not None:
+    c.finetune.reinit = reinit
 
   if quick:
     c.quick = True
