@@ -104,11 +104,42 @@ def test_k_too_large_is_skipped_or_raises(tmp_path):
 def test_quick_clustering_config_runs(tmp_path):
   result = train.run_experiment(_config(_CLU, "quick"), tmp_path)
   algs = {"stc", "kmeans", "spectral", "kmeans_selftaught",
-          "spectral_selftaught"}
+          "spectral_selftaught", "stc_pixels", "kmeans_words"}
   assert set(result["nmi"]) == algs and set(result["acc"]) == algs
   assert all(0 <= v <= 100 for v in result["nmi"].values())
   assert result["acc"]["kmeans"] > 40.0           # 5 digit classes
   assert np.all(np.diff(result["stc_objectives"]) <= 1e-5)
+
+
+def test_clustering_visual_words_are_pooled_window_codes_of_the_auxiliary():
+  """STC's image input: non-negative pooled window codes of a dictionary
+  learned on the auxiliary images; None for pixels or feature data."""
+  from tlax.selftaught import run as R  # pylint: disable=g-import-not-at-top
+  config = _config(_CLU, "quick")
+  xa, _, info = R.load_arrays(config.source, config)
+  xt, _, _ = R.load_arrays(config.target, config)
+  shape = info["image_shape"]
+  words_t, words_a = R.visual_words(config, xt[:20], xa, shape, shape)
+  conv = config.learner.conv_sparse_coding
+  assert words_t.shape == (20, conv.pool ** 2 * 2 * conv.n_atoms)
+  assert words_a.shape[0] == len(xa)
+  assert words_t.min() >= 0 and words_a.min() >= 0 and words_t.sum() > 0
+  assert R.visual_words(config, xt, xa, None, None) is None
+  assert R.visual_words(config, xt, xa, shape, (shape[0] + 1, shape[1])) is None
+  config.clustering.image_features = "pixels"
+  assert R.visual_words(config, xt, xa, shape, shape) is None
+  config.clustering.image_features = "sift"
+  with pytest.raises(ValueError, match="image_features='sift'; use "
+                     "'visual_words'"):
+    R.visual_words(config, xt, xa, shape, shape)
+
+
+def test_clustering_on_pixels_has_no_visual_word_columns(tmp_path):
+  config = _config(_CLU, "quick")
+  config.clustering.image_features = "pixels"
+  result = train.run_experiment(config, tmp_path)
+  assert "stc_pixels" not in result["nmi"]
+  assert "kmeans_words" not in result["nmi"]
 
 
 def test_unknown_config_argument():

@@ -16,6 +16,10 @@ clustered with the source as unlabelled auxiliary data. ``result.json`` holds
 ``nmi.<algorithm>`` and ``acc.<algorithm>`` (percent) for ``stc``,
 ``kmeans`` and ``spectral`` on the target alone, and ``kmeans_selftaught``
 and ``spectral_selftaught`` on sparse codes learned from the auxiliary data.
+On image tasks with ``config.clustering.image_features = "visual_words"``,
+``stc`` clusters visual-word counts learned from the auxiliary images
+(:func:`visual_words`), and ``stc_pixels`` (STC on pixel intensities) and
+``kmeans_words`` (k-means on the same visual words) are added.
 
 Domain names:
   * any :func:`tlax.data.load_domain` name; image domains are made grey and
@@ -256,11 +260,36 @@ def _run_classification(config, workdir):
   return result
 
 
+def visual_words(config, x_target, x_aux, target_shape, aux_shape):
+  """``(target, auxiliary)`` visual-word features for STC, or None.
+
+  With ``config.clustering.image_features == "visual_words"`` and images of
+  one shape on both sides: a window dictionary learned on the auxiliary
+  images (:class:`~tlax.selftaught.learners.ConvSparseCoding` with
+  ``config.learner.conv_sparse_coding``, seeded by ``config.seed``), and
+  each image's pooled non-negative window codes (``pool * pool * 2 *
+  n_atoms`` counts of atoms per image region). None for feature data or
+  ``image_features == "pixels"``.
+  """
+  mode = config.clustering.get("image_features", "pixels")
+  if mode not in ("visual_words", "pixels"):
+    raise ValueError(
+        f"config.clustering.image_features={mode!r}; use 'visual_words' "
+        "(STC on window codes learned from the auxiliary images) or "
+        "'pixels'.")
+  if mode == "pixels" or target_shape is None or target_shape != aux_shape:
+    return None
+  learner = learners_lib.ConvSparseCoding(
+      image_shape=target_shape, seed=int(config.seed),
+      **dict(config.learner.conv_sparse_coding)).fit(x_aux)
+  return learner.transform(x_target), learner.transform(x_aux)
+
+
 def _run_clustering(config, workdir):
   del workdir
   seed = int(config.seed)
   c = config.clustering
-  xa, _, _ = load_arrays(config.source, config)
+  xa, _, src_info = load_arrays(config.source, config)
   xt_all, yt, info = load_arrays(config.target, config)
   keep = np.arange(len(yt))
   rng = np.random.default_rng(seed)
@@ -284,10 +313,20 @@ def _run_clustering(config, workdir):
   xt_nn = nonnegative(config.target, xt_all)[keep]
   xa_nn = nonnegative(config.source, xa)
   labels = {}
-  stc = clustering_lib.self_taught_clustering(
-      xt_nn, xa_nn, k, n_feature_clusters=int(c.n_feature_clusters),
-      lam=float(c.lam), n_iter=int(c.n_iter),
-      n_init=int(c.get("n_init", 1)), seed=seed)
+  stc_kwargs = dict(n_feature_clusters=int(c.n_feature_clusters),
+                    lam=float(c.lam), n_iter=int(c.n_iter),
+                    n_init=int(c.get("n_init", 1)), seed=seed)
+  words = visual_words(config, xt, xa, info["image_shape"],
+                       src_info["image_shape"])
+  if words is not None:
+    # Images: STC on visual-word counts learned from the auxiliary images
+    # (as Dai et al. clustered Caltech-256 images by bags of visual words);
+    # STC on pixel intensities and k-means on the same words beside it.
+    labels["stc_pixels"] = clustering_lib.self_taught_clustering(
+        xt_nn, xa_nn, k, **stc_kwargs).labels
+    labels["kmeans_words"] = clustering_lib.kmeans(words[0], k, seed=seed)
+    xt_nn, xa_nn = words
+  stc = clustering_lib.self_taught_clustering(xt_nn, xa_nn, k, **stc_kwargs)
   labels["stc"] = stc.labels
   labels["kmeans"] = clustering_lib.kmeans(xt, k, seed=seed)
   labels["spectral"] = clustering_lib.spectral(xt, k, seed=seed)

@@ -4,10 +4,13 @@ The target (``config.target``) is clustered into its number of classes with
 the source (``config.source``) as unlabelled auxiliary data. Reported per
 algorithm: NMI and Hungarian-matched accuracy (percent), ``nmi.<alg>`` and
 ``acc.<alg>`` in ``result.json``, for ``stc`` (self-taught clustering on
-non-negative data: raw SURF counts for Office-Caltech10, pixel intensities
-for images), ``kmeans`` and ``spectral`` (k-nearest-neighbour graph) on the
-target's own features (z-scored SURF, pixels), and ``kmeans_selftaught`` and
-``spectral_selftaught`` on sparse codes learned from the auxiliary data.
+non-negative data: raw SURF counts for Office-Caltech10; for images, visual
+words: the pooled window codes of ``conv_sparse_coding`` learned on the
+auxiliary images, as in ``classification.py``), ``kmeans`` and ``spectral``
+(k-nearest-neighbour graph) on the target's own features (z-scored SURF,
+pixels), and ``kmeans_selftaught`` and ``spectral_selftaught`` on sparse
+codes learned from the auxiliary data. Image tasks add ``stc_pixels`` (STC
+on pixel intensities) and ``kmeans_words`` (k-means on the visual words).
 
 Settings (a priori, every task): 64 shared feature clusters, lambda = 1, at
 most 20 iterations from each of 10 k-means initialisations, keeping the run
@@ -45,6 +48,9 @@ def get_config(arg: str | None = None):
       "n_feature_clusters": 64, "lam": 1.0, "n_iter": 20, "n_init": 10,
       # Class-balanced target subsets per collection (0 or absent: all).
       "target_size": {"mnist_usps": 500},
+      # Image tasks: STC on visual words learned from the auxiliary images
+      # ("visual_words") or on pixel intensities ("pixels").
+      "image_features": "visual_words",
   })
   c.plots = False
   if arg == "quick":
@@ -55,6 +61,8 @@ def get_config(arg: str | None = None):
     c.clustering.target_size = {"digits": 100}
     c.learner.sparse_coding.update({"n_atoms": 16, "n_iter": 3,
                                     "code_steps": 5, "transform_steps": 10})
+    c.learner.conv_sparse_coding.update({"n_atoms": 16, "n_patches": 2000,
+                                         "n_iter": 3, "code_steps": 5})
   elif arg:
     raise ValueError(f"Unknown config argument {arg!r}; valid: 'quick'.")
   return c
