@@ -267,8 +267,9 @@ def visual_words(config, x_target, x_aux, target_shape, aux_shape):
   one shape on both sides: a window dictionary learned on the auxiliary
   images (:class:`~tlax.selftaught.learners.ConvSparseCoding` with
   ``config.learner.conv_sparse_coding``, seeded by ``config.seed``), and
-  each image's pooled non-negative window codes (``pool * pool * 2 *
-  n_atoms`` counts of atoms per image region). None for feature data or
+  each image's pooled non-negative window codes: ``pool * pool * 2 *
+  n_atoms`` features, each atom's positive and negative code mass in each
+  image region. None for feature data, images of different shapes, or
   ``image_features == "pixels"``.
   """
   mode = config.clustering.get("image_features", "pixels")
