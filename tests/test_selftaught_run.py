@@ -132,6 +132,11 @@ def test_clustering_visual_words_are_pooled_window_codes_of_the_auxiliary():
   with pytest.raises(ValueError, match="image_features='sift'; use "
                      "'visual_words'"):
     R.visual_words(config, xt, xa, shape, shape)
+  config.clustering.image_features = "visual_words"
+  config.learner.conv_sparse_coding.patch = shape[0] + 1
+  with pytest.raises(ValueError, match="larger than the .*"
+                     "image_features='pixels'"):
+    R.visual_words(config, xt, xa, shape, shape)
 
 
 def test_clustering_on_pixels_has_no_visual_word_columns(tmp_path):

@@ -280,9 +280,16 @@ def visual_words(config, x_target, x_aux, target_shape, aux_shape):
         "'pixels'.")
   if mode == "pixels" or target_shape is None or target_shape != aux_shape:
     return None
-  learner = learners_lib.ConvSparseCoding(
-      image_shape=target_shape, seed=int(config.seed),
-      **dict(config.learner.conv_sparse_coding)).fit(x_aux)
+  try:
+    learner = learners_lib.ConvSparseCoding(
+        image_shape=target_shape, seed=int(config.seed),
+        **dict(config.learner.conv_sparse_coding)).fit(x_aux)
+  except learners_lib.FeatureLearnerInputError as e:
+    raise learners_lib.FeatureLearnerInputError(
+        f"{e} (STC's visual words for {config.source} -> {config.target}: "
+        "set config.learner.conv_sparse_coding.*, a larger "
+        "config.image_size, or config.clustering.image_features='pixels'.)"
+    ) from e
   return learner.transform(x_target), learner.transform(x_aux)
 
 
